@@ -1,0 +1,149 @@
+"""``hintpool.AsyncHTTPTransport``: a drop-in for ``httpx.AsyncHTTPTransport``."""
+
+from __future__ import annotations
+
+import ssl
+import types
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+from .._exceptions import UnsupportedConfiguration, as_httpx_errors
+from .._state import PoolStatistics
+from .connection_pool import AsyncConnectionPool
+
+__all__ = ["AsyncHTTPTransport"]
+
+
+class AsyncHTTPTransport(httpx.AsyncBaseTransport):
+    """Send httpx requests through a hint-aware :class:`AsyncConnectionPool`.
+
+    Takes the keyword arguments of ``httpx.AsyncHTTPTransport`` with the same
+    meaning, plus hintpool's own: ``keepalive_margin`` (seconds taken off a
+    server's announced idle timeout, default 1.0), ``max_keepalive_timeout``
+    (cap on announced timeouts, default 600) and ``max_origins`` (how many
+    origins' statistics are remembered once they have no connection left).
+
+    HTTP/2 and proxies are not supported yet: ``http2=True``, ``http1=False``
+    and ``proxy=...`` raise :class:`hintpool.UnsupportedConfiguration`.
+    """
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = httpx.Limits(),  # noqa: B008 - immutable, as in httpx
+        proxy: Any = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[Any] | None = None,
+        *,
+        keepalive_margin: float = 1.0,
+        max_keepalive_timeout: float = 600.0,
+        max_origins: int = 10_000,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        if http2 or not http1:
+            raise UnsupportedConfiguration(
+                "hintpool speaks HTTP/1.1 only: http2=True and http1=False are "
+                "not supported (the Keep-Alive header does not exist in HTTP/2)"
+            )
+        if proxy is not None:
+            raise UnsupportedConfiguration(
+                "hintpool does not support proxies yet; use httpx's own "
+                "transport for proxied requests (e.g. with httpx mounts)"
+            )
+        ssl_context = httpx.create_ssl_context(
+            verify=verify, cert=cert, trust_env=trust_env
+        )
+        ssl_context.set_alpn_protocols(["http/1.1"])
+        self._pool = AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            keepalive_margin=keepalive_margin,
+            max_keepalive_timeout=max_keepalive_timeout,
+            retries=retries,
+            local_address=local_address,
+            uds=uds,
+            socket_options=socket_options,
+            network_backend=network_backend,
+            max_origins=max_origins,
+        )
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The connection pool behind this transport."""
+        return self._pool
+
+    def statistics(self) -> PoolStatistics:
+        return self._pool.statistics()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._pool!r}>"
+
+    async def __aenter__(self) -> AsyncHTTPTransport:
+        await self._pool.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: types.TracebackType | None = None,
+    ) -> None:
+        with as_httpx_errors():
+            await self._pool.__aexit__(exc_type, exc_value, traceback)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        url = request.url
+        req = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme,
+                host=url.raw_host,
+                port=url.port,
+                target=url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with as_httpx_errors():
+            resp = await self._pool.handle_async_request(req)
+        assert isinstance(resp.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=resp.status,
+            headers=resp.headers,
+            stream=AsyncResponseStream(resp.stream),
+            extensions=resp.extensions,
+        )
+
+    async def aclose(self) -> None:
+        with as_httpx_errors():
+            await self._pool.aclose()
+
+
+class AsyncResponseStream(httpx.AsyncByteStream):
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with as_httpx_errors():
+            async for chunk in self._stream:
+                yield chunk
+
+    async def aclose(self) -> None:
+        if hasattr(self._stream, "aclose"):
+            with as_httpx_errors():
+                await self._stream.aclose()

@@ -1,0 +1,206 @@
+"""Connection lifetime policy: pure, no I/O, the clock is passed in.
+
+Theory of operation
+-------------------
+A pooled HTTP/1.1 connection lives through a small state machine::
+
+    NEW --start--> ACTIVE --idle--> IDLE --start--> ACTIVE ...
+                      |               |
+                      +--retire-----> RETIRED   (server's ``max`` used up,
+                      |               |          or it said ``Connection: close``)
+                      |               +--expire--> EXPIRED (idle deadline passed)
+                      +--close------> CLOSED    (error, server hang-up, pool close)
+
+The table :data:`TRANSITIONS` is the whole of it; anything else raises
+:class:`IllegalTransition`, an internal error that tests turn into failures.
+
+After each response's headers the server's ``Keep-Alive`` hint (or its
+absence) sets two numbers for the connection:
+
+* ``idle_window`` -- how long it may sit idle before the pool must stop
+  using it: ``min(timeout, max_timeout) - margin`` for a hinted server
+  (never below 0: a window of 0 means "do not reuse after idle"), the
+  origin's learned timeout minus the margin when one is known, else the
+  pool's ``keepalive_expiry`` (None: no deadline).
+* ``requests_left`` -- ``max`` as the server last said it (Apache counts it
+  down with every response: ``max=0`` marks the last one); without a fresh
+  ``max``, the last known count goes down by one per response.
+
+When the response has been read to its end, :meth:`Lifetime.response_done`
+either turns the connection IDLE with ``idle_deadline = now + idle_window``
+or RETIRED. The pool asks only :meth:`Lifetime.reusable`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from ._hints import KeepAlive
+
+__all__ = ["IllegalTransition", "Lifetime", "LifetimePolicy", "State"]
+
+
+class State(enum.Enum):
+    NEW = "new"
+    ACTIVE = "active"
+    IDLE = "idle"
+    RETIRED = "retired"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+class Event(enum.Enum):
+    START = "start"
+    IDLE = "idle"
+    RETIRE = "retire"
+    EXPIRE = "expire"
+    CLOSE = "close"
+
+
+_S, _E = State, Event
+
+#: (state, event) -> next state. Anything missing is illegal.
+TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
+    (_S.NEW, _E.START): _S.ACTIVE,
+    (_S.NEW, _E.CLOSE): _S.CLOSED,
+    (_S.ACTIVE, _E.IDLE): _S.IDLE,
+    (_S.ACTIVE, _E.RETIRE): _S.RETIRED,
+    (_S.ACTIVE, _E.CLOSE): _S.CLOSED,
+    (_S.IDLE, _E.START): _S.ACTIVE,
+    (_S.IDLE, _E.EXPIRE): _S.EXPIRED,
+    (_S.IDLE, _E.CLOSE): _S.CLOSED,
+    # Closing twice (an error path after the pool already closed the
+    # connection) is harmless and stays where it is.
+    (_S.RETIRED, _E.CLOSE): _S.RETIRED,
+    (_S.EXPIRED, _E.CLOSE): _S.EXPIRED,
+    (_S.CLOSED, _E.CLOSE): _S.CLOSED,
+}
+
+#: States in which the connection is gone for good.
+FINAL_STATES: Final = frozenset({State.RETIRED, State.EXPIRED, State.CLOSED})
+
+
+class IllegalTransition(RuntimeError):
+    """A lifecycle transition the table does not allow: a hintpool bug."""
+
+
+@dataclass(frozen=True)
+class LifetimePolicy:
+    """The pool-wide rules that turn hints into deadlines.
+
+    ``margin``: seconds taken off a server's timeout, so the pool stops using
+    a connection before the server closes it (undici uses 2 s, Node 1 s).
+    ``max_timeout``: cap on any announced timeout (a server saying
+    ``timeout=86400`` still gets its connections recycled).
+    ``keepalive_expiry``: idle time allowed when the server says nothing
+    (httpx's meaning; ``None`` keeps idle connections without a deadline).
+    """
+
+    margin: float = 1.0
+    max_timeout: float = 600.0
+    keepalive_expiry: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.margin >= 0 and math.isfinite(self.margin)):
+            raise ValueError(f"keepalive_margin must be >= 0, got {self.margin!r}")
+        if not (self.max_timeout >= 0):
+            raise ValueError(
+                f"max_keepalive_timeout must be >= 0, got {self.max_timeout!r}"
+            )
+        if self.keepalive_expiry is not None and not (self.keepalive_expiry >= 0):
+            raise ValueError(
+                f"keepalive_expiry must be >= 0 or None, got {self.keepalive_expiry!r}"
+            )
+
+    def idle_window(
+        self, hint: KeepAlive | None, learned_timeout: float | None = None
+    ) -> float:
+        """Seconds a connection may stay idle after a response (inf: no limit)."""
+        timeout = hint.timeout if hint is not None else None
+        if timeout is None:
+            timeout = learned_timeout
+        if timeout is not None:
+            return max(0.0, min(timeout, self.max_timeout) - self.margin)
+        if self.keepalive_expiry is None:
+            return math.inf
+        return self.keepalive_expiry
+
+
+class Lifetime:
+    """Lifecycle state and deadlines of one connection."""
+
+    __slots__ = (
+        "idle_deadline",
+        "idle_since",
+        "last_hint",
+        "requests_left",
+        "requests_served",
+        "state",
+        "will_close",
+    )
+
+    def __init__(self) -> None:
+        self.state = State.NEW
+        self.idle_deadline = math.inf
+        self.idle_since = 0.0
+        self.requests_left: int | None = None
+        self.requests_served = 0
+        self.last_hint: KeepAlive | None = None
+        self.will_close = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Lifetime {self.state.value} served={self.requests_served} "
+            f"left={self.requests_left} deadline={self.idle_deadline:.3f}>"
+        )
+
+    def _go(self, event: Event) -> None:
+        try:
+            self.state = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise IllegalTransition(
+                f"{event.value!r} is not allowed in state {self.state.value!r}"
+            ) from None
+
+    def start_request(self) -> None:
+        self._go(Event.START)
+        self.requests_served += 1
+
+    def response_headers(self, hint: KeepAlive | None, will_close: bool) -> None:
+        """Record what the response headers said about the connection."""
+        if hint is not None:
+            self.last_hint = hint
+        if hint is not None and hint.max is not None:
+            self.requests_left = hint.max
+        elif self.requests_left is not None:
+            self.requests_left = max(0, self.requests_left - 1)
+        self.will_close = will_close
+
+    def response_done(self, now: float, idle_window: float) -> bool:
+        """The response was read to the end: IDLE (True) or RETIRED (False).
+
+        ``idle_window`` comes from :meth:`LifetimePolicy.idle_window`.
+        """
+        if self.will_close or self.requests_left == 0 or idle_window <= 0:
+            self._go(Event.RETIRE)
+            return False
+        self._go(Event.IDLE)
+        self.idle_since = now
+        self.idle_deadline = now + idle_window
+        return True
+
+    def reusable(self, now: float) -> bool:
+        return self.state is State.IDLE and now < self.idle_deadline
+
+    def expire(self) -> None:
+        self._go(Event.EXPIRE)
+
+    def close(self) -> None:
+        self._go(Event.CLOSE)
+
+    @property
+    def retired_by_max(self) -> bool:
+        return self.state is State.RETIRED and self.requests_left == 0

@@ -1,0 +1,153 @@
+"""The few primitives that differ between the async and the sync pool.
+
+Each async name has a sync twin without the ``Async`` prefix, so that
+``scripts/unasync.py`` can generate ``_sync/`` from ``_async/`` by renaming.
+
+The async pool's bookkeeping never awaits between reading and updating its
+state, so on one event loop it needs no lock at all: ``AsyncBookkeepingLock``
+is a no-op. The sync pool is shared between threads and takes a real lock for
+those same short sections, never across I/O.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from typing import Any, Generic, TypeVar
+
+import anyio
+import httpcore
+
+__all__ = [
+    "AsyncBookkeepingLock",
+    "AsyncShieldCancellation",
+    "AsyncWaiter",
+    "BookkeepingLock",
+    "ShieldCancellation",
+    "Waiter",
+    "default_async_backend",
+    "default_sync_backend",
+]
+
+T = TypeVar("T")
+
+
+class AsyncBookkeepingLock:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def BookkeepingLock() -> threading.Lock:
+    return threading.Lock()
+
+
+class AsyncShieldCancellation:
+    """Protect clean-up (closing a connection) from the caller's cancellation."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self) -> None:
+        self._scope = anyio.CancelScope(shield=True)
+
+    def __enter__(self) -> None:
+        self._scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self._scope.__exit__(exc_type, exc, tb)
+
+
+class ShieldCancellation:
+    """Threads cannot be cancelled: nothing to shield."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _WaiterBase(Generic[T]):
+    """A request queued for a connection slot, first come first served.
+
+    The pool's bookkeeping calls :meth:`assign` (under its lock) with what the
+    waiter gets; the waiting task wakes up and takes it. ``cancelled`` is set
+    when the waiter gave up, so the queue can skip it lazily.
+    """
+
+    __slots__ = ("assigned", "cancelled", "key", "result")
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        self.result: T | None = None
+        self.assigned = False
+        self.cancelled = False
+
+    def _wake(self) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def assign(self, result: T) -> None:
+        self.result = result
+        self.assigned = True
+        self._wake()
+
+
+class AsyncWaiter(_WaiterBase[T]):
+    __slots__ = ("_event",)
+
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self._event = anyio.Event()
+
+    def _wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait until assigned; False when ``timeout`` expired first."""
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        return self.assigned
+
+
+class Waiter(_WaiterBase[T]):
+    __slots__ = ("_event",)
+
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self._event = threading.Event()
+
+    def _wake(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        self._event.wait(timeout)
+        return self.assigned
+
+
+def default_async_backend() -> httpcore.AsyncNetworkBackend:
+    """httpcore's native trio backend under trio, its anyio backend otherwise."""
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+        else:
+            return httpcore.TrioBackend()
+    return httpcore.AnyIOBackend()
+
+
+def default_sync_backend() -> httpcore.NetworkBackend:
+    return httpcore.SyncBackend()
