@@ -31,6 +31,7 @@ WORDS = [
     ("default_async_backend", "default_sync_backend"),
     ("handle_async_request", "handle_request"),
     ("async_client", "client"),
+    ("async_sleep", "sleep"),
     ("asynccontextmanager", "contextmanager"),
     ("aclose", "close"),
     ("aread", "read"),
