@@ -113,7 +113,7 @@ async def async_rounds(
         ]
         key = f"async, {args.origins} origins, C=10"
         results[key] = {"httpx": [], "hintpool": []}
-        key1 = "async, 1 origin, C=10"
+        key1 = f"async, 1 origin + {args.origins} idle, C=10"
         results[key1] = {"httpx": [], "hintpool": []}
         many: dict[str, Callable[[], httpx.AsyncClient]] = {
             "httpx": lambda: httpx.AsyncClient(limits=limits_many),

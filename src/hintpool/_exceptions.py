@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import NoReturn
 
 import httpcore
 
@@ -188,6 +189,14 @@ def to_httpx(exc: BaseException) -> BaseException:
         if target is not None:
             return target(str(exc))
     return exc
+
+
+def raise_as_httpx(exc: Exception) -> NoReturn:
+    """Raise the httpx exception for ``exc`` (from within its handler)."""
+    mapped = to_httpx(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 @contextlib.contextmanager

@@ -120,11 +120,14 @@ class OriginState:
 class PooledConnection:
     """One connection as the pool sees it: the wire object plus its lifetime."""
 
-    __slots__ = ("connection", "heap_seq", "lifetime", "origin")
+    __slots__ = ("connection", "heap_seq", "lifetime", "origin", "sock")
 
-    def __init__(self, origin: OriginState, connection: Any) -> None:
+    def __init__(self, origin: OriginState, connection: Any, sock: Any = None) -> None:
         self.origin = origin
         self.connection = connection
+        # The raw socket (anything with fileno()), for the stale check; None
+        # when the stream has none (mock streams).
+        self.sock = sock
         self.lifetime = Lifetime()
         self.heap_seq = -1
 
@@ -196,7 +199,7 @@ class PoolState:
         max_connections: float,
         max_idle: float,
         policy: LifetimePolicy,
-        server_closed: Callable[[Any], bool],
+        server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
     ) -> None:
         self.server_closed = server_closed
@@ -280,7 +283,7 @@ class PoolState:
             lifetime.expire()
             conn.origin.expired += 1
             return False
-        if self.server_closed(conn.connection):
+        if self.server_closed(conn):
             lifetime.close()
             conn.origin.closed_by_server += 1
             return False

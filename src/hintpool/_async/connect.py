@@ -64,7 +64,8 @@ class AsyncConnector:
 
     async def connect(
         self, origin: httpcore.Origin, extensions: Mapping[str, Any]
-    ) -> httpcore.AsyncHTTP11Connection:
+    ) -> tuple[httpcore.AsyncHTTP11Connection, Any]:
+        """A new connection to ``origin`` and its raw socket (or None)."""
         backend = self._network_backend
         if backend is None:
             backend = self._network_backend = default_async_backend()
@@ -92,7 +93,8 @@ class AsyncConnector:
             except BaseException:
                 await stream.aclose()
                 raise
-        return httpcore.AsyncHTTP11Connection(origin=origin, stream=stream)
+        sock = stream.get_extra_info("socket")
+        return httpcore.AsyncHTTP11Connection(origin=origin, stream=stream), sock
 
     async def _open_stream(
         self,

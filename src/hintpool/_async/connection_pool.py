@@ -21,6 +21,7 @@ from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translat
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
 from .._requests import HeaderTypes, build_request
+from .._stale import server_closed
 from .._state import (
     POOL_CLOSED,
     RESERVED,
@@ -43,13 +44,6 @@ logger = logging.getLogger("hintpool")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
-
-
-def _server_closed(connection: httpcore.AsyncHTTP11Connection) -> bool:
-    # An idle HTTP/1.1 socket that reads as readable can only be about to
-    # return EOF (or junk): the server hung up. httpcore's has_expired() does
-    # exactly this check when no keepalive_expiry is set on the connection.
-    return connection.has_expired()
 
 
 class AsyncConnectionPool:
@@ -105,7 +99,7 @@ class AsyncConnectionPool:
             max_connections=max_conn,
             max_idle=max_idle,
             policy=self._policy,
-            server_closed=_server_closed,
+            server_closed=server_closed,
             max_origins=max_origins,
         )
         self._connector = AsyncConnector(
@@ -203,8 +197,7 @@ class AsyncConnectionPool:
                 request
             )
         except BaseException as exc:
-            with AsyncShieldCancellation():
-                await self._discard(conn)
+            await self._discard(conn)
             mapped = translate(exc)
             if mapped is exc:
                 raise
@@ -267,8 +260,7 @@ class AsyncConnectionPool:
         except BaseException:
             with self._lock:
                 self._state.abandon(waiter, to_close)
-            with AsyncShieldCancellation():
-                await self._close_connections(to_close)
+            await self._close_connections(to_close)
             raise
         if not assigned:
             with self._lock:
@@ -288,7 +280,7 @@ class AsyncConnectionPool:
 
     async def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
         try:
-            connection = await self._connector.connect(
+            connection, sock = await self._connector.connect(
                 request.url.origin, request.extensions
             )
         except BaseException as exc:
@@ -298,7 +290,7 @@ class AsyncConnectionPool:
             if mapped is exc:
                 raise
             raise mapped from exc
-        conn = PooledConnection(origin, connection)
+        conn = PooledConnection(origin, connection, sock)
         with self._lock:
             self._state.connection_opened(conn)
         logger.debug("opened %r", conn)
@@ -321,12 +313,15 @@ class AsyncConnectionPool:
         await self._close_connections(to_close)
 
     async def _close_connections(self, connections: list[PooledConnection]) -> None:
-        for conn in connections:
-            logger.debug("closing %r", conn)
-            try:
-                await conn.connection.aclose()
-            except Exception as exc:  # closing is best effort
-                logger.debug("error closing %r: %r", conn, exc)
+        if not connections:
+            return
+        with AsyncShieldCancellation():
+            for conn in connections:
+                logger.debug("closing %r", conn)
+                try:
+                    await conn.connection.aclose()
+                except Exception as exc:  # closing is best effort
+                    logger.debug("error closing %r: %r", conn, exc)
 
 
 def _ask_for_keep_alive(request: httpcore.Request) -> None:
@@ -372,9 +367,10 @@ class AsyncPoolByteStream:
         if self._closed:
             return
         self._closed = True
-        with AsyncShieldCancellation():
-            try:
-                if hasattr(self._stream, "aclose"):
-                    await self._stream.aclose()
-            finally:
-                await self._pool._response_closed(self._conn)
+        try:
+            if hasattr(self._stream, "aclose"):
+                await self._stream.aclose()
+        finally:
+            # If cancelled above, the wire connection is not idle and the
+            # pool closes it (shielded): nothing leaks.
+            await self._pool._response_closed(self._conn)

@@ -10,7 +10,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from .._exceptions import UnsupportedConfiguration, as_httpx_errors
+from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
 from .._state import PoolStatistics
 from .connection_pool import AsyncConnectionPool
 
@@ -117,8 +117,10 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with as_httpx_errors():
+        try:
             resp = await self._pool.handle_async_request(req)
+        except Exception as exc:
+            raise_as_httpx(exc)
         assert isinstance(resp.stream, AsyncIterable)
         return httpx.Response(
             status_code=resp.status,
@@ -139,9 +141,11 @@ class AsyncResponseStream(httpx.AsyncByteStream):
         self._stream = stream
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with as_httpx_errors():
+        try:
             async for chunk in self._stream:
                 yield chunk
+        except Exception as exc:
+            raise_as_httpx(exc)
 
     async def aclose(self) -> None:
         if hasattr(self._stream, "aclose"):

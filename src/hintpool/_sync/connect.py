@@ -65,7 +65,8 @@ class Connector:
 
     def connect(
         self, origin: httpcore.Origin, extensions: Mapping[str, Any]
-    ) -> httpcore.HTTP11Connection:
+    ) -> tuple[httpcore.HTTP11Connection, Any]:
+        """A new connection to ``origin`` and its raw socket (or None)."""
         backend = self._network_backend
         if backend is None:
             backend = self._network_backend = default_sync_backend()
@@ -93,7 +94,8 @@ class Connector:
             except BaseException:
                 stream.close()
                 raise
-        return httpcore.HTTP11Connection(origin=origin, stream=stream)
+        sock = stream.get_extra_info("socket")
+        return httpcore.HTTP11Connection(origin=origin, stream=stream), sock
 
     def _open_stream(
         self,

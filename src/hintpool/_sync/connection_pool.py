@@ -22,6 +22,7 @@ from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translat
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
 from .._requests import HeaderTypes, build_request
+from .._stale import server_closed
 from .._state import (
     POOL_CLOSED,
     RESERVED,
@@ -44,13 +45,6 @@ logger = logging.getLogger("hintpool")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
-
-
-def _server_closed(connection: httpcore.HTTP11Connection) -> bool:
-    # An idle HTTP/1.1 socket that reads as readable can only be about to
-    # return EOF (or junk): the server hung up. httpcore's has_expired() does
-    # exactly this check when no keepalive_expiry is set on the connection.
-    return connection.has_expired()
 
 
 class ConnectionPool:
@@ -106,7 +100,7 @@ class ConnectionPool:
             max_connections=max_conn,
             max_idle=max_idle,
             policy=self._policy,
-            server_closed=_server_closed,
+            server_closed=server_closed,
             max_origins=max_origins,
         )
         self._connector = Connector(
@@ -204,8 +198,7 @@ class ConnectionPool:
                 request
             )
         except BaseException as exc:
-            with ShieldCancellation():
-                self._discard(conn)
+            self._discard(conn)
             mapped = translate(exc)
             if mapped is exc:
                 raise
@@ -268,8 +261,7 @@ class ConnectionPool:
         except BaseException:
             with self._lock:
                 self._state.abandon(waiter, to_close)
-            with ShieldCancellation():
-                self._close_connections(to_close)
+            self._close_connections(to_close)
             raise
         if not assigned:
             with self._lock:
@@ -289,7 +281,7 @@ class ConnectionPool:
 
     def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
         try:
-            connection = self._connector.connect(
+            connection, sock = self._connector.connect(
                 request.url.origin, request.extensions
             )
         except BaseException as exc:
@@ -299,7 +291,7 @@ class ConnectionPool:
             if mapped is exc:
                 raise
             raise mapped from exc
-        conn = PooledConnection(origin, connection)
+        conn = PooledConnection(origin, connection, sock)
         with self._lock:
             self._state.connection_opened(conn)
         logger.debug("opened %r", conn)
@@ -322,12 +314,15 @@ class ConnectionPool:
         self._close_connections(to_close)
 
     def _close_connections(self, connections: list[PooledConnection]) -> None:
-        for conn in connections:
-            logger.debug("closing %r", conn)
-            try:
-                conn.connection.close()
-            except Exception as exc:  # closing is best effort
-                logger.debug("error closing %r: %r", conn, exc)
+        if not connections:
+            return
+        with ShieldCancellation():
+            for conn in connections:
+                logger.debug("closing %r", conn)
+                try:
+                    conn.connection.close()
+                except Exception as exc:  # closing is best effort
+                    logger.debug("error closing %r: %r", conn, exc)
 
 
 def _ask_for_keep_alive(request: httpcore.Request) -> None:
@@ -373,9 +368,10 @@ class PoolByteStream:
         if self._closed:
             return
         self._closed = True
-        with ShieldCancellation():
-            try:
-                if hasattr(self._stream, "close"):
-                    self._stream.close()
-            finally:
-                self._pool._response_closed(self._conn)
+        try:
+            if hasattr(self._stream, "close"):
+                self._stream.close()
+        finally:
+            # If cancelled above, the wire connection is not idle and the
+            # pool closes it (shielded): nothing leaks.
+            self._pool._response_closed(self._conn)

@@ -11,7 +11,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from .._exceptions import UnsupportedConfiguration, as_httpx_errors
+from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
 from .._state import PoolStatistics
 from .connection_pool import ConnectionPool
 
@@ -118,8 +118,10 @@ class HTTPTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with as_httpx_errors():
+        try:
             resp = self._pool.handle_request(req)
+        except Exception as exc:
+            raise_as_httpx(exc)
         assert isinstance(resp.stream, Iterable)
         return httpx.Response(
             status_code=resp.status,
@@ -140,9 +142,11 @@ class ResponseStream(httpx.SyncByteStream):
         self._stream = stream
 
     def __iter__(self) -> Iterator[bytes]:
-        with as_httpx_errors():
+        try:
             for chunk in self._stream:
                 yield chunk
+        except Exception as exc:
+            raise_as_httpx(exc)
 
     def close(self) -> None:
         if hasattr(self._stream, "close"):
