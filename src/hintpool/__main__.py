@@ -1,0 +1,5 @@
+import sys
+
+from hintpool.cli import main
+
+sys.exit(main())
