@@ -316,9 +316,16 @@ def test_response_without_max_decrements_last_known_count() -> None:
 
 def test_decrement_never_goes_below_zero() -> None:
     lifetime = Lifetime()
+    lifetime.start_request()
     lifetime.requests_left = 0
     lifetime.response_headers(None, will_close=False)
     assert lifetime.requests_left == 0
+
+
+def test_response_headers_outside_a_request_is_illegal() -> None:
+    lifetime = Lifetime()
+    with pytest.raises(IllegalTransition):
+        lifetime.response_headers(KeepAlive(5.0, 0), will_close=False)
 
 
 def test_no_max_ever_means_no_count() -> None:

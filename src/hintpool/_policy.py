@@ -171,6 +171,8 @@ class Lifetime:
 
     def response_headers(self, hint: KeepAlive | None, will_close: bool) -> None:
         """Record what the response headers said about the connection."""
+        if self.state is not State.ACTIVE:
+            raise IllegalTransition(f"response headers in state {self.state.value!r}")
         if hint is not None:
             self.last_hint = hint
         if hint is not None and hint.max is not None:

@@ -35,6 +35,7 @@ from typing import Any, Final, Protocol, Union
 
 from ._hints import KeepAlive
 from ._policy import Lifetime, LifetimePolicy
+from ._reaper import WATCH_INTERVAL
 
 __all__ = [
     "RESERVED",
@@ -66,6 +67,11 @@ WAIT: Final = _Sentinel("WAIT")
 #: waiter result: the pool was closed while waiting.
 POOL_CLOSED: Final = _Sentinel("POOL_CLOSED")
 
+#: Seconds after which a learned idle timeout is re-measured.
+RELEARN_AFTER: Final = 600.0
+#: Idle connections watched for a server hang-up at once, all origins.
+MAX_WATCHED: Final = 256
+
 
 class WaiterLike(Protocol):
     key: Any
@@ -95,11 +101,17 @@ class OriginState:
         "idle",
         "key",
         "last_hint",
+        "learned_at",
         "learned_timeout",
         "open",
         "requests",
         "retired_by_max",
+        "retries",
         "reused",
+        "tls_handshake_seconds",
+        "tls_handshakes_full",
+        "tls_handshakes_resumed",
+        "watched",
     )
 
     def __init__(self, key: OriginKey) -> None:
@@ -108,6 +120,9 @@ class OriginState:
         self.open = 0
         self.last_hint: KeepAlive | None = None
         self.learned_timeout: float | None = None
+        self.learned_at = 0.0
+        #: The one idle connection the reaper watches for this origin.
+        self.watched: PooledConnection | None = None
         self.connections_opened = 0
         self.requests = 0
         self.reused = 0
@@ -115,19 +130,56 @@ class OriginState:
         self.expired = 0
         self.evicted = 0
         self.closed_by_server = 0
+        self.retries = 0
+        self.tls_handshakes_full = 0
+        self.tls_handshakes_resumed = 0
+        self.tls_handshake_seconds = 0.0
+
+    def learn_idle_close(self, age: float, now: float) -> None:
+        """The server closed one of our idle connections ``age`` s after use.
+
+        Only for origins that send no timeout hint (a hint always wins). The
+        estimate is the smallest age seen; it is forgotten after
+        ``RELEARN_AFTER`` seconds so a one-off early close (a restart) does
+        not stop reuse for good.
+        """
+        hint = self.last_hint
+        if hint is not None and hint.timeout is not None:
+            return
+        age = max(0.0, age)
+        learned = self.learned_timeout
+        if learned is None or age < learned or now - self.learned_at > RELEARN_AFTER:
+            self.learned_timeout = age
+            self.learned_at = now
+
+    def needs_watching(self, now: float) -> bool:
+        """Should the reaper watch this origin's idle connections for closes?"""
+        hint = self.last_hint
+        if hint is not None and hint.timeout is not None:
+            return False
+        if self.learned_timeout is None:
+            return True
+        if now - self.learned_at > RELEARN_AFTER:
+            self.learned_timeout = None
+            return True
+        return False
 
 
 class PooledConnection:
     """One connection as the pool sees it: the wire object plus its lifetime."""
 
-    __slots__ = ("connection", "heap_seq", "lifetime", "origin", "sock")
+    __slots__ = ("connection", "heap_seq", "lifetime", "origin", "sock", "tls")
 
-    def __init__(self, origin: OriginState, connection: Any, sock: Any = None) -> None:
+    def __init__(
+        self, origin: OriginState, connection: Any, sock: Any = None, tls: Any = None
+    ) -> None:
         self.origin = origin
         self.connection = connection
         # The raw socket (anything with fileno()), for the stale check; None
         # when the stream has none (mock streams).
         self.sock = sock
+        # hintpool._tls.TLSConnectionInfo for a TLS connection we started.
+        self.tls = tls
         self.lifetime = Lifetime()
         self.heap_seq = -1
 
@@ -149,11 +201,16 @@ class OriginStatistics:
     expired: int
     evicted: int
     closed_by_server: int
+    retries: int
     last_hint: KeepAlive | None
     learned_timeout: float | None
     open: int
     idle: int
     active: int
+    tls_handshakes_full: int = 0
+    tls_handshakes_resumed: int = 0
+    #: Seconds spent in TLS handshakes, all of this origin's connections.
+    tls_handshake_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -170,10 +227,14 @@ class PoolStatistics:
     expired: int
     evicted: int
     closed_by_server: int
+    retries: int
     open: int
     idle: int
     active: int
     waiting: int
+    tls_handshakes_full: int = 0
+    tls_handshakes_resumed: int = 0
+    tls_handshake_seconds: float = 0.0
     origins: dict[str, OriginStatistics] = field(default_factory=dict)
 
 
@@ -185,6 +246,10 @@ _TOTAL_FIELDS: Final = (
     "expired",
     "evicted",
     "closed_by_server",
+    "retries",
+    "tls_handshakes_full",
+    "tls_handshakes_resumed",
+    "tls_handshake_seconds",
 )
 
 CheckoutResult = Union[PooledConnection, _Sentinel]
@@ -211,6 +276,9 @@ class PoolState:
         self.open_count = 0
         self.idle_count = 0
         self.waiters: deque[WaiterLike] = deque()
+        #: Idle connections the reaper watches for a server hang-up: at most
+        #: one per hint-less origin still learning its timeout.
+        self.watched: set[PooledConnection] = set()
         self._heap: list[tuple[float, int, PooledConnection]] = []
         self._seq = 0
         # Totals of origins forgotten by the LRU bound, so pool totals stay
@@ -224,17 +292,18 @@ class PoolState:
         if state is None:
             state = self.origins[key] = OriginState(key)
             if len(self.origins) > self.max_origins:
-                self._forget_origins()
+                self._forget_origins(keep=key)
         return state
 
-    def _forget_origins(self) -> None:
-        """Drop the oldest origins that have no connection left."""
+    def _forget_origins(self, keep: OriginKey) -> None:
+        """Drop the oldest origins that have no connection left (never
+        ``keep``, the one being created)."""
         excess = len(self.origins) - self.max_origins
         for key in list(self.origins):
             if excess <= 0:
                 break
             state = self.origins[key]
-            if state.open == 0:
+            if state.open == 0 and key != keep:
                 for name in _TOTAL_FIELDS:
                     self._forgotten[name] += getattr(state, name)
                 del self.origins[key]
@@ -243,17 +312,21 @@ class PoolState:
     # -- checkout ------------------------------------------------------------
 
     def checkout(
-        self, origin: OriginState, now: float, to_close: list[PooledConnection]
+        self,
+        origin: OriginState,
+        now: float,
+        to_close: list[PooledConnection],
+        fresh: bool = False,
     ) -> CheckoutResult:
         """An idle connection (started), RESERVED or WAIT.
 
-        Connections found expired are appended to ``to_close``.
+        Connections found expired are appended to ``to_close``. ``fresh``
+        skips the idle connections (a retry wants a new connection).
         """
         stack = origin.idle
-        while stack:
+        while stack and not fresh:
             conn = stack.pop()
-            self.idle_count -= 1
-            conn.heap_seq = -1
+            self._unidle(conn)
             if self._usable(conn, now):
                 self._start_reused(conn)
                 return conn
@@ -286,8 +359,17 @@ class PoolState:
         if self.server_closed(conn):
             lifetime.close()
             conn.origin.closed_by_server += 1
+            conn.origin.learn_idle_close(now - lifetime.idle_since, now)
             return False
         return True
+
+    def _unidle(self, conn: PooledConnection) -> None:
+        """Bookkeeping for a connection leaving the idle set (not the stack)."""
+        conn.heap_seq = -1
+        self.idle_count -= 1
+        if conn.origin.watched is conn:
+            conn.origin.watched = None
+            self.watched.discard(conn)
 
     def _start_reused(self, conn: PooledConnection) -> None:
         conn.lifetime.start_request()
@@ -332,6 +414,13 @@ class PoolState:
         origin.connections_opened += 1
         origin.requests += 1
         conn.lifetime.start_request()
+        tls = conn.tls
+        if tls is not None:
+            if tls.resumed:
+                origin.tls_handshakes_resumed += 1
+            else:
+                origin.tls_handshakes_full += 1
+            origin.tls_handshake_seconds += tls.handshake_seconds
 
     def release_slot(self, origin: OriginState) -> None:
         """A reserved slot was not used (connect failed): pass it on."""
@@ -409,6 +498,13 @@ class PoolState:
         self._seq += 1
         conn.heap_seq = self._seq
         heapq.heappush(self._heap, (conn.lifetime.idle_deadline, self._seq, conn))
+        if (
+            origin.watched is None
+            and len(self.watched) < MAX_WATCHED
+            and origin.needs_watching(conn.lifetime.idle_since)
+        ):
+            origin.watched = conn
+            self.watched.add(conn)
         if self.idle_count > self.max_idle:
             self._evict(self._pop_oldest_idle(), to_close)
         elif len(self._heap) > 2 * self.idle_count + 64:
@@ -422,9 +518,8 @@ class PoolState:
         while True:
             _, seq, conn = heapq.heappop(heap)
             if conn.heap_seq == seq:
-                conn.heap_seq = -1
                 conn.origin.idle.remove(conn)
-                self.idle_count -= 1
+                self._unidle(conn)
                 return conn
 
     def evict_expired(self, now: float, to_close: list[PooledConnection]) -> None:
@@ -434,14 +529,20 @@ class PoolState:
             _, seq, conn = heapq.heappop(heap)
             if conn.heap_seq != seq:
                 continue
-            conn.heap_seq = -1
             conn.origin.idle.remove(conn)
-            self.idle_count -= 1
+            self._unidle(conn)
             conn.lifetime.expire()
             conn.origin.expired += 1
             conn.origin.open -= 1
             self.open_count -= 1
             to_close.append(conn)
+
+    def wake_time(self, conn: PooledConnection) -> float:
+        """When the reaper must look at this idle connection next."""
+        deadline = conn.lifetime.idle_deadline
+        if conn.origin.watched is conn:
+            return min(deadline, conn.lifetime.idle_since + WATCH_INTERVAL)
+        return deadline
 
     def next_deadline(self) -> float:
         """The earliest idle deadline (inf when nothing is idle)."""
@@ -453,6 +554,38 @@ class PoolState:
     def _compact_heap(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2].heap_seq == entry[1]]
         heapq.heapify(self._heap)
+
+    def idle_closed_by_server(
+        self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
+    ) -> None:
+        """The reaper saw the server hang up on an idle connection."""
+        if conn.heap_seq < 0:  # no longer idle: someone took it meanwhile
+            return
+        conn.origin.idle.remove(conn)
+        self._unidle(conn)
+        conn.lifetime.close()
+        conn.origin.closed_by_server += 1
+        conn.origin.learn_idle_close(now - conn.lifetime.idle_since, now)
+        self._drop(conn, to_close)
+
+    def recycle(
+        self, conn: PooledConnection, to_close: list[PooledConnection]
+    ) -> _Sentinel:
+        """Close a connection handed to a waiter that wants a fresh one; the
+        waiter keeps the slot (same origin) and opens a new connection."""
+        conn.lifetime.close()
+        conn.origin.evicted += 1
+        to_close.append(conn)
+        return RESERVED
+
+    def failed_on_reuse(
+        self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
+    ) -> None:
+        """A reused connection failed before any response byte: the server
+        had closed it. Counted and learned from, then dropped."""
+        conn.origin.closed_by_server += 1
+        conn.origin.learn_idle_close(now - conn.lifetime.idle_since, now)
+        self.discard(conn, to_close)
 
     def discard(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:
         """An active connection failed or was found closed: free its slot."""
@@ -484,6 +617,9 @@ class PoolState:
             origin.idle.clear()
         self.idle_count = 0
         self._heap.clear()
+        for conn in self.watched:
+            conn.origin.watched = None
+        self.watched.clear()
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.cancelled:
@@ -504,11 +640,15 @@ class PoolState:
                 expired=state.expired,
                 evicted=state.evicted,
                 closed_by_server=state.closed_by_server,
+                retries=state.retries,
                 last_hint=state.last_hint,
                 learned_timeout=state.learned_timeout,
                 open=state.open,
                 idle=idle,
                 active=state.open - idle,
+                tls_handshakes_full=state.tls_handshakes_full,
+                tls_handshakes_resumed=state.tls_handshakes_resumed,
+                tls_handshake_seconds=state.tls_handshake_seconds,
             )
             for name in _TOTAL_FIELDS:
                 totals[name] += getattr(state, name)

@@ -20,7 +20,9 @@ import httpcore
 from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translate
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
+from .._reaper import WATCH_INTERVAL, AsyncReaper
 from .._requests import HeaderTypes, build_request
+from .._retry import may_retry
 from .._stale import server_closed
 from .._state import (
     POOL_CLOSED,
@@ -36,6 +38,7 @@ from .._synchronization import (
     AsyncShieldCancellation,
     AsyncWaiter,
 )
+from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
 from .connect import AsyncConnector
 
 __all__ = ["AsyncConnectionPool"]
@@ -60,7 +63,14 @@ class AsyncConnectionPool:
         ``Keep-Alive: timeout`` (``None``: no limit).
     :param keepalive_margin: seconds taken off every announced timeout.
     :param max_keepalive_timeout: cap on announced timeouts.
-    :param clock: monotonic clock, injectable for tests.
+    :param retry_stale: send an idempotent request once more on a new
+        connection when a reused one fails before any response byte (see
+        ``hintpool._retry``).
+    :param tls_session_cache: resume TLS sessions on new connections to an
+        origin: True (up to 1,000 origins), a size, or False / 0 (off).
+    :param tls_session_ttl: seconds a TLS session is offered at most.
+    :param clock: monotonic clock, injectable for tests (under trio's
+        MockClock pass ``trio.current_time``).
     """
 
     def __init__(
@@ -78,6 +88,9 @@ class AsyncConnectionPool:
         socket_options: Iterable[Any] | None = None,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
         max_origins: int = 10_000,
+        retry_stale: bool = True,
+        tls_session_cache: bool | int = True,
+        tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_connections is not None and max_connections < 1:
@@ -109,16 +122,24 @@ class AsyncConnectionPool:
             local_address=local_address,
             uds=uds,
             socket_options=socket_options,
+            tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
         )
         self._clock = clock
         self._lock = AsyncBookkeepingLock()
         self._closed = False
+        self._retry_stale = retry_stale
+        self._reaper = AsyncReaper(self)
 
     # -- public API ------------------------------------------------------------
 
     @property
     def policy(self) -> LifetimePolicy:
         return self._policy
+
+    @property
+    def tls_session_cache(self) -> TLSSessionCache | None:
+        """The TLS sessions kept for resumption (None when turned off)."""
+        return self._connector.tls_session_cache
 
     def statistics(self) -> PoolStatistics:
         """A frozen snapshot of the pool's counters (see PoolStatistics)."""
@@ -197,11 +218,30 @@ class AsyncConnectionPool:
                 request
             )
         except BaseException as exc:
-            await self._discard(conn)
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            if not (
+                self._retry_stale
+                and conn.lifetime.requests_served > 1
+                and may_retry(request, exc, conn.connection)
+            ):
+                await self._discard(conn)
+                mapped = translate(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+            # The keep-alive race: the server closed this reused connection
+            # as the request went out. Once more, on a new connection.
+            logger.debug("retrying %r on a new connection: %r", request, exc)
+            await self._discard(conn, failed_on_reuse=True)
+            conn = await self._acquire(key, request, fresh=True)
+            conn.origin.retries += 1
+            try:
+                response = await conn.connection.handle_async_request(request)
+            except BaseException as retry_exc:
+                await self._discard(conn)
+                mapped = translate(retry_exc)
+                if mapped is retry_exc:
+                    raise
+                raise mapped from retry_exc
         hint, will_close = response_keep_alive(response.headers)
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
@@ -211,14 +251,19 @@ class AsyncConnectionPool:
         return response
 
     async def aclose(self) -> None:
-        """Close every idle connection; active ones close when released."""
+        """Stop the reaper and close every idle connection; active ones close
+        when their response is closed."""
         to_close: list[PooledConnection] = []
         with self._lock:
             self._closed = True
             self._state.close_all(to_close)
+        await self._reaper.stop()
         await self._close_connections(to_close)
 
     async def __aenter__(self) -> AsyncConnectionPool:
+        """Start the reaper (idle connections are closed at their deadline
+        even when no request comes); ``__aexit__`` closes the pool."""
+        await self._reaper.start()
         return self
 
     async def __aexit__(
@@ -232,26 +277,36 @@ class AsyncConnectionPool:
     # -- acquiring a connection ------------------------------------------------
 
     async def _acquire(
-        self, key: tuple[bytes, bytes, int], request: httpcore.Request
+        self,
+        key: tuple[bytes, bytes, int],
+        request: httpcore.Request,
+        fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
         with self._lock:
             origin = self._state.origin(key)
-            result = self._state.checkout(origin, self._clock(), to_close)
+            result = self._state.checkout(origin, self._clock(), to_close, fresh)
             if result is WAIT:
                 waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
                 self._state.waiters.append(waiter)
         if to_close:
             await self._close_connections(to_close)
         if result is WAIT:
-            result = await self._wait(waiter, request)
+            result = await self._wait(waiter, request, fresh)
+            # The slot was reserved on the origin's current state, which is
+            # a new object if the old one was forgotten while we waited.
+            with self._lock:
+                origin = self._state.origin(key)
         if result is RESERVED:
             return await self._open(origin, request)
         assert isinstance(result, PooledConnection)
         return result
 
     async def _wait(
-        self, waiter: AsyncWaiter[CheckoutResult], request: httpcore.Request
+        self,
+        waiter: AsyncWaiter[CheckoutResult],
+        request: httpcore.Request,
+        fresh: bool,
     ) -> CheckoutResult:
         timeout = request.extensions.get("timeout", {}).get("pool")
         to_close: list[PooledConnection] = []
@@ -273,14 +328,17 @@ class AsyncConnectionPool:
             raise PoolClosed("the connection pool was closed while waiting")
         if isinstance(result, PooledConnection):
             with self._lock:
-                result = self._state.claim(result, self._clock(), to_close)
+                if fresh:
+                    result = self._state.recycle(result, to_close)
+                else:
+                    result = self._state.claim(result, self._clock(), to_close)
             if to_close:
                 await self._close_connections(to_close)
         return result
 
     async def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
         try:
-            connection, sock = await self._connector.connect(
+            connection, sock, tls = await self._connector.connect(
                 request.url.origin, request.extensions
             )
         except BaseException as exc:
@@ -290,7 +348,7 @@ class AsyncConnectionPool:
             if mapped is exc:
                 raise
             raise mapped from exc
-        conn = PooledConnection(origin, connection, sock)
+        conn = PooledConnection(origin, connection, sock, tls)
         with self._lock:
             self._state.connection_opened(conn)
         logger.debug("opened %r", conn)
@@ -303,14 +361,40 @@ class AsyncConnectionPool:
         with self._lock:
             reusable = not self._closed and conn.connection.is_idle()
             self._state.release(conn, self._clock(), reusable, to_close)
+            if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
+                self._reaper.notify(self._state.wake_time(conn))
         if to_close:
             await self._close_connections(to_close)
 
-    async def _discard(self, conn: PooledConnection) -> None:
+    async def _discard(
+        self, conn: PooledConnection, failed_on_reuse: bool = False
+    ) -> None:
         to_close: list[PooledConnection] = []
         with self._lock:
-            self._state.discard(conn, to_close)
+            if failed_on_reuse:
+                self._state.failed_on_reuse(conn, self._clock(), to_close)
+            else:
+                self._state.discard(conn, to_close)
         await self._close_connections(to_close)
+
+    async def _reap(self) -> float:
+        """Close expired idle connections and watch for server hang-ups.
+
+        Called by the reaper; returns when it should run next.
+        """
+        to_close: list[PooledConnection] = []
+        with self._lock:
+            now = self._clock()
+            self._state.evict_expired(now, to_close)
+            hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
+            for conn in hung_up:
+                self._state.idle_closed_by_server(conn, now, to_close)
+        await self._close_connections(to_close)
+        with self._lock:
+            wake_at = self._state.next_deadline()
+            if self._state.watched:
+                wake_at = min(wake_at, now + WATCH_INTERVAL)
+        return wake_at
 
     async def _close_connections(self, connections: list[PooledConnection]) -> None:
         if not connections:
@@ -362,6 +446,15 @@ class AsyncPoolByteStream:
             if mapped is exc:
                 raise
             raise mapped from exc
+        else:
+            # The whole response was read: the TLS session (and, for TLS
+            # 1.3, its ticket, which comes after the handshake) is worth
+            # keeping now.
+            tls = self._conn.tls
+            if tls is not None and not tls.stored:
+                cache = self._pool.tls_session_cache
+                if cache is not None:
+                    cache.response_read(tls)
 
     async def aclose(self) -> None:
         if self._closed:

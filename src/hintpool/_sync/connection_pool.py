@@ -21,7 +21,9 @@ import httpcore
 from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translate
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
+from .._reaper import WATCH_INTERVAL, Reaper
 from .._requests import HeaderTypes, build_request
+from .._retry import may_retry
 from .._stale import server_closed
 from .._state import (
     POOL_CLOSED,
@@ -37,6 +39,7 @@ from .._synchronization import (
     ShieldCancellation,
     Waiter,
 )
+from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
 from .connect import Connector
 
 __all__ = ["ConnectionPool"]
@@ -61,7 +64,14 @@ class ConnectionPool:
         ``Keep-Alive: timeout`` (``None``: no limit).
     :param keepalive_margin: seconds taken off every announced timeout.
     :param max_keepalive_timeout: cap on announced timeouts.
-    :param clock: monotonic clock, injectable for tests.
+    :param retry_stale: send an idempotent request once more on a new
+        connection when a reused one fails before any response byte (see
+        ``hintpool._retry``).
+    :param tls_session_cache: resume TLS sessions on new connections to an
+        origin: True (up to 1,000 origins), a size, or False / 0 (off).
+    :param tls_session_ttl: seconds a TLS session is offered at most.
+    :param clock: monotonic clock, injectable for tests (under trio's
+        MockClock pass ``trio.current_time``).
     """
 
     def __init__(
@@ -79,6 +89,9 @@ class ConnectionPool:
         socket_options: Iterable[Any] | None = None,
         network_backend: httpcore.NetworkBackend | None = None,
         max_origins: int = 10_000,
+        retry_stale: bool = True,
+        tls_session_cache: bool | int = True,
+        tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_connections is not None and max_connections < 1:
@@ -110,16 +123,24 @@ class ConnectionPool:
             local_address=local_address,
             uds=uds,
             socket_options=socket_options,
+            tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
         )
         self._clock = clock
         self._lock = BookkeepingLock()
         self._closed = False
+        self._retry_stale = retry_stale
+        self._reaper = Reaper(self)
 
     # -- public API ------------------------------------------------------------
 
     @property
     def policy(self) -> LifetimePolicy:
         return self._policy
+
+    @property
+    def tls_session_cache(self) -> TLSSessionCache | None:
+        """The TLS sessions kept for resumption (None when turned off)."""
+        return self._connector.tls_session_cache
 
     def statistics(self) -> PoolStatistics:
         """A frozen snapshot of the pool's counters (see PoolStatistics)."""
@@ -198,11 +219,30 @@ class ConnectionPool:
                 request
             )
         except BaseException as exc:
-            self._discard(conn)
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            if not (
+                self._retry_stale
+                and conn.lifetime.requests_served > 1
+                and may_retry(request, exc, conn.connection)
+            ):
+                self._discard(conn)
+                mapped = translate(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+            # The keep-alive race: the server closed this reused connection
+            # as the request went out. Once more, on a new connection.
+            logger.debug("retrying %r on a new connection: %r", request, exc)
+            self._discard(conn, failed_on_reuse=True)
+            conn = self._acquire(key, request, fresh=True)
+            conn.origin.retries += 1
+            try:
+                response = conn.connection.handle_request(request)
+            except BaseException as retry_exc:
+                self._discard(conn)
+                mapped = translate(retry_exc)
+                if mapped is retry_exc:
+                    raise
+                raise mapped from retry_exc
         hint, will_close = response_keep_alive(response.headers)
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
@@ -212,14 +252,19 @@ class ConnectionPool:
         return response
 
     def close(self) -> None:
-        """Close every idle connection; active ones close when released."""
+        """Stop the reaper and close every idle connection; active ones close
+        when their response is closed."""
         to_close: list[PooledConnection] = []
         with self._lock:
             self._closed = True
             self._state.close_all(to_close)
+        self._reaper.stop()
         self._close_connections(to_close)
 
     def __enter__(self) -> ConnectionPool:
+        """Start the reaper (idle connections are closed at their deadline
+        even when no request comes); ``__exit__`` closes the pool."""
+        self._reaper.start()
         return self
 
     def __exit__(
@@ -233,26 +278,36 @@ class ConnectionPool:
     # -- acquiring a connection ------------------------------------------------
 
     def _acquire(
-        self, key: tuple[bytes, bytes, int], request: httpcore.Request
+        self,
+        key: tuple[bytes, bytes, int],
+        request: httpcore.Request,
+        fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
         with self._lock:
             origin = self._state.origin(key)
-            result = self._state.checkout(origin, self._clock(), to_close)
+            result = self._state.checkout(origin, self._clock(), to_close, fresh)
             if result is WAIT:
                 waiter: Waiter[CheckoutResult] = Waiter(key)
                 self._state.waiters.append(waiter)
         if to_close:
             self._close_connections(to_close)
         if result is WAIT:
-            result = self._wait(waiter, request)
+            result = self._wait(waiter, request, fresh)
+            # The slot was reserved on the origin's current state, which is
+            # a new object if the old one was forgotten while we waited.
+            with self._lock:
+                origin = self._state.origin(key)
         if result is RESERVED:
             return self._open(origin, request)
         assert isinstance(result, PooledConnection)
         return result
 
     def _wait(
-        self, waiter: Waiter[CheckoutResult], request: httpcore.Request
+        self,
+        waiter: Waiter[CheckoutResult],
+        request: httpcore.Request,
+        fresh: bool,
     ) -> CheckoutResult:
         timeout = request.extensions.get("timeout", {}).get("pool")
         to_close: list[PooledConnection] = []
@@ -274,14 +329,17 @@ class ConnectionPool:
             raise PoolClosed("the connection pool was closed while waiting")
         if isinstance(result, PooledConnection):
             with self._lock:
-                result = self._state.claim(result, self._clock(), to_close)
+                if fresh:
+                    result = self._state.recycle(result, to_close)
+                else:
+                    result = self._state.claim(result, self._clock(), to_close)
             if to_close:
                 self._close_connections(to_close)
         return result
 
     def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
         try:
-            connection, sock = self._connector.connect(
+            connection, sock, tls = self._connector.connect(
                 request.url.origin, request.extensions
             )
         except BaseException as exc:
@@ -291,7 +349,7 @@ class ConnectionPool:
             if mapped is exc:
                 raise
             raise mapped from exc
-        conn = PooledConnection(origin, connection, sock)
+        conn = PooledConnection(origin, connection, sock, tls)
         with self._lock:
             self._state.connection_opened(conn)
         logger.debug("opened %r", conn)
@@ -304,14 +362,40 @@ class ConnectionPool:
         with self._lock:
             reusable = not self._closed and conn.connection.is_idle()
             self._state.release(conn, self._clock(), reusable, to_close)
+            if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
+                self._reaper.notify(self._state.wake_time(conn))
         if to_close:
             self._close_connections(to_close)
 
-    def _discard(self, conn: PooledConnection) -> None:
+    def _discard(
+        self, conn: PooledConnection, failed_on_reuse: bool = False
+    ) -> None:
         to_close: list[PooledConnection] = []
         with self._lock:
-            self._state.discard(conn, to_close)
+            if failed_on_reuse:
+                self._state.failed_on_reuse(conn, self._clock(), to_close)
+            else:
+                self._state.discard(conn, to_close)
         self._close_connections(to_close)
+
+    def _reap(self) -> float:
+        """Close expired idle connections and watch for server hang-ups.
+
+        Called by the reaper; returns when it should run next.
+        """
+        to_close: list[PooledConnection] = []
+        with self._lock:
+            now = self._clock()
+            self._state.evict_expired(now, to_close)
+            hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
+            for conn in hung_up:
+                self._state.idle_closed_by_server(conn, now, to_close)
+        self._close_connections(to_close)
+        with self._lock:
+            wake_at = self._state.next_deadline()
+            if self._state.watched:
+                wake_at = min(wake_at, now + WATCH_INTERVAL)
+        return wake_at
 
     def _close_connections(self, connections: list[PooledConnection]) -> None:
         if not connections:
@@ -363,6 +447,15 @@ class PoolByteStream:
             if mapped is exc:
                 raise
             raise mapped from exc
+        else:
+            # The whole response was read: the TLS session (and, for TLS
+            # 1.3, its ticket, which comes after the handshake) is worth
+            # keeping now.
+            tls = self._conn.tls
+            if tls is not None and not tls.stored:
+                cache = self._pool.tls_session_cache
+                if cache is not None:
+                    cache.response_read(tls)
 
     def close(self) -> None:
         if self._closed:

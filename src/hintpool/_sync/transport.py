@@ -13,6 +13,7 @@ import httpx
 
 from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
 from .._state import PoolStatistics
+from .._tls import DEFAULT_TLS_SESSION_TTL
 from .connection_pool import ConnectionPool
 
 __all__ = ["HTTPTransport"]
@@ -24,8 +25,12 @@ class HTTPTransport(httpx.BaseTransport):
     Takes the keyword arguments of ``httpx.HTTPTransport`` with the same
     meaning, plus hintpool's own: ``keepalive_margin`` (seconds taken off a
     server's announced idle timeout, default 1.0), ``max_keepalive_timeout``
-    (cap on announced timeouts, default 600) and ``max_origins`` (how many
-    origins' statistics are remembered once they have no connection left).
+    (cap on announced timeouts, default 600), ``retry_stale`` (send an
+    idempotent request once more on a new connection when a reused one turns
+    out closed by the server, default True) and ``max_origins`` (how many
+    origins' statistics are remembered once they have no connection left),
+    ``tls_session_cache`` (resume TLS sessions on new connections: True, a
+    number of origins, or False) and ``tls_session_ttl`` (seconds, 7200).
 
     HTTP/2 and proxies are not supported yet: ``http2=True``, ``http1=False``
     and ``proxy=...`` raise :class:`hintpool.UnsupportedConfiguration`.
@@ -48,6 +53,9 @@ class HTTPTransport(httpx.BaseTransport):
         keepalive_margin: float = 1.0,
         max_keepalive_timeout: float = 600.0,
         max_origins: int = 10_000,
+        retry_stale: bool = True,
+        tls_session_cache: bool | int = True,
+        tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         network_backend: httpcore.NetworkBackend | None = None,
     ) -> None:
         if http2 or not http1:
@@ -77,6 +85,9 @@ class HTTPTransport(httpx.BaseTransport):
             socket_options=socket_options,
             network_backend=network_backend,
             max_origins=max_origins,
+            retry_stale=retry_stale,
+            tls_session_cache=tls_session_cache,
+            tls_session_ttl=tls_session_ttl,
         )
 
     @property

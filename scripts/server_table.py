@@ -1,0 +1,324 @@
+"""Probe real servers and write docs/servers.md (the Keep-Alive behaviour table).
+
+    python scripts/server_table.py            # regenerate docs/servers.md
+    python scripts/server_table.py --check    # fail if it no longer matches
+    python scripts/server_table.py --stdout   # print, write nothing
+
+Servers are started by the interop suite's own code (tests/interop/servers),
+all at once in threads, each on 127.0.0.1: one started with a 2 s idle
+timeout and a per-connection limit of 3 (where the server has one), one with
+its default config. Raw-socket probes record what each sends and when it
+really closes an idle connection. ``--check`` compares behaviour exactly and
+times within a tolerance (they jitter); a different server version is only
+reported. A missing server fails the run when HINTPOOL_REQUIRE_SERVERS=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.interop.servers import (  # noqa: E402 - after the path set-up
+    KINDS,
+    RunningServer,
+    ServerSpec,
+    ServerUnavailable,
+    server_version,
+    start_server,
+)
+from tests.interop.servers.probe import (  # noqa: E402
+    ProbeConnection,
+    measure_idle_close,
+)
+
+DOC = ROOT / "docs" / "servers.md"
+TIMEOUT = 2.0
+#: A sub-second part, to see how servers round what they announce.
+FRACTIONAL = 1.5
+LIMIT = 3
+#: Idle closes are timed up to this long; nginx's 75 s default is not.
+BOUND = 8.0
+REPEATS = 3
+TIME_TOLERANCE = 0.3
+NAMES = {
+    "apache": "Apache httpd",
+    "nginx": "nginx",
+    "node": "Node.js http",
+    "uvicorn": "uvicorn",
+    "hypercorn": "Hypercorn",
+    "gunicorn": "gunicorn (gthread)",
+}
+#: Documented defaults, for servers that do not announce theirs.
+DEFAULT_TIMEOUTS = {
+    "nginx": "75 s",
+    "uvicorn": "5 s",
+    "hypercorn": "5 s",
+    "gunicorn": "2 s",
+}
+HEADER = [
+    "server",
+    "version",
+    "`Keep-Alive` sent",
+    f"with a limit of {LIMIT} requests",
+    f"`timeout={TIMEOUT:g}` configured: closes idle after",
+    "default config: idle timeout / closes after",
+    f"`{FRACTIONAL:g} s` configured: announced / closes after",
+]
+TIME_COLUMNS = (4, 5, 6)
+
+
+@dataclass
+class Report:
+    kind: str
+    version: str
+    when: str
+    limit: str
+    configured_close: str
+    default_close: str
+    fractional: str
+
+    def cells(self) -> list[str]:
+        return [
+            NAMES[self.kind],
+            self.version,
+            self.when,
+            self.limit,
+            self.configured_close,
+            self.default_close,
+            self.fractional,
+        ]
+
+
+def _seconds(value: float | None) -> str:
+    return f"still open after {BOUND:g} s" if value is None else f"{value:.1f} s"
+
+
+def _median_close(spec: ServerSpec) -> tuple[str | None, str]:
+    with start_server(spec) as server, ThreadPoolExecutor(REPEATS) as pool:
+        results = list(
+            pool.map(
+                lambda _: measure_idle_close(server.host, server.port, BOUND),
+                range(REPEATS),
+            )
+        )
+    header = results[0][0].keep_alive_header
+    times = [t for _, t in results]
+    if any(t is None for t in times):
+        return header, _seconds(None)
+    return header, _seconds(statistics.median(t for t in times if t is not None))
+
+
+def _when(kind: str, spec: ServerSpec) -> str:
+    with start_server(spec) as server:
+        # Fresh connections: the first response's header is the one shown.
+        with ProbeConnection(server.host, server.port) as conn:
+            unasked = conn.request("/table/plain", keep_alive=False)
+        with ProbeConnection(server.host, server.port) as conn:
+            asked = conn.request("/table/asked")
+    if asked.keep_alive_header is None:
+        return "never"
+    if unasked.keep_alive_header is None:
+        return (
+            f"`{asked.keep_alive_header}`, only to requests with "
+            "`Connection: keep-alive`"
+        )
+    extra = " with `keepalive_timeout T T;`" if kind == "nginx" else ""
+    return f"`{asked.keep_alive_header}` on every HTTP/1.1 response{extra}"
+
+
+def _limit(spec: ServerSpec) -> str:
+    if spec.max_requests is None:
+        return "no per-connection limit"
+    with start_server(spec) as server:
+        return _count_down(server)
+
+
+def _count_down(server: RunningServer) -> str:
+    """The ``max`` values on one connection until the server closes it."""
+    seen = []
+    with ProbeConnection(server.host, server.port) as conn:
+        for index in range(LIMIT + 3):
+            exchange = conn.request(f"/table/limit/{index}")
+            if exchange.connection_header == "close":
+                maxes = [h for h in seen if h is not None]
+                sent = ", ".join(f"`max={m}`" for m in maxes) or "no `max`"
+                return f"{sent}, then `Connection: close` on request {index + 1}"
+            hint = exchange.hint
+            seen.append(None if hint is None else hint.max)
+    return f"no close after {LIMIT + 3} requests"
+
+
+def _configured(kind: str) -> ServerSpec:
+    limit = LIMIT if kind in ("apache", "nginx", "node") else None
+    return ServerSpec(kind, idle_timeout=TIMEOUT, max_requests=limit)  # type: ignore[arg-type]
+
+
+def probe(kind: str) -> Report:
+    version = server_version(kind)  # type: ignore[arg-type]
+    configured = _configured(kind)
+    when = _when(kind, configured)
+    limit = _limit(configured)
+    _, configured_close = _median_close(configured)
+    default_spec = ServerSpec(kind, idle_timeout=None, hint=False)  # type: ignore[arg-type]
+    default_header, default_close = _median_close(default_spec)
+    if kind == "nginx" and default_header is None:
+        when += "; none by default"
+    advertised = (
+        f"`{default_header}`" if default_header else DEFAULT_TIMEOUTS.get(kind, "?")
+    )
+    fractional = "whole seconds only"
+    if kind in ("apache", "nginx", "node"):
+        spec = ServerSpec(kind, idle_timeout=FRACTIONAL)  # type: ignore[arg-type]
+        header, close = _median_close(spec)
+        fractional = f"`{header}` / {close}"
+    return Report(
+        kind,
+        version,
+        when,
+        limit,
+        configured_close,
+        f"{advertised} / {default_close}",
+        fractional,
+    )
+
+
+def render(reports: list[Report]) -> str:
+    lines = [
+        "# Real servers and the `Keep-Alive` header",
+        "",
+        "<!-- Generated by scripts/server_table.py: do not edit by hand. -->",
+        "",
+        "Measured on loopback by `python scripts/server_table.py`, which starts",
+        "each server with the interop suite's fixtures code",
+        "(`tests/interop/servers/`) and probes it over a raw socket: the",
+        "headers of responses to requests with and without",
+        "`Connection: keep-alive`, the headers on one connection until the",
+        "server closes it, and the time from the end of a response until the",
+        f"server closes the idle connection (median of {REPEATS}; times above",
+        f"{BOUND:g} s are not waited for). The last column is configured as",
+        f"`KeepAliveTimeout {FRACTIONAL * 1000:g}ms`, `keepalive_timeout "
+        f"{FRACTIONAL * 1000:g}ms {int(FRACTIONAL)}s;`",
+        "(nginx's header parameter takes whole seconds) and",
+        f"`server.keepAliveTimeout = {FRACTIONAL * 1000:g}`: all three round the",
+        "announced timeout down, so what they announce is never late.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in reports]
+    lines += [
+        "",
+        "What hintpool makes of it:",
+        "",
+        "* **Apache** counts `max` down and answers the request after `max=1`",
+        "  with `Connection: close`: hintpool serves exactly as many requests",
+        "  per connection as Apache allows (`MaxKeepAliveRequests` + 1). It",
+        "  only announces anything because hintpool sends",
+        "  `Connection: keep-alive`.",
+        "* **nginx** announces the timeout only when configured with",
+        "  `keepalive_timeout T T;`, never `max`; `keepalive_requests` ends a",
+        "  connection with `Connection: close`. Without the hint hintpool falls",
+        "  back to `keepalive_expiry` (75 s of nginx default is longer than",
+        "  httpx's 5 s, so that is safe).",
+        "* **Node.js** repeats `max=maxRequestsPerSocket` unchanged and ends",
+        "  the connection with `Connection: close`; it closes idle",
+        "  connections about a second after the `timeout` it announces, so",
+        "  the margin is slack rather than protection.",
+        "* **uvicorn, Hypercorn, gunicorn** announce nothing: hintpool uses",
+        "  `keepalive_expiry` (5 s by default), which is *longer* than",
+        "  gunicorn's 2 s default. Set `keepalive_expiry` below the server's",
+        "  timeout, or rely on the stale check that catches the server's close",
+        "  before a request is written.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| server "):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def _times(cell: str) -> list[float]:
+    return [float(m) for m in re.findall(r"(\d+(?:\.\d+)?) s\b", cell)]
+
+
+def compare(current: str, fresh: str) -> list[str]:
+    """Differences that matter between the committed and a fresh table."""
+    problems = []
+    old, new = _rows(current), _rows(fresh)
+    for name in sorted(set(old) | set(new)):
+        if name not in old or name not in new:
+            problems.append(f"{name}: row missing on one side")
+            continue
+        for index, (was, now) in enumerate(zip(old[name], new[name])):
+            if index == 1 and was != now:
+                print(f"note: {name} version {was} here is {now}")
+            elif index in TIME_COLUMNS:
+                a, b = _times(was), _times(now)
+                if (
+                    len(a) != len(b)
+                    or any(abs(x - y) > TIME_TOLERANCE for x, y in zip(a, b))
+                    or _strip_times(was) != _strip_times(now)
+                ):
+                    problems.append(f"{name}: {HEADER[index]}: {was!r} -> {now!r}")
+            elif index != 1 and was != now:
+                problems.append(f"{name}: {HEADER[index]}: {was!r} -> {now!r}")
+    return problems
+
+
+def _strip_times(cell: str) -> str:
+    return re.sub(r"\d+(?:\.\d+)? s\b", "N s", cell)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="compare, write nothing")
+    mode.add_argument("--stdout", action="store_true", help="print, write nothing")
+    args = parser.parse_args(argv)
+    require = os.environ.get("HINTPOOL_REQUIRE_SERVERS") == "1"
+    reports: list[Report] = []
+    with ThreadPoolExecutor(len(KINDS)) as pool:
+        futures = {kind: pool.submit(probe, kind) for kind in KINDS}
+        for kind, future in futures.items():
+            try:
+                reports.append(future.result())
+            except ServerUnavailable as exc:
+                print(f"{kind}: {exc}", file=sys.stderr)
+                if require:
+                    return 1
+    if len(reports) < len(KINDS):
+        print("some servers are missing: table not written", file=sys.stderr)
+        return 0 if not (args.check or require) else 1
+    text = render(reports)
+    if args.stdout:
+        print(text)
+        return 0
+    if args.check:
+        problems = compare(DOC.read_text() if DOC.exists() else "", text)
+        for problem in problems:
+            print(f"docs/servers.md is stale: {problem}", file=sys.stderr)
+        if problems:
+            print("regenerate with: python scripts/server_table.py", file=sys.stderr)
+        return 1 if problems else 0
+    DOC.write_text(text)
+    print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

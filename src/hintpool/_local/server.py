@@ -1,0 +1,360 @@
+"""A small HTTP/1.1 server (asyncio + h11) running in a background thread.
+
+Theory of operation
+-------------------
+The server runs its own event loop in a daemon thread (see
+:mod:`hintpool._local.loop`), so the demo, the benchmarks and the sync,
+asyncio and trio tests can all use it.  It behaves like a real keep-alive
+server: it announces ``Keep-Alive`` (``{left}`` counts ``max`` down like
+Apache), closes a connection idle for ``idle_timeout`` with a FIN, and closes
+after ``max_requests``.  It keeps server-side bookkeeping (how many
+connections were opened, why each one was closed, whether a client wrote a
+request on a connection the server had already decided to close, whether a
+TLS handshake resumed a session) that any thread can read.
+
+Responses are written as raw bytes (h11 only parses requests), which gives
+full control over framing, HTTP/1.0 answers and the fault routes
+(:mod:`hintpool._local.routes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import h11
+
+from .loop import STOP_TIMEOUT, LocalServerError, LoopThread, abort_with_rst
+from .routes import READ_SIZE, CloseConnection, Conn, fault, head, route, tokens
+
+__all__ = ["ConnectionRecord", "LocalServer", "LocalServerError", "ServerConfig"]
+
+#: Bound on reading the rest of a request once its first byte arrived.
+REQUEST_TIMEOUT = 30.0
+#: After the server sends its FIN it keeps reading this long (or until the
+#: client's EOF) so that requests sent on a closing connection can be counted.
+LINGER_TIMEOUT = 2.0
+
+
+@dataclass
+class ServerConfig:
+    #: Value of the ``Keep-Alive`` response header (None: no header);
+    #: ``{left}`` in it becomes the number of requests the connection still
+    #: accepts after this one (Apache's countdown of ``max``).
+    keep_alive: str | None = None
+    #: Close (FIN) a connection idle this long after a response (None: never).
+    idle_timeout: float | None = 5.0
+    #: Close the connection after serving this many requests on it.
+    max_requests: int | None = None
+    #: Send ``Connection: close`` on the max_requests-th response.  When False
+    #: the server just closes after it (a "lying" server).
+    close_on_last: bool = True
+    #: ``b"1.0"`` answers with HTTP/1.0 status lines and closes every time.
+    http_version: bytes = b"1.1"
+
+
+@dataclass
+class ConnectionRecord:
+    #: 1-based in accept order (never reset, see :meth:`LocalServer.reset_counts`).
+    number: int
+    client_port: int
+    requests: int = 0
+    #: Finished from the server's point of view: FIN/RST sent or client EOF seen.
+    closed: bool = False
+    closed_by_server: bool = False
+    #: "idle", "max", "close", "client", "error" or "stop"; None while open.
+    reason: str | None = None
+    #: Request bytes arrived after the server decided to close.
+    request_after_close: bool = False
+    #: TLS only: the handshake resumed a session (None: plain TCP).
+    tls_resumed: bool | None = None
+
+
+_BAD_REQUEST = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
+
+
+class LocalServer(LoopThread):
+    """HTTP/1.1 server for the demo, benchmarks and tests; see the module doc."""
+
+    __test__ = False  # re-exported as TestServer in tests: not a test class
+    _thread_name = "hintpool-local-server"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        config: ServerConfig | None = None,
+        tls: ssl.SSLContext | None = None,
+        port: int = 0,
+        extra_hosts: Sequence[str] = (),
+    ) -> None:
+        super().__init__(host, port, extra_hosts)
+        self.config = config if config is not None else ServerConfig()
+        self.tls = tls
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._records: list[ConnectionRecord] = []
+        self._numbers = 0
+        self._opened = 0
+        self._served = 0
+        self._after_close = 0
+
+    # -- public API ----------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def connections_opened(self) -> int:
+        with self._lock:
+            return self._opened
+
+    @property
+    def requests_served(self) -> int:
+        with self._lock:
+            return self._served
+
+    @property
+    def requests_after_close(self) -> int:
+        with self._lock:
+            return self._after_close
+
+    @property
+    def connections(self) -> list[ConnectionRecord]:
+        """A snapshot (copies) of the per-connection records, in accept order."""
+        with self._lock:
+            return [dataclasses.replace(r) for r in self._records]
+
+    def reset_counts(self) -> None:
+        """Zero the counters and forget the records (numbers keep increasing)."""
+        with self._lock:
+            self._records = []
+            self._opened = self._served = self._after_close = 0
+
+    def wait_closed(self, count: int, timeout: float = 5) -> None:
+        """Block until at least *count* recorded connections are closed."""
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: sum(r.closed for r in self._records) >= count, timeout
+            )
+        if not ok:
+            raise TimeoutError(
+                f"{count} closed connection(s) expected, got {self.connections!r}"
+            )
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _new_record(self, writer: asyncio.StreamWriter) -> ConnectionRecord:
+        peer = writer.get_extra_info("peername")
+        port = int(peer[1]) if isinstance(peer, tuple) and len(peer) > 1 else 0
+        ssl_object = writer.get_extra_info("ssl_object")
+        resumed = None if ssl_object is None else bool(ssl_object.session_reused)
+        with self._lock:
+            self._numbers += 1
+            self._opened += 1
+            record = ConnectionRecord(
+                number=self._numbers, client_port=port, tls_resumed=resumed
+            )
+            self._records.append(record)
+            return record
+
+    def _count_request(self, record: ConnectionRecord) -> int:
+        with self._lock:
+            record.requests += 1
+            self._served += 1
+            return record.requests
+
+    def _mark_closed(self, record: ConnectionRecord, by_server: bool, why: str) -> None:
+        with self._cond:
+            if not record.closed:
+                record.closed = True
+                record.closed_by_server = by_server
+                record.reason = why
+                self._cond.notify_all()
+
+    def _mark_after_close(self, record: ConnectionRecord) -> None:
+        with self._lock:
+            if not record.request_after_close:
+                record.request_after_close = True
+                self._after_close += 1
+
+    # -- connection handling -------------------------------------------------
+
+    async def _listen(self) -> asyncio.Server:
+        if self.tls is None:
+            return await asyncio.start_server(
+                self._handle, self._bind_hosts(), self._requested_port
+            )
+        return await asyncio.start_server(
+            self._handle,
+            self._bind_hosts(),
+            self._requested_port,
+            ssl=self.tls,
+            ssl_handshake_timeout=STOP_TIMEOUT,
+        )
+
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        record = self._new_record(writer)
+        conn = Conn(reader, writer, record.number)
+        try:
+            await self._serve(conn, record)
+        except CloseConnection as close:
+            await self._finish(conn, record, close)
+        except asyncio.CancelledError:
+            self._mark_closed(record, True, "stop")
+            raise
+        except Exception:  # a bug in the server: make it visible in records
+            self._mark_closed(record, True, "error")
+            abort_with_rst(writer)
+            raise
+
+    async def _finish(
+        self, conn: Conn, record: ConnectionRecord, close: CloseConnection
+    ) -> None:
+        if close.how == "peer":
+            self._mark_closed(record, False, close.reason)
+        elif close.how == "rst":
+            self._mark_closed(record, True, close.reason)
+            abort_with_rst(conn.writer)
+        else:
+            self._mark_closed(record, True, close.reason)
+            await self._half_close_and_linger(conn, record)
+
+    async def _half_close_and_linger(
+        self, conn: Conn, record: ConnectionRecord
+    ) -> None:
+        """Send FIN, then watch for (and count) late request bytes."""
+        writer = conn.writer
+        if not writer.can_write_eof():  # TLS: no half-close, just close.
+            return
+        try:
+            writer.write_eof()
+        except OSError:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER_TIMEOUT
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                data = await conn.read(remaining)
+            except (asyncio.TimeoutError, CloseConnection):
+                return
+            if not data:
+                return
+            self._mark_after_close(record)
+
+    async def _serve(self, conn: Conn, record: ConnectionRecord) -> None:
+        leftover, eof = b"", False
+        while True:
+            request, body, leftover, eof = await self._read_request(conn, leftover, eof)
+            await self._respond(conn, record, request, body)
+
+    async def _read_request(
+        self, conn: Conn, leftover: bytes, eof: bool
+    ) -> tuple[h11.Request, bytes, bytes, bool]:
+        parser = h11.Connection(h11.SERVER)
+        started = bool(leftover)
+        if leftover:
+            parser.receive_data(leftover)
+        if eof:
+            parser.receive_data(b"")
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError as exc:
+                if eof:
+                    raise CloseConnection("client", "peer") from exc
+                await conn.send(_BAD_REQUEST)
+                raise CloseConnection("error") from exc
+            if event is h11.NEED_DATA:
+                if eof:
+                    raise CloseConnection("client", "peer")
+                timeout = REQUEST_TIMEOUT if started else self.config.idle_timeout
+                try:
+                    data = await conn.read(timeout)
+                except asyncio.TimeoutError as exc:
+                    raise CloseConnection("error" if started else "idle") from exc
+                started = started or bool(data)
+                eof = not data
+                parser.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert request is not None
+                trailing, closed = parser.trailing_data
+                return request, bytes(body), trailing, closed or eof
+            elif isinstance(event, h11.ConnectionClosed):
+                raise CloseConnection("client", "peer")
+
+    async def _respond(
+        self, conn: Conn, record: ConnectionRecord, request: h11.Request, body: bytes
+    ) -> None:
+        cfg = self.config
+        k = self._count_request(record)
+        path = request.target.decode("latin-1").split("?", 1)[0]
+        if path.startswith("/fault/"):
+            await fault(conn, path[len("/fault/") :])
+            return
+
+        http10 = cfg.http_version == b"1.0"
+        connection = tokens(request, b"connection")
+        client_close = b"close" in connection or (
+            request.http_version == b"1.0" and b"keep-alive" not in connection
+        )
+        status, headers, payload, chunked = await route(conn, request, body, k)
+        chunked = chunked and not http10  # HTTP/1.0: the close delimits the body
+
+        reason: str | None = None
+        if http10 or client_close or path == "/close":
+            reason = "close"
+        elif cfg.max_requests is not None and k >= cfg.max_requests:
+            reason = "max"
+
+        no_body = status in (204, 304)
+        out: list[tuple[str, str]] = []
+        if no_body:
+            payload = b""
+        elif chunked:
+            out.append(("Transfer-Encoding", "chunked"))
+        elif not (http10 and path.startswith("/chunked/")):
+            out.append(("Content-Length", str(len(payload))))
+        if cfg.keep_alive is not None and not http10:
+            # "{left}" counts down like Apache: requests still accepted after
+            # this one on this connection.
+            left = 100 if cfg.max_requests is None else max(0, cfg.max_requests - k)
+            out.append(("Keep-Alive", cfg.keep_alive.replace("{left}", str(left))))
+        if not http10 and (
+            reason == "close" or (reason == "max" and cfg.close_on_last)
+        ):
+            out.append(("Connection", "close"))
+        out += headers
+
+        version = b"1.0" if http10 else b"1.1"
+        await conn.send(head(version, status, out))
+        if not (request.method == b"HEAD" or no_body):
+            await _send_body(conn, payload, chunked)
+        if reason is not None:
+            raise CloseConnection(reason)
+
+
+async def _send_body(conn: Conn, payload: bytes, chunked: bool) -> None:
+    if chunked:
+        for i in range(0, len(payload), 1000):
+            piece = payload[i : i + 1000]
+            await conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+        await conn.send(b"0\r\n\r\n")
+    else:
+        for i in range(0, len(payload), READ_SIZE):
+            await conn.send(payload[i : i + READ_SIZE])

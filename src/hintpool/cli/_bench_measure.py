@@ -1,0 +1,156 @@
+"""Timed runs for ``hintpool bench``: one contender, one workload, one round.
+
+A run opens a fresh session, warms it (one request per origin plus a few
+more, untimed), then sends up to ``requests`` requests with ``concurrency``
+workers spread round-robin over the origins, and stops early at
+``max_seconds``.  It returns the rate, the client process's CPU time per
+request and the errors; a failed request is counted, never retried here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._bench_contenders import AsyncGet, Contender, SyncGet
+
+__all__ = ["Run", "Workload", "measure"]
+
+WARMUP_REQUESTS = 20
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    mode: str  # "sync" or "async"
+    concurrency: int = 1
+    origins: int = 1
+    reconnect: bool = False  # a new connection per request
+    share: float = 1.0  # of --requests, for the slow workloads
+
+
+@dataclass
+class Run:
+    requests: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.cpu_seconds / self.requests if self.requests else 0.0
+
+    def record_error(self, exc: BaseException) -> None:
+        self.errors[type(exc).__name__] += 1
+
+
+def measure(
+    contender: Contender,
+    workload: Workload,
+    urls: list[str],
+    requests: int,
+    max_seconds: float,
+) -> Run:
+    """One timed run of *workload* by *contender* against *urls*."""
+    connections = len(urls) + workload.concurrency
+    total = max(1, int(requests * workload.share))
+    if workload.mode == "sync":
+        assert contender.sync_session is not None
+        with contender.sync_session(connections, workload.reconnect) as get:
+            return _sync_run(get, urls, total, max_seconds)
+    assert contender.async_session is not None
+    return asyncio.run(
+        _async_run(contender, workload, connections, urls, total, max_seconds)
+    )
+
+
+def _sync_run(get: SyncGet, urls: list[str], total: int, max_seconds: float) -> Run:
+    run = Run()
+    _sync_loop(get, urls, len(urls) + WARMUP_REQUESTS, time.perf_counter() + 30, Run())
+    cpu, start = time.process_time(), time.perf_counter()
+    _sync_loop(get, urls, total, start + max_seconds, run)
+    run.seconds = time.perf_counter() - start
+    run.cpu_seconds = time.process_time() - cpu
+    return run
+
+
+def _sync_loop(
+    get: SyncGet, urls: list[str], total: int, deadline: float, run: Run
+) -> None:
+    for i in range(total):
+        if time.perf_counter() > deadline:
+            return
+        try:
+            get(urls[i % len(urls)])
+        except Exception as exc:  # counted and reported
+            run.record_error(exc)
+        run.requests += 1
+
+
+async def _async_run(
+    contender: Contender,
+    workload: Workload,
+    connections: int,
+    urls: list[str],
+    total: int,
+    max_seconds: float,
+) -> Run:
+    assert contender.async_session is not None
+    run = Run()
+    concurrency = workload.concurrency
+    async with contender.async_session(connections, workload.reconnect) as get:
+        warm = len(urls) + WARMUP_REQUESTS
+        await _async_loop(get, urls, warm, concurrency, time.perf_counter() + 30, Run())
+        cpu, start = time.process_time(), time.perf_counter()
+        await _async_loop(get, urls, total, concurrency, start + max_seconds, run)
+        run.seconds = time.perf_counter() - start
+        run.cpu_seconds = time.process_time() - cpu
+    return run
+
+
+async def _async_loop(
+    get: AsyncGet,
+    urls: list[str],
+    total: int,
+    concurrency: int,
+    deadline: float,
+    run: Run,
+) -> None:
+    per_worker = max(1, total // concurrency)
+
+    async def worker(offset: int) -> None:
+        for i in range(per_worker):
+            if time.perf_counter() > deadline:
+                return
+            try:
+                await get(urls[(offset + i * concurrency) % len(urls)])
+            except Exception as exc:  # counted and reported
+                run.record_error(exc)
+            run.requests += 1
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+
+
+def summary(runs: list[Run]) -> dict[str, Any]:
+    """Median rate and CPU time over the rounds, errors summed."""
+    from statistics import median
+
+    errors: Counter[str] = Counter()
+    for run in runs:
+        errors.update(run.errors)
+    return {
+        "req_per_s": round(median(r.rate for r in runs), 1),
+        "cpu_us_per_request": round(median(r.cpu_us_per_request for r in runs), 1),
+        "rounds_req_per_s": [round(r.rate, 1) for r in runs],
+        "requests": sum(r.requests for r in runs),
+        "errors": sum(errors.values()),
+        "error_types": dict(errors),
+    }

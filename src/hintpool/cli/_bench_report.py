@@ -1,0 +1,210 @@
+"""Render ``hintpool bench`` results: a rich (or plain) table, and a PNG plot."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+__all__ = ["can_plot", "plot", "print_table", "race_rows", "rows"]
+
+NOT_MEASURED = "\u2013"
+TIMES = "\u00d7"
+COLORS = {
+    "hintpool pool": "#1f4e9c",
+    "hintpool+httpx": "#4f83d1",
+    "hintpool pool sync": "#1f4e9c",
+    "hintpool+httpx sync": "#4f83d1",
+    "httpx default": "#8c8c8c",
+    "httpx default sync": "#8c8c8c",
+    "aiohttp": "#e08a1e",
+    "urllib3": "#3c9a5f",
+}
+HEADERS = ("workload", "client", "req/s", "vs httpx", "CPU µs/req", "errors")
+
+
+def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per (workload, contender), then the race rows."""
+    out: list[tuple[str, ...]] = []
+    for workload in document["workloads"]:
+        title = workload["title"]
+        for name, result in workload["results"].items():
+            ratio = result["ratio_vs_httpx_default"]
+            out.append(
+                (
+                    title,
+                    name,
+                    f"{result['req_per_s']:,.0f}",
+                    NOT_MEASURED if ratio is None else f"{ratio:.2f}x",
+                    f"{result['cpu_us_per_request']:,.0f}",
+                    str(result["errors"]),
+                )
+            )
+            title = ""
+    return out
+
+
+RACE_HEADERS = ("client", "requests", "failed", "p99 ms", "errors")
+
+
+def race_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
+    race = document.get("race") or {"results": {}}
+    out: list[tuple[str, ...]] = []
+    for name, result in race["results"].items():
+        p99 = result["p99_ms"]
+        errors = "; ".join(
+            f"{count} {TIMES} {message}"
+            for message, count in result["error_types"].items()
+        )
+        out.append(
+            (
+                name,
+                str(result["requests"]),
+                str(result["failed"]),
+                NOT_MEASURED if p99 is None else f"{p99:g}",
+                errors,
+            )
+        )
+    return out
+
+
+RACE_TITLE = (
+    "race: the same bursts after idle gaps of 1.97-2.005 s, against servers "
+    "sending Keep-Alive: timeout=2 behind a 25 ms RTT ({seconds:g} s)"
+)
+
+
+def _describe(document: dict[str, Any]) -> str:
+    config, machine = document["config"], document["machine"]
+    versions = ", ".join(
+        f"{name} {version}" for name, version in machine["versions"].items() if version
+    )
+    return (
+        f"Server: {config.get('server', 'none')}. {config['requests']} requests "
+        f"per run (half for reconnects and many origins), median of "
+        f"{config['rounds']} rounds, contenders alternating. "
+        f"{machine['cpus']} CPUs, {machine['platform']}; "
+        f"{versions}."
+    )
+
+
+def print_table(document: dict[str, Any]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        _print_plain(document)
+        return
+    table = Table(
+        title="hintpool bench", caption=_describe(document), caption_justify="left"
+    )
+    for i, header in enumerate(HEADERS):
+        table.add_column(header, justify="left" if i < 2 else "right")
+    for row in rows(document):
+        table.add_row(*row, end_section=False)
+    console = Console()
+    if not console.is_terminal and console.width < 100:
+        console = Console(width=100)  # piped: do not wrap every cell
+    console.print(table)
+    if document.get("race"):
+        race = Table(title=RACE_TITLE.format(seconds=document["race"]["seconds"]))
+        for i, header in enumerate(RACE_HEADERS):
+            race.add_column(header, justify="right" if 0 < i < 4 else "left")
+        for row in race_rows(document):
+            race.add_row(*row)
+        console.print(race)
+
+
+def _print_plain(document: dict[str, Any]) -> None:
+    table = [HEADERS, *rows(document)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADERS))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(_describe(document))
+    if document.get("race"):
+        print()
+        print(RACE_TITLE.format(seconds=document["race"]["seconds"]))
+        for row in [RACE_HEADERS, *race_rows(document)]:
+            print("  ".join(row))
+
+
+def can_plot() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def plot(document: dict[str, Any], path: str) -> None:
+    """One panel per workload: req/s bars with the ratio to httpx; race failures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [w for w in document["workloads"] if w["results"]]
+    race = document.get("race")
+    heights = [len(w["results"]) for w in panels]
+    if race:
+        heights.append(len(race["results"]))
+    if not heights:
+        heights = [1]
+    fig, axes = plt.subplots(
+        len(heights),
+        1,
+        figsize=(9, 0.9 + 0.42 * sum(heights) + 0.55 * len(heights)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, workload in zip(axes[:, 0], panels):
+        _panel(ax, workload)
+    if race:
+        _race_panel(axes[-1, 0], race)
+    fig.suptitle(
+        "hintpool bench: " + document["config"].get("server", ""), x=0.01, ha="left"
+    )
+    fig.text(0.01, 0.005, _describe(document), fontsize=6.5, wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.98))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _panel(ax: Any, workload: dict[str, Any]) -> None:
+    names = list(workload["results"])
+    rates = [workload["results"][n]["req_per_s"] for n in names]
+    ax.barh(names, rates, color=[COLORS.get(n, "#555555") for n in names])
+    ax.invert_yaxis()
+    ax.set_title(workload["title"], loc="left", fontsize=10)
+    ax.set_xlabel("requests per second (median)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    top = max(rates, default=0) or 1
+    ax.set_xlim(0, top * 1.25)
+    for i, name in enumerate(names):
+        result = workload["results"][name]
+        ratio = result["ratio_vs_httpx_default"]
+        label = f"{result['req_per_s']:,.0f}"
+        if ratio is not None:
+            label += f"  ({ratio:.2f}x httpx)"
+        ax.text(rates[i] + top * 0.01, i, label, va="center", fontsize=7.5)
+
+
+def _race_panel(ax: Any, race: dict[str, Any]) -> None:
+    names = list(race["results"])
+    failed = [race["results"][n]["failed"] for n in names]
+    ax.barh(names, failed, color=[COLORS.get(n, "#555555") for n in names])
+    ax.invert_yaxis()
+    ax.set_title(
+        "race: failed requests, server timeout=2 s behind 25 ms RTT (lower is better)",
+        loc="left",
+        fontsize=10,
+    )
+    ax.set_xlabel("failed requests", fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.tick_params(labelsize=8)
+    top = max(failed, default=0) or 1
+    ax.set_xlim(0, top * 1.25)
+    for i, name in enumerate(names):
+        requests = race["results"][name]["requests"]
+        ax.text(
+            failed[i] + top * 0.01,
+            i,
+            f"{failed[i]} of {requests}",
+            va="center",
+            fontsize=7.5,
+        )

@@ -1,0 +1,339 @@
+"""``hintpool bench``: hintpool against httpx, aiohttp and urllib3, on local servers.
+
+Theory of operation
+-------------------
+One benchmark server (Node.js ``http`` when ``node`` is on PATH, else the
+in-process h11 server) listens on one or many loopback addresses.  For each
+round, each workload runs every contender of its kind (sync or async) once,
+in an order that rotates from round to round so no contender always runs
+first or last; each run opens a fresh client, warms it, and sends the
+workload's requests (see :mod:`._bench_measure`).  The report gives the
+median over the rounds, the ratio against httpx's default transport and the
+error counts.  The race workload (:mod:`._bench_race`) runs once, after the
+rounds, and counts failed requests instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .._local.bench_server import start_bench_server
+from .._local.loop import LocalServerError
+from .._local.origins import loopback_hosts
+from . import _bench_contenders
+from ._bench_contenders import HTTPX_DEFAULT_ASYNC, HTTPX_DEFAULT_SYNC, Contender
+from ._bench_measure import Run, Workload, measure, summary
+
+__all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
+
+#: (requests, rounds, origins, race seconds, seconds per run): full, --quick.
+DEFAULTS = {"full": (2000, 3, 1000, 20.0, 15.0), "quick": (400, 3, 100, 8.0, 5.0)}
+MANY = "many-origins"
+RACE = "race"
+
+
+def workloads(origins: int) -> list[Workload]:
+    """The throughput workloads, in report order (the race comes last)."""
+    return [
+        Workload("sync", "sync, sequential", "sync"),
+        Workload("async-1", "async, C=1", "async", concurrency=1),
+        Workload("async-10", "async, C=10", "async", concurrency=10),
+        Workload("async-100", "async, C=100", "async", concurrency=100),
+        Workload(
+            MANY,
+            f"{origins} origins, async, C=10",
+            "async",
+            concurrency=10,
+            origins=origins,
+            share=0.5,
+        ),
+        Workload(
+            "reconnect-sync",
+            "reconnect each request, sync",
+            "sync",
+            reconnect=True,
+            share=0.5,
+        ),
+        Workload(
+            "reconnect-async",
+            "reconnect each request, C=10",
+            "async",
+            concurrency=10,
+            reconnect=True,
+            share=0.5,
+        ),
+        *tls_resumption_workloads(),
+    ]
+
+
+def tls_resumption_workloads() -> list[Workload]:
+    """Hook for the TLS rows (issue #3): reconnects with and without resumption.
+
+    They need an ``https`` benchmark server and contenders that resume TLS
+    sessions; return their Workloads here and they join every table, the
+    JSON and the plot.  None yet.
+    """
+    return []
+
+
+WORKLOADS = [w.key for w in workloads(1)] + [RACE]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    full, quick = DEFAULTS["full"], DEFAULTS["quick"]
+    add = parser.add_argument
+    add("--quick", action="store_true", help="fewer requests and rounds: ~1 minute")
+    add("--json", action="store_true", help="print one JSON document, nothing else")
+    add("--plot", metavar="FILE.png", help="draw the results (needs matplotlib)")
+    add("--requests", type=_count(1, 10**6), help=f"per run ({full[0]}; {quick[0]})")
+    add("--rounds", type=_count(1, 100), help=f"per workload ({full[1]}; {quick[1]})")
+    add("--origins", type=_count(1, 5000), help=f"many-origins ({full[2]}; {quick[2]})")
+    add(
+        "--race-seconds",
+        type=_count(0, 600),
+        help=f"length of the race workload ({full[3]:g}; {quick[3]:g}; 0: skip)",
+    )
+    add(
+        "--workloads",
+        type=_workload_list,
+        default=WORKLOADS,
+        help="comma-separated subset of: " + ",".join(WORKLOADS),
+    )
+    add("--server", choices=("auto", "node", "python"), default="auto")
+    add("--seed", type=int, default=7, help="race schedule seed")
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}")
+        return value
+
+    return parse
+
+
+def _workload_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"choose from {','.join(WORKLOADS)}"
+        )
+    return names
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    requests, rounds, origins, race, per_run = DEFAULTS[
+        "quick" if args.quick else "full"
+    ]
+    return {
+        "quick": bool(args.quick),
+        "requests": args.requests or requests,
+        "rounds": args.rounds or rounds,
+        "origins": args.origins or origins,
+        "race_seconds": race if args.race_seconds is None else args.race_seconds,
+        "max_seconds_per_run": per_run,
+        "workloads": args.workloads,
+        "seed": args.seed,
+        "server": args.server,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import _bench_report as report
+
+    if args.plot and not report.can_plot():
+        _fail("--plot needs matplotlib: python -m pip install 'hintpool[bench]'")
+        return 1
+    settings = _settings(args)
+    for name in _bench_contenders.missing():
+        print(f"{name} not installed: skipped", file=sys.stderr)
+    started = time.monotonic()
+    try:
+        found = _bench_contenders.contenders()
+        document = _run_all(settings, found, quiet=args.json)
+    except LocalServerError as exc:
+        _fail(f"cannot start the benchmark server: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    document["config"]["elapsed_s"] = round(time.monotonic() - started, 1)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        report.print_table(document)
+    if args.plot:
+        try:
+            report.plot(document, args.plot)
+        except OSError as exc:
+            _fail(f"cannot write {args.plot}: {exc.strerror or exc}")
+            return 1
+        if not args.json:
+            print(f"Plot written to {args.plot}")
+    return 0
+
+
+def _fail(message: str) -> None:
+    print(f"hintpool bench: {message}", file=sys.stderr)
+
+
+def _run_all(
+    settings: dict[str, Any], found: list[Contender], quiet: bool
+) -> dict[str, Any]:
+    chosen = [
+        w for w in workloads(settings["origins"]) if w.key in settings["workloads"]
+    ]
+    origins = max((w.origins for w in chosen), default=1)
+    _raise_fd_limit(2 * origins + 1000)
+    document: dict[str, Any] = {
+        "config": settings,
+        "machine": _machine(),
+        "skipped": _bench_contenders.missing(),
+        "workloads": [],
+        "race": None,
+    }
+    if chosen:
+        with start_bench_server(loopback_hosts(origins), settings["server"]) as server:
+            document["config"]["server"] = server.kind
+            document["config"]["server_addresses"] = len(server.addresses)
+            runs = _rounds(chosen, found, server.urls(), settings, quiet)
+        document["workloads"] = [_report(w, found, runs) for w in chosen]
+    race = settings["race_seconds"]
+    if RACE in settings["workloads"] and race > 0:
+        from ._bench_race import run_race
+
+        with _status(f"race workload ({race} s)", quiet):
+            document["race"] = {
+                "seconds": race,
+                "results": run_race(found, race, settings["seed"]),
+            }
+    return document
+
+
+def _rounds(
+    chosen: list[Workload],
+    found: list[Contender],
+    urls: list[str],
+    settings: dict[str, Any],
+    quiet: bool,
+) -> dict[tuple[str, str], list[Run]]:
+    runs: dict[tuple[str, str], list[Run]] = {}
+    plan = [(w, c) for w in chosen for c in found if c.mode == w.mode]
+    with _progress(len(plan) * settings["rounds"], quiet) as advance:
+        for round_number in range(settings["rounds"]):
+            for workload in chosen:
+                mine = [c for c in found if c.mode == workload.mode]
+                shift = round_number % max(1, len(mine))
+                for contender in mine[shift:] + mine[:shift]:
+                    advance(f"{workload.key}: {contender.name}")
+                    run = measure(
+                        contender,
+                        workload,
+                        urls[: workload.origins],
+                        settings["requests"],
+                        settings["max_seconds_per_run"],
+                    )
+                    runs.setdefault((workload.key, contender.name), []).append(run)
+    return runs
+
+
+def _report(
+    workload: Workload,
+    found: list[Contender],
+    runs: dict[tuple[str, str], list[Run]],
+) -> dict[str, Any]:
+    baseline = HTTPX_DEFAULT_SYNC if workload.mode == "sync" else HTTPX_DEFAULT_ASYNC
+    results = {
+        c.name: summary(runs[workload.key, c.name])
+        for c in found
+        if (workload.key, c.name) in runs
+    }
+    base = results.get(baseline, {}).get("req_per_s")
+    for result in results.values():
+        ratio = result["req_per_s"] / base if base else None
+        result["ratio_vs_httpx_default"] = None if ratio is None else round(ratio, 2)
+    return {
+        "key": workload.key,
+        "title": workload.title,
+        "mode": workload.mode,
+        "concurrency": workload.concurrency,
+        "origins": workload.origins,
+        "baseline": baseline,
+        "results": results,
+    }
+
+
+@contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar on stderr (none with --json or without rich)."""
+    try:
+        from rich.console import Console
+        from rich.progress import Progress
+    except ImportError:
+        quiet = True
+    if quiet:
+        yield lambda description: None
+        return
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("bench", total=total)
+
+        def advance(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        yield advance
+
+
+@contextmanager
+def _status(text: str, quiet: bool) -> Iterator[None]:
+    try:
+        from rich.console import Console
+    except ImportError:
+        quiet = True
+    if quiet:
+        yield
+        return
+    with Console(stderr=True).status(text):
+        yield
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Many origins need a file descriptor per connection: raise the soft limit."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows has no rlimits
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _machine() -> dict[str, Any]:
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("hintpool", "httpx", "httpcore", "h11", "anyio", "aiohttp", "urllib3"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(terse=True),
+        "implementation": platform.python_implementation(),
+        "versions": versions,
+    }

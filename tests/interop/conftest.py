@@ -1,0 +1,89 @@
+"""Fixtures that run real servers (see ``servers/launch.py``).
+
+* ``real_servers`` (module scope): ``start(spec) -> RunningServer``. Servers
+  are shared by spec within a test module (tests tell their requests apart
+  with ``server.log_mark()``) and always stopped at the module's end.
+* A server that is not installed skips the test with the reason, or fails
+  it when ``HINTPOOL_REQUIRE_SERVERS=1`` (CI), so a missing install step
+  cannot hide behind a skip. A server that does not come up fails the test
+  with its log tail.
+* ``tls_ca`` / ``tls_files`` / ``tls_client_context``: trustme certificates.
+* ``nginx_tls``: an nginx with TLS whose access log carries
+  ``$ssl_session_reused`` (read it with ``servers.ssl_session_reused``) --
+  the hook for the TLS resumption tests of issue #4.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator
+from typing import Callable, NoReturn
+
+import pytest
+import trustme
+
+from .servers import (
+    RunningServer,
+    ServerSpec,
+    ServerStartError,
+    ServerUnavailable,
+    TLSFiles,
+    start_server,
+)
+from .servers.tls import client_context, write_tls_files
+
+REQUIRE_SERVERS = os.environ.get("HINTPOOL_REQUIRE_SERVERS") == "1"
+
+StartServer = Callable[[ServerSpec], RunningServer]
+
+
+def skip_or_fail(message: str, require: bool) -> NoReturn:
+    """Skip a test whose server is missing, or fail it when CI requires it."""
+    if require:
+        pytest.fail(f"{message} (HINTPOOL_REQUIRE_SERVERS=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def real_servers() -> Iterator[StartServer]:
+    running: dict[ServerSpec, RunningServer] = {}
+
+    def start(spec: ServerSpec) -> RunningServer:
+        server = running.get(spec)
+        if server is not None and server.process.poll() is None:
+            return server
+        try:
+            server = start_server(spec)
+        except ServerUnavailable as exc:
+            skip_or_fail(f"{spec.kind} unavailable: {exc}", REQUIRE_SERVERS)
+        except ServerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        running[spec] = server
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in running.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return write_tls_files(tls_ca, tmp_path_factory.mktemp("interop-tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_client_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    return client_context(tls_ca)
+
+
+@pytest.fixture
+def nginx_tls(real_servers: StartServer, tls_files: TLSFiles) -> RunningServer:
+    return real_servers(ServerSpec("nginx", idle_timeout=2.0, tls=tls_files))

@@ -1,0 +1,46 @@
+"""Servers close an idle connection no earlier than their idle timeout.
+
+hintpool's margin is taken off what a server announces; this checks that the
+real close comes at or after it (Node closes a second later), measured on a
+raw socket: send a request, read the response, time until EOF.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from .conftest import StartServer
+from .helpers import HINTING, HINTLESS
+from .servers import ServerSpec
+from .servers.probe import measure_idle_close
+
+pytestmark = pytest.mark.interop
+
+TIMEOUT = 1.0
+#: Node's http server closes about one second after keepAliveTimeout.
+LATE_BY = {"node": 1.0}
+TOLERANCE = 0.25
+
+
+@pytest.mark.parametrize("kind", (*HINTING, *HINTLESS))
+def test_idle_close_time(
+    real_servers: StartServer,
+    record_property: Callable[[str, object], None],
+    kind: str,
+) -> None:
+    server = real_servers(ServerSpec(kind, idle_timeout=TIMEOUT))
+    exchange, closed_after = measure_idle_close(
+        server.host, server.port, bound=TIMEOUT + 3
+    )
+    assert closed_after is not None, f"{kind} kept the idle connection open"
+    record_property("idle_close_seconds", round(closed_after, 3))
+    if kind in HINTING:
+        assert exchange.hint is not None
+        assert exchange.hint.timeout == TIMEOUT
+    else:
+        assert exchange.keep_alive_header is None
+    expected = TIMEOUT + LATE_BY.get(kind, 0.0)
+    assert closed_after >= TIMEOUT - 0.02, "closed before its idle timeout"
+    assert abs(closed_after - expected) <= TOLERANCE

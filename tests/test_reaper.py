@@ -1,0 +1,184 @@
+"""The reaper: idle connections close at their deadline without a request.
+
+Async deadlines run on trio's MockClock (virtual time: "wait 4 s" takes
+microseconds), with the pool's clock set to trio's clock. The sync reaper is
+a thread that waits on real time, so its tests use short windows.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+import weakref
+
+import anyio
+import httpcore
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import hintpool
+from hintpool import AsyncConnectionPool, ConnectionPool
+
+from ._async.test_connection_pool import response
+from .server import TestServer
+
+MOCK_CLOCK = pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}))],
+)
+
+
+def mock_pool(responses: list[bytes], **kwargs: object) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        network_backend=httpcore.AsyncMockBackend(responses),
+        clock=trio.current_time,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_idle_connection_closes_at_its_deadline_without_a_request() -> None:
+    async with mock_pool([response("timeout=5")]) as pool:
+        await pool.request("GET", "http://example.test/")
+        assert pool.statistics().idle == 1
+        await anyio.sleep(3.99)  # window: 5 s - 1 s margin
+        assert pool.statistics().idle == 1
+        await anyio.sleep(0.02)
+        stats = pool.statistics()
+        assert (stats.idle, stats.open, stats.expired) == (0, 0, 1)
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_reaper_wakes_for_a_nearer_deadline() -> None:
+    responses = [response("timeout=60")]
+    async with mock_pool(responses) as pool:
+        await pool.request("GET", "http://a.test/")  # deadline in 59 s
+        await anyio.sleep(1)
+        pool._connector._network_backend = httpcore.AsyncMockBackend(
+            [response("timeout=3")]
+        )
+        await pool.request("GET", "http://b.test/")  # deadline in 2 s
+        await anyio.sleep(2.05)
+        stats = pool.statistics()
+        assert stats.origins["http://b.test:80"].expired == 1
+        assert stats.origins["http://a.test:80"].idle == 1
+        await anyio.sleep(56)
+        assert pool.statistics().expired == 2
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_reaper_stops_with_the_pool() -> None:
+    pool = mock_pool([response("timeout=5")])
+    async with pool:
+        await pool.request("GET", "http://example.test/")
+        assert pool._reaper.running
+    assert not pool._reaper.running
+    assert pool.statistics().open == 0
+
+
+@pytest.mark.anyio
+async def test_without_async_with_expired_connections_close_lazily() -> None:
+    clock = [0.0]
+    pool = AsyncConnectionPool(
+        network_backend=httpcore.AsyncMockBackend([response("timeout=5")] * 2),
+        clock=lambda: clock[0],
+    )
+    await pool.request("GET", "http://example.test/")
+    assert not pool._reaper.running
+    clock[0] = 10
+    await pool.request("GET", "http://other.test/")  # sweeps the expired one
+    stats = pool.statistics()
+    assert stats.origins["http://example.test:80"].expired == 1
+    await pool.aclose()
+
+
+def test_sync_reaper_closes_idle_connections_on_time() -> None:
+    responses = [response("timeout=1.2")]  # 0.2 s window with the 1 s margin
+    with ConnectionPool(network_backend=httpcore.MockBackend(responses)) as pool:
+        pool.request("GET", "http://example.test/")
+        assert pool.statistics().idle == 1
+        deadline = time.monotonic() + 5
+        while pool.statistics().idle and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pool.statistics().expired == 1
+        assert pool._reaper.running
+    assert not pool._reaper.running
+
+
+def test_sync_reaper_thread_does_not_keep_the_pool_alive() -> None:
+    pool = ConnectionPool(
+        network_backend=httpcore.MockBackend([response("timeout=1.1")]),
+    )
+    pool.request("GET", "http://example.test/")
+    thread = pool._reaper._thread
+    assert thread is not None and thread.is_alive()
+    ref = weakref.ref(pool)
+    # Closing is the polite way; an abandoned pool must not leak the thread.
+    pool._state.close_all([])  # forget the idle connection without I/O
+    del pool
+    gc.collect()
+    assert ref() is None
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_no_reaper_thread_before_a_connection_is_idle() -> None:
+    before = threading.active_count()
+    pool = hintpool.ConnectionPool()
+    assert threading.active_count() == before
+    pool.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def fds_back_to(count: int) -> bool:
+    """The in-process test server closes its side a moment after we close
+    ours: give it (boundedly) the time to, then compare."""
+    deadline = time.monotonic() + 3
+    while open_fds() != count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return open_fds() == count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.anyio
+async def test_closing_the_pool_leaves_no_task_thread_or_socket(
+    server: TestServer,
+) -> None:
+    fds = open_fds()
+    transport = hintpool.AsyncHTTPTransport()
+    async with httpx.AsyncClient(transport=transport) as client:
+        for path in ("/", "/bytes/10", "/close", "/"):
+            await client.get(server.url + path)
+        async with client.stream("GET", server.url + "/bytes/100"):
+            pass  # closed unread
+        assert transport.pool._reaper.running
+    assert not transport.pool._reaper.running
+    assert transport.statistics().open == 0
+    # (trio keeps idle worker threads of its own for DNS look-ups)
+    assert not [t for t in threading.enumerate() if t.name == "hintpool-reaper"]
+    assert fds_back_to(fds)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_closing_a_sync_pool_leaves_no_thread_or_socket(server: TestServer) -> None:
+    threads = threading.active_count()
+    fds = open_fds()
+    transport = hintpool.HTTPTransport()
+    with httpx.Client(transport=transport) as client:
+        for path in ("/", "/bytes/10", "/close", "/"):
+            client.get(server.url + path)
+        assert transport.pool._reaper.running
+    assert not transport.pool._reaper.running
+    assert transport.statistics().open == 0
+    assert threading.active_count() == threads
+    assert fds_back_to(fds)
