@@ -927,8 +927,13 @@ class PoolMachine(RuleBasedStateMachine):
         event(f"release -> {conn.lifetime.state.value}")
         if not reusable:
             assert id(conn) in self.closed
-            assert conn.lifetime.state is State.CLOSED
-            self.plain_closes += 1
+            lifetime = conn.lifetime
+            if lifetime.will_close or lifetime.requests_left == 0:
+                # The server had announced the end: retired, not just closed.
+                assert lifetime.state is State.RETIRED
+            else:
+                assert lifetime.state is State.CLOSED
+                self.plain_closes += 1
         if conn.lifetime.state is State.IDLE:
             assert conn.lifetime.idle_deadline > self.now
             assert conn.lifetime.idle_since == self.now

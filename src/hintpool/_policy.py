@@ -194,6 +194,15 @@ class Lifetime:
         self.idle_deadline = now + idle_window
         return True
 
+    def response_aborted(self) -> None:
+        """The wire connection cannot be reused (closed by httpcore, body not
+        read, error): RETIRED if the server had announced the end, else
+        CLOSED."""
+        if self.state is State.ACTIVE and (self.will_close or self.requests_left == 0):
+            self._go(Event.RETIRE)
+        else:
+            self._go(Event.CLOSE)
+
     def reusable(self, now: float) -> bool:
         return self.state is State.IDLE and now < self.idle_deadline
 
@@ -206,3 +215,8 @@ class Lifetime:
     @property
     def retired_by_max(self) -> bool:
         return self.state is State.RETIRED and self.requests_left == 0
+
+    @property
+    def retired_by_close(self) -> bool:
+        """Retired because the server said ``Connection: close``."""
+        return self.state is State.RETIRED and self.will_close

@@ -105,6 +105,7 @@ class OriginState:
         "learned_timeout",
         "open",
         "requests",
+        "retired_by_close",
         "retired_by_max",
         "retries",
         "reused",
@@ -127,6 +128,7 @@ class OriginState:
         self.requests = 0
         self.reused = 0
         self.retired_by_max = 0
+        self.retired_by_close = 0
         self.expired = 0
         self.evicted = 0
         self.closed_by_server = 0
@@ -198,6 +200,7 @@ class OriginStatistics:
     requests: int
     reused: int
     retired_by_max: int
+    retired_by_close: int
     expired: int
     evicted: int
     closed_by_server: int
@@ -224,6 +227,7 @@ class PoolStatistics:
     requests: int
     reused: int
     retired_by_max: int
+    retired_by_close: int
     expired: int
     evicted: int
     closed_by_server: int
@@ -243,6 +247,7 @@ _TOTAL_FIELDS: Final = (
     "requests",
     "reused",
     "retired_by_max",
+    "retired_by_close",
     "expired",
     "evicted",
     "closed_by_server",
@@ -456,14 +461,19 @@ class PoolState:
         origin = conn.origin
         lifetime = conn.lifetime
         if not reusable:
-            lifetime.close()
+            # httpcore already closed it (the server said Connection: close,
+            # the body was not read, an error): retired if the server had
+            # announced the end, closed otherwise.
+            lifetime.response_aborted()
         else:
             window = self.policy.idle_window(lifetime.last_hint, origin.learned_timeout)
             if lifetime.response_done(now, window):
                 self._make_idle(conn, to_close)
                 return
-            if lifetime.retired_by_max:
-                origin.retired_by_max += 1
+        if lifetime.retired_by_max:
+            origin.retired_by_max += 1
+        elif lifetime.retired_by_close:
+            origin.retired_by_close += 1
         self._drop(conn, to_close)
 
     def _drop(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:
@@ -637,6 +647,7 @@ class PoolState:
                 requests=state.requests,
                 reused=state.reused,
                 retired_by_max=state.retired_by_max,
+                retired_by_close=state.retired_by_close,
                 expired=state.expired,
                 evicted=state.evicted,
                 closed_by_server=state.closed_by_server,

@@ -1,8 +1,9 @@
 """Idle connections are expired before the server's idle timeout.
 
 Hinting servers: the deadline is the announced timeout minus
-``keepalive_margin``. Hint-less servers: today the pool's
-``keepalive_expiry`` fallback.
+``keepalive_margin``. Hint-less servers: the pool's ``keepalive_expiry``
+until the timeout is learned from the first idle connection the server
+closes, then that learned timeout minus the margin.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def test_idle_expired_before_server_timeout(
     assert list(per_port.values()) == [2, 1]
     if kind in HINTLESS:
         assert stats.last_hint is None
-        # TODO(issue 5): learned timeouts. This server never closed one of
-        # our idle connections here, so nothing is learned yet; see
-        # test_hintless_server_close_is_caught for the learning case.
+        # This server never closed one of our idle connections here, so
+        # nothing is learned yet (see test_hintless_server_close_is_caught).
+        assert stats.learned_timeout is None
 
 
 @pytest.mark.anyio
@@ -99,8 +100,8 @@ def test_hintless_server_close_is_caught(
     real_servers: StartServer, spec: ServerSpec
 ) -> None:
     """A hint-less server closing before ``keepalive_expiry`` (5 s): the
-    pool notices the close (stale check) and the next request succeeds on a
-    new connection."""
+    reaper sees the close, learns the server's idle timeout from it, and
+    from then on connections to that server expire before it closes them."""
     server = real_servers(spec)
     mark = server.log_mark()
     client, transport = sync_client()
@@ -109,10 +110,15 @@ def test_hintless_server_close_is_caught(
         time.sleep(PAST_TIMEOUT)
         assert client.get(f"{server.url}/stale/1").status_code == 200
         stats = origin_stats(transport, server)
-    assert stats.connections_opened == 2
+        assert stats.closed_by_server == 1
+        assert stats.learned_timeout is not None
+        assert IDLE_TIMEOUT - 0.1 <= stats.learned_timeout <= IDLE_TIMEOUT + 0.3
+        # Learned: the next idle gap past the timeout finds the connection
+        # already expired by the pool, not closed by the server.
+        time.sleep(PAST_TIMEOUT)
+        assert client.get(f"{server.url}/stale/2").status_code == 200
+        stats = origin_stats(transport, server)
+    assert stats.connections_opened == 3
     assert stats.closed_by_server == 1
-    assert len(connections(server.wait_records(2, since=mark))) == 2
-    # TODO(issue 5): once idle timeouts are learned, assert
-    # stats.learned_timeout is close to IDLE_TIMEOUT here, and that a
-    # request after another idle gap of PAST_TIMEOUT finds the connection
-    # already expired (expired == 1, closed_by_server still 1).
+    assert stats.expired == 1
+    assert len(connections(server.wait_records(3, since=mark))) == 3

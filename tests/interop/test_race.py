@@ -121,3 +121,35 @@ async def test_no_failures_behind_latency_async(
     assert failures == []
     assert stats.closed_by_server == 0
     assert getattr(stats, "retries", 0) == 0
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ServerSpec("uvicorn", idle_timeout=TIMEOUT),
+        ServerSpec("nginx", idle_timeout=TIMEOUT, hint=False),
+    ],
+    ids=lambda spec: spec.label,
+)
+def test_no_failures_behind_latency_after_learning(
+    real_servers: StartServer,
+    delay_proxy_factory: Callable[..., object],
+    spec: ServerSpec,
+) -> None:
+    """A server that sends no hint: after the first idle connection it
+    closes, the pool knows its timeout and no later request races."""
+    server = real_servers(spec)
+    proxy = delay_proxy_factory(server.host, server.port)
+    base = proxy.url()  # type: ignore[attr-defined]
+    client, transport = sync_client(keepalive_margin=MARGIN)
+    with client:
+        client.get(f"{base}/learn").raise_for_status()
+        time.sleep(TIMEOUT + 0.3)  # the reaper sees the server's close
+        learned = transport.statistics().origins[base].learned_timeout
+        assert learned is not None
+        assert TIMEOUT - 0.05 <= learned <= TIMEOUT + 0.2
+        failures = run_schedule(client.get, f"{base}/learned-race", GAPS)
+        stats = transport.statistics().origins[base]
+    assert failures == []
+    assert stats.closed_by_server == 1  # only the close it learned from
+    assert stats.retries == 0, "0 failures without retrying"
