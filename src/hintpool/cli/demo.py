@@ -364,7 +364,7 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
         row("TLS handshakes full / resumed", tls),
         row("latency p50 / p95 / p99", latency),
         row(
-            "requests written after the server closed (server-side)",
+            "requests written after the server closed (server-side, plain HTTP)",
             lambda s: str(s["server"]["requests_after_close"]),
         ),
     ]
