@@ -96,7 +96,9 @@ class FakeStream:
         limit = self.announced_timeout
         if self.silent_timeout is not None:
             limit = (
-                self.silent_timeout if limit is None else min(limit, self.silent_timeout)
+                self.silent_timeout
+                if limit is None
+                else min(limit, self.silent_timeout)
             )
         return limit is not None and now >= self.idle_since + limit
 
@@ -126,9 +128,7 @@ class FakeStream:
                     self.parser.start_next_cycle()
 
     def _cycle_ok(self) -> bool:
-        return (
-            self.parser.our_state is h11.DONE and self.parser.their_state is h11.DONE
-        )
+        return self.parser.our_state is h11.DONE and self.parser.their_state is h11.DONE
 
     def _request(self, request: h11.Request, now: float) -> None:
         net = self.net

@@ -6,7 +6,10 @@ One timer per pool, driven by the pool's deadline heap: the reaper sleeps
 until the nearest idle deadline, closes every connection whose deadline has
 passed, and sleeps again. A connection that turns idle with a nearer
 deadline than the one the reaper sleeps towards wakes it (``notify``), so
-each request costs one float comparison.
+each request costs one float comparison. While connections are in use the
+reaper sleeps at most ``REAPER_HEARTBEAT`` seconds: otherwise, after it saw
+every connection busy (nothing to wait for), the next release would wake it
+on every request.
 
 While an idle connection belongs to an origin that sends no ``Keep-Alive``
 hint and whose idle timeout is not learned yet, the reaper also wakes every
@@ -37,10 +40,12 @@ if TYPE_CHECKING:
     from ._async.connection_pool import AsyncConnectionPool
     from ._sync.connection_pool import ConnectionPool
 
-__all__ = ["WATCH_INTERVAL", "AsyncReaper", "Reaper"]
+__all__ = ["REAPER_HEARTBEAT", "WATCH_INTERVAL", "AsyncReaper", "Reaper"]
 
 #: How often idle connections of unlearned hint-less origins are polled.
 WATCH_INTERVAL = 0.05
+#: Longest sleep while some connection is in use (see ``_reap``).
+REAPER_HEARTBEAT = 1.0
 
 
 class AsyncReaper:

@@ -20,7 +20,7 @@ import httpcore
 from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translate
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
-from .._reaper import WATCH_INTERVAL, AsyncReaper
+from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
 from .._requests import HeaderTypes, build_request
 from .._retry import may_retry
 from .._stale import server_closed
@@ -391,9 +391,16 @@ class AsyncConnectionPool:
                 self._state.idle_closed_by_server(conn, now, to_close)
         await self._close_connections(to_close)
         with self._lock:
-            wake_at = self._state.next_deadline()
-            if self._state.watched:
+            state = self._state
+            wake_at = state.next_deadline()
+            if state.watched:
                 wake_at = min(wake_at, now + WATCH_INTERVAL)
+            if state.open_count > state.idle_count:
+                # Connections in use will turn idle with deadlines we do not
+                # know yet. Waking at least this often means their release
+                # rarely has a nearer deadline than the reaper's, so it does
+                # not have to wake the reaper on every request.
+                wake_at = min(wake_at, now + REAPER_HEARTBEAT)
         return wake_at
 
     async def _close_connections(self, connections: list[PooledConnection]) -> None:

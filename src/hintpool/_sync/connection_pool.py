@@ -21,7 +21,7 @@ import httpcore
 from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translate
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
-from .._reaper import WATCH_INTERVAL, Reaper
+from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
 from .._requests import HeaderTypes, build_request
 from .._retry import may_retry
 from .._stale import server_closed
@@ -392,9 +392,16 @@ class ConnectionPool:
                 self._state.idle_closed_by_server(conn, now, to_close)
         self._close_connections(to_close)
         with self._lock:
-            wake_at = self._state.next_deadline()
-            if self._state.watched:
+            state = self._state
+            wake_at = state.next_deadline()
+            if state.watched:
                 wake_at = min(wake_at, now + WATCH_INTERVAL)
+            if state.open_count > state.idle_count:
+                # Connections in use will turn idle with deadlines we do not
+                # know yet. Waking at least this often means their release
+                # rarely has a nearer deadline than the reaper's, so it does
+                # not have to wake the reaper on every request.
+                wake_at = min(wake_at, now + REAPER_HEARTBEAT)
         return wake_at
 
     def _close_connections(self, connections: list[PooledConnection]) -> None:
