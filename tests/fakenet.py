@@ -13,7 +13,8 @@ closes the connection, and records every request it receives. It can
   the server said it would close (``Connection: close``, ``max=0``), a
   request past the announced idle ``timeout`` minus the pool's margin, a
   request written while the previous response was still being read (two
-  users), a request processed twice.
+  users), a request for another host, a POST without ``Idempotency-Key``
+  processed twice.
 
 ``pool._state.server_closed`` is pointed at :meth:`FakeNetwork.fin_visible`
 by the tests, in place of the socket poll.
@@ -47,6 +48,10 @@ class Behaviour:
     idle_timeout: float | None = None
     #: Withhold responses until the test calls ``FakeStream.deliver()``.
     slow: bool = False
+    #: Process each request on a reused connection, then close without
+    #: answering (a crash after the work was done): only idempotent requests
+    #: may then be sent again.
+    lose_responses: bool = False
 
 
 def _announced_timeout(hint: str | None) -> float | None:
@@ -83,7 +88,7 @@ class FakeStream:
         self.silent_timeout: float | None = None
         self._release: Any = None  # anyio.Event, made in the event loop
         self.current_id = ""
-        self.current_method = b""
+        self.current_once = False
 
     def __repr__(self) -> str:
         return f"<FakeStream #{self.id} {self.host} requests={self.requests}>"
@@ -111,6 +116,8 @@ class FakeStream:
         self.fin_seen = self.fin_seen or seen
 
     def _receive(self, data: bytes) -> None:
+        if not data:  # an empty write is not an EOF
+            return
         now = self.net.clock()
         if self._server_timed_out(now):
             self.fin = True
@@ -119,6 +126,8 @@ class FakeStream:
             event = self.parser.next_event()
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
+            if isinstance(event, h11.ConnectionClosed):
+                return
             if isinstance(event, h11.Request):
                 self._request(event, now)
             elif isinstance(event, h11.EndOfMessage):
@@ -126,6 +135,8 @@ class FakeStream:
                     self._respond(now)
                 if self._cycle_ok():
                     self.parser.start_next_cycle()
+                else:  # no answer or a closing one: parse what comes anyway
+                    self.parser = h11.Connection(h11.SERVER)
 
     def _cycle_ok(self) -> bool:
         return self.parser.our_state is h11.DONE and self.parser.their_state is h11.DONE
@@ -134,8 +145,14 @@ class FakeStream:
         net = self.net
         net.written += 1
         self.requests += 1
-        self.current_id = dict(request.headers).get(b"x-request-id", b"").decode()
-        self.current_method = request.method
+        headers = dict(request.headers)
+        self.current_id = headers.get(b"x-request-id", b"").decode()
+        self.current_once = (
+            request.method == b"POST" and b"idempotency-key" not in headers
+        )
+        host = headers.get(b"host", b"").decode()
+        if host and host != self.host:
+            net.violation(f"{self}: request for {host} on a connection to {self.host}")
         if self.busy:
             net.violation(f"{self}: request while a response is being read")
         if self.announced_end:
@@ -152,8 +169,11 @@ class FakeStream:
         net = self.net
         behaviour = net.behaviour(self.host)
         net.processed[self.current_id] += 1
-        if net.processed[self.current_id] > 1:
-            net.violation(f"request {self.current_id} processed twice")
+        if self.current_once and net.processed[self.current_id] > 1:
+            net.violation(f"POST {self.current_id} processed twice")
+        if behaviour.lose_responses and self.requests > 1:
+            self.close_by_server(seen=True)
+            return
         last = (
             behaviour.max_requests is not None
             and self.requests >= behaviour.max_requests
@@ -179,8 +199,10 @@ class FakeStream:
         )
         chunks = [head, body]
         if close or last:
-            self.fin = True  # after these bytes, EOF (seen at once: it follows)
-            self.fin_seen = True
+            # After these bytes, EOF; whether the pool's poll sees it before
+            # the next checkout is up to the test (``fins_arrive``): the pool
+            # must not need to see it, it was announced.
+            self.fin = True
         if behaviour.slow:
             self.withheld = chunks
         else:

@@ -133,6 +133,7 @@ class Lifetime:
     """Lifecycle state and deadlines of one connection."""
 
     __slots__ = (
+        "body_end",
         "idle_deadline",
         "idle_since",
         "last_hint",
@@ -146,6 +147,8 @@ class Lifetime:
         self.state = State.NEW
         self.idle_deadline = math.inf
         self.idle_since = 0.0
+        #: When the last byte of the current response was read (0: not yet).
+        self.body_end = 0.0
         self.requests_left: int | None = None
         self.requests_served = 0
         self.last_hint: KeepAlive | None = None
@@ -168,6 +171,7 @@ class Lifetime:
     def start_request(self) -> None:
         self._go(Event.START)
         self.requests_served += 1
+        self.body_end = 0.0
 
     def response_headers(self, hint: KeepAlive | None, will_close: bool) -> None:
         """Record what the response headers said about the connection."""
@@ -190,6 +194,8 @@ class Lifetime:
             self._go(Event.RETIRE)
             return False
         self._go(Event.IDLE)
+        if 0.0 < self.body_end < now:
+            now = self.body_end  # the server's idle timer started then
         self.idle_since = now
         self.idle_deadline = now + idle_window
         return True

@@ -455,6 +455,10 @@ class PoolByteStream:
                 raise
             raise mapped from exc
         else:
+            # Servers start their idle timer when the response is written:
+            # the idle deadline counts from the last byte, not from when the
+            # caller closes the response.
+            self._conn.lifetime.body_end = self._pool._clock()
             # The whole response was read: the TLS session (and, for TLS
             # 1.3, its ticket, which comes after the handshake) is worth
             # keeping now.

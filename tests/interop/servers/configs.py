@@ -182,6 +182,8 @@ def _nginx(
             f"ssl_certificate {spec.tls.cert_chain};",
             f"ssl_certificate_key {spec.tls.private_key};",
             "ssl_session_cache shared:SSL:1m;",
+            # nginx < 1.23.4 defaults to TLS <= 1.2; issue #4 tests both.
+            "ssl_protocols TLSv1.2 TLSv1.3;",
         ]
     server.append('location / { default_type text/plain; return 200 "hello\\n"; }')
     user = _unprivileged_user()
