@@ -136,23 +136,12 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-@contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Re-raise httpcore exceptions as the matching hintpool ones."""
-    try:
-        yield
-    except HintpoolError:
-        raise
-    except _HTTPCORE_ERRORS as exc:
-        raise translate(exc) from exc
-
-
-_HTTPCORE_ERRORS = (
-    httpcore.ProtocolError,
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.UnsupportedProtocol,
-)
+def raise_translated(exc: BaseException) -> NoReturn:
+    """Raise the hintpool exception for ``exc`` (from within its handler)."""
+    mapped = translate(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 def _httpx_map() -> dict[type[BaseException], type[Exception]]:
@@ -205,7 +194,4 @@ def as_httpx_errors() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        mapped = to_httpx(exc)
-        if mapped is exc:
-            raise
-        raise mapped from exc
+        raise_as_httpx(exc)

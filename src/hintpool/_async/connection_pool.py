@@ -17,7 +17,12 @@ from typing import Any, Callable
 
 import httpcore
 
-from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translate
+from .._exceptions import (
+    PoolClosed,
+    PoolTimeout,
+    UnsupportedProtocol,
+    raise_translated,
+)
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
@@ -224,10 +229,7 @@ class AsyncConnectionPool:
                 and may_retry(request, exc, conn.connection)
             ):
                 await self._discard(conn)
-                mapped = translate(exc)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
+                raise_translated(exc)
             # The keep-alive race: the server closed this reused connection
             # as the request went out. Once more, on a new connection.
             logger.debug("retrying %r on a new connection: %r", request, exc)
@@ -238,10 +240,7 @@ class AsyncConnectionPool:
                 response = await conn.connection.handle_async_request(request)
             except BaseException as retry_exc:
                 await self._discard(conn)
-                mapped = translate(retry_exc)
-                if mapped is retry_exc:
-                    raise
-                raise mapped from retry_exc
+                raise_translated(retry_exc)
         hint, will_close = response_keep_alive(response.headers)
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
@@ -344,10 +343,7 @@ class AsyncConnectionPool:
         except BaseException as exc:
             with self._lock:
                 self._state.release_slot(origin)
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise_translated(exc)
         conn = PooledConnection(origin, connection, sock, tls)
         with self._lock:
             self._state.connection_opened(conn)
@@ -449,10 +445,7 @@ class AsyncPoolByteStream:
         except BaseException as exc:
             with AsyncShieldCancellation():
                 await self.aclose()
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise_translated(exc)
         else:
             # Servers start their idle timer when the response is written:
             # the idle deadline counts from the last byte, not from when the

@@ -18,7 +18,12 @@ from typing import Any, Callable
 
 import httpcore
 
-from .._exceptions import PoolClosed, PoolTimeout, UnsupportedProtocol, translate
+from .._exceptions import (
+    PoolClosed,
+    PoolTimeout,
+    UnsupportedProtocol,
+    raise_translated,
+)
 from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
@@ -225,10 +230,7 @@ class ConnectionPool:
                 and may_retry(request, exc, conn.connection)
             ):
                 self._discard(conn)
-                mapped = translate(exc)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
+                raise_translated(exc)
             # The keep-alive race: the server closed this reused connection
             # as the request went out. Once more, on a new connection.
             logger.debug("retrying %r on a new connection: %r", request, exc)
@@ -239,10 +241,7 @@ class ConnectionPool:
                 response = conn.connection.handle_request(request)
             except BaseException as retry_exc:
                 self._discard(conn)
-                mapped = translate(retry_exc)
-                if mapped is retry_exc:
-                    raise
-                raise mapped from retry_exc
+                raise_translated(retry_exc)
         hint, will_close = response_keep_alive(response.headers)
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
@@ -345,10 +344,7 @@ class ConnectionPool:
         except BaseException as exc:
             with self._lock:
                 self._state.release_slot(origin)
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise_translated(exc)
         conn = PooledConnection(origin, connection, sock, tls)
         with self._lock:
             self._state.connection_opened(conn)
@@ -450,10 +446,7 @@ class PoolByteStream:
         except BaseException as exc:
             with ShieldCancellation():
                 self.close()
-            mapped = translate(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise_translated(exc)
         else:
             # Servers start their idle timer when the response is written:
             # the idle deadline counts from the last byte, not from when the
