@@ -40,7 +40,18 @@ from typing import Final
 
 from ._hints import KeepAlive
 
-__all__ = ["IllegalTransition", "Lifetime", "LifetimePolicy", "State"]
+__all__ = [
+    "WATCH_INTERVAL",
+    "IllegalTransition",
+    "Lifetime",
+    "LifetimePolicy",
+    "State",
+]
+
+#: How often idle connections of origins whose idle timeout is still to be
+#: learned are checked for a server hang-up (the reaper polls them; the
+#: bookkeeping plans its wake-ups with it).
+WATCH_INTERVAL = 0.05
 
 
 class State(enum.Enum):

@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
+from ._policy import WATCH_INTERVAL
+
 if TYPE_CHECKING:
     from ._async.connection_pool import AsyncConnectionPool
     from ._sync.connection_pool import ConnectionPool
 
 __all__ = ["REAPER_HEARTBEAT", "WATCH_INTERVAL", "AsyncReaper", "Reaper"]
 
-#: How often idle connections of unlearned hint-less origins are polled.
-WATCH_INTERVAL = 0.05
 #: Longest sleep while some connection is in use (see ``_reap``).
 REAPER_HEARTBEAT = 1.0
 

@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, Union
 
 from ._hints import KeepAlive
-from ._policy import Lifetime, LifetimePolicy
-from ._reaper import WATCH_INTERVAL
+from ._policy import WATCH_INTERVAL, Lifetime, LifetimePolicy
 
 __all__ = [
     "RESERVED",
