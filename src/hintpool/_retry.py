@@ -55,13 +55,17 @@ def replayable_body(stream: Any) -> bool:
 
 
 def nothing_received(connection: Any) -> bool:
-    """True when the connection's h11 state shows no byte of a response.
+    """True when the connection shows no byte of a response.
 
-    h11 keeps a partial response head in its buffer until it is complete, so
+    hintpool's own connections answer from their codec. For httpcore's, h11
+    keeps a partial response head in its buffer until it is complete, so
     an empty buffer while the server is still to send its response means
     nothing arrived. Connections that cannot tell are assumed to have
     received something (no retry).
     """
+    own_answer = getattr(connection, "nothing_received", None)
+    if own_answer is not None:
+        return bool(own_answer())
     h11_state = getattr(connection, "_h11_state", None)
     if h11_state is None:
         return False

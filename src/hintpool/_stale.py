@@ -37,7 +37,11 @@ _readable = _readable_poll if hasattr(select, "poll") else _readable_select
 def server_closed(conn: PooledConnection) -> bool:
     sock = conn.sock
     if sock is None:
-        return False
+        # hintpool's own connections know it themselves (an asyncio Protocol
+        # is told by the event loop, without a syscall here); mock streams
+        # have neither.
+        check = getattr(conn.connection, "server_closed", None)
+        return False if check is None else bool(check())
     try:
         return _readable(sock)
     except (OSError, ValueError):  # already closed on our side

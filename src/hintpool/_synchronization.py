@@ -26,8 +26,10 @@ __all__ = [
     "BookkeepingLock",
     "ShieldCancellation",
     "Waiter",
+    "async_fast_wire_available",
     "default_async_backend",
     "default_sync_backend",
+    "fast_wire_available",
 ]
 
 T = TypeVar("T")
@@ -136,17 +138,33 @@ class Waiter(_WaiterBase[T]):
         return self.assigned
 
 
+def _running_on_trio() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
 def default_async_backend() -> httpcore.AsyncNetworkBackend:
     """httpcore's native trio backend under trio, its anyio backend otherwise."""
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass
-        else:
-            return httpcore.TrioBackend()
+    if _running_on_trio():
+        return httpcore.TrioBackend()
     return httpcore.AnyIOBackend()
+
+
+def async_fast_wire_available() -> bool:
+    """hintpool's own connection (``_asyncio_connection``) is an asyncio
+    Protocol: under trio the pool drives httpcore's connection instead."""
+    return not _running_on_trio()
+
+
+def fast_wire_available() -> bool:
+    """The blocking-socket connection works wherever threads do."""
+    return True
 
 
 def default_sync_backend() -> httpcore.NetworkBackend:

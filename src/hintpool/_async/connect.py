@@ -1,4 +1,19 @@
-"""Opening one HTTP/1.1 connection: TCP (or a Unix socket), then TLS."""
+"""Opening one HTTP/1.1 connection: TCP (or a Unix socket), then TLS.
+
+Two connection classes can carry a pooled connection:
+
+* hintpool's own (``AsyncFastConnection`` on asyncio, ``FastConnection`` in
+  sync code): the ``_h1`` codec driven by an asyncio Protocol or a blocking
+  socket. Used whenever it can be: ``wire="auto"``, no custom
+  ``network_backend``, and (async) not under trio.
+* httpcore's ``HTTP11Connection`` over httpcore's network backends: under
+  trio, with a user's ``network_backend`` (mocks, custom streams), or when
+  asked for with ``wire="httpcore"``.
+
+The pool drives both through the same few methods (``handle_request``,
+``is_idle``, ``aclose``); see ``hintpool._retry`` and ``hintpool._stale``
+for the two questions answered differently by each.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +26,17 @@ from typing import Any
 
 import httpcore
 
-from .._synchronization import default_async_backend
+from .._asyncio_connection import AsyncFastConnection
+from .._synchronization import async_fast_wire_available, default_async_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._tls_stream import async_start_tls
 
 logger = logging.getLogger("hintpool")
 
-__all__ = ["AsyncConnector"]
+__all__ = ["WIRES", "AsyncConnector"]
+
+#: The values of the pools' ``wire=`` option.
+WIRES = ("auto", "httpcore")
 
 # Same schedule as httpcore's connect retries: 0 s, 0.5 s, 1 s, 2 s, ...
 RETRIES_BACKOFF_FACTOR = 0.5
@@ -54,7 +73,13 @@ class AsyncConnector:
         uds: str | None = None,
         socket_options: Iterable[Any] | None = None,
         tls_session_cache: TLSSessionCache | None = None,
+        wire: str = "auto",
     ) -> None:
+        if wire not in WIRES:
+            raise ValueError(f"wire must be one of {WIRES}, not {wire!r}")
+        # hintpool's own connection runs on real sockets only: a backend the
+        # user supplied (a mock, custom streams) keeps httpcore's.
+        self._fast_allowed = wire == "auto" and network_backend is None
         self._ssl_context = ssl_context
         self.tls_session_cache = tls_session_cache
         self._network_backend = network_backend
@@ -74,21 +99,30 @@ class AsyncConnector:
             self._ssl_context.set_alpn_protocols(["http/1.1"])
         return self._ssl_context
 
+    def uses_fast_wire(self) -> bool:
+        """Whether new connections are hintpool's own (see the module doc)."""
+        return self._fast_allowed and async_fast_wire_available()
+
     async def connect(
         self, origin: httpcore.Origin, extensions: Mapping[str, Any]
-    ) -> tuple[httpcore.AsyncHTTP11Connection, Any, TLSConnectionInfo | None]:
-        """A new connection to ``origin``, its raw socket (or None) and what
-        its TLS handshake did (None for plain HTTP)."""
+    ) -> tuple[Any, Any, TLSConnectionInfo | None]:
+        """A new connection to ``origin``, its raw socket when the pool must
+        poll it for a server hang-up (else None), and what its TLS handshake
+        did (None for plain HTTP)."""
+        if self.uses_fast_wire():
+            return await self._connect_fast(origin, extensions)
         backend = self._network_backend
         if backend is None:
             backend = self._network_backend = default_async_backend()
-        timeouts = extensions.get("timeout", {})
-        connect_timeout = timeouts.get("connect")
+        connect_timeout = extensions.get("timeout", {}).get("connect")
+        trace = extensions.get("trace")
         delays = _backoff()
         retries_left = self._retries
         while True:
             try:
-                stream = await self._open_stream(backend, origin, connect_timeout)
+                stream = await self._open_stream(
+                    backend, origin, connect_timeout, trace
+                )
                 break
             except (httpcore.ConnectError, httpcore.ConnectTimeout):
                 if retries_left <= 0:
@@ -100,21 +134,101 @@ class AsyncConnector:
         tls = None
         if origin.scheme == b"https":
             sni = extensions.get("sni_hostname") or origin.host.decode("ascii")
-            if isinstance(backend, _SOCKET_BACKENDS):
-                stream, tls = await self._start_tls(
-                    stream, origin, sni, connect_timeout
+            if trace is not None:
+                await trace(
+                    "connection.start_tls.started",
+                    {
+                        "ssl_context": self.ssl_context,
+                        "server_hostname": sni,
+                        "timeout": connect_timeout,
+                    },
                 )
-            else:
-                try:
-                    stream = await stream.start_tls(
-                        self.ssl_context, server_hostname=sni, timeout=connect_timeout
-                    )
-                except BaseException:
-                    await stream.aclose()
-                    raise
+            try:
+                stream, tls = await self._start_tls_on(
+                    backend, stream, origin, sni, connect_timeout
+                )
+            except BaseException as exc:
+                if trace is not None:
+                    await trace("connection.start_tls.failed", {"exception": exc})
+                raise
+            if trace is not None:
+                await trace("connection.start_tls.complete", {"return_value": stream})
         sock = stream.get_extra_info("socket")
         connection = httpcore.AsyncHTTP11Connection(origin=origin, stream=stream)
         return connection, sock, tls
+
+    async def _connect_fast(
+        self, origin: httpcore.Origin, extensions: Mapping[str, Any]
+    ) -> tuple[AsyncFastConnection, None, TLSConnectionInfo | None]:
+        connect_timeout = extensions.get("timeout", {}).get("connect")
+        ctx = sni = key = session = None
+        cache = self.tls_session_cache
+        if origin.scheme == b"https":
+            sni = extensions.get("sni_hostname") or origin.host.decode("ascii")
+            ctx = self.ssl_context
+            key = (ctx, origin.host.decode("ascii"), origin.port, sni)
+            session = None if cache is None else cache.get(key)
+        delays = _backoff()
+        retries_left = self._retries
+        while True:
+            started = time.perf_counter()
+            try:
+                connection = await AsyncFastConnection.open(
+                    origin,
+                    timeout=connect_timeout,
+                    uds=self._uds,
+                    local_address=self._local_address,
+                    socket_options=self._socket_options,
+                    ssl_context=ctx,
+                    server_hostname=sni,
+                    session=session,
+                    trace=extensions.get("trace"),
+                )
+                break
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                # As in httpcore, ``retries`` covers the TCP connect only: a
+                # failed TLS handshake (bad certificate ...) fails at once.
+                if retries_left <= 0 or _tls_failure(exc):
+                    raise
+                retries_left -= 1
+                delay = next(delays)
+                logger.debug("connect to %s failed, retrying in %.1fs", origin, delay)
+                await self._sleep(delay)
+        if ctx is None or key is None:
+            return connection, None, None
+        ssl_object = connection.ssl_object
+        assert ssl_object is not None
+        elapsed = time.perf_counter() - started
+        tls = TLSConnectionInfo(key, session, ssl_object, elapsed)
+        if cache is not None:
+            cache.handshake_done(tls)
+        _log_handshake(origin, sni, tls)
+        return connection, None, tls
+
+    async def _sleep(self, seconds: float) -> None:
+        backend = self._network_backend
+        if backend is None:
+            backend = self._network_backend = default_async_backend()
+        await backend.sleep(seconds)
+
+    async def _start_tls_on(
+        self,
+        backend: httpcore.AsyncNetworkBackend,
+        stream: httpcore.AsyncNetworkStream,
+        origin: httpcore.Origin,
+        sni: str,
+        timeout: float | None,
+    ) -> tuple[httpcore.AsyncNetworkStream, TLSConnectionInfo | None]:
+        if isinstance(backend, _SOCKET_BACKENDS):
+            return await self._start_tls(stream, origin, sni, timeout)
+        try:
+            tls_stream = await stream.start_tls(
+                self.ssl_context, server_hostname=sni, timeout=timeout
+            )
+        except BaseException:
+            await stream.aclose()
+            raise
+        return tls_stream, None
 
     async def _start_tls(
         self,
@@ -135,12 +249,7 @@ class AsyncConnector:
         tls = TLSConnectionInfo(key, session, ssl_object, elapsed)
         if cache is not None:
             cache.handshake_done(tls)
-        if logger.isEnabledFor(logging.DEBUG):
-            how = "resumed" if tls.resumed else "full"
-            version = ssl_object.version()
-            logger.debug(
-                "TLS to %s (SNI %s): %s %s handshake", origin, sni, how, version
-            )
+        _log_handshake(origin, sni, tls)
         return tls_stream, tls
 
     async def _open_stream(
@@ -148,15 +257,44 @@ class AsyncConnector:
         backend: httpcore.AsyncNetworkBackend,
         origin: httpcore.Origin,
         timeout: float | None,
+        trace: Any,
     ) -> httpcore.AsyncNetworkStream:
+        # The trace events and their arguments are httpcore's own.
+        kwargs: dict[str, Any]
         if self._uds is not None:
-            return await backend.connect_unix_socket(
-                self._uds, timeout=timeout, socket_options=self._socket_options
-            )
-        return await backend.connect_tcp(
-            origin.host.decode("ascii"),
-            origin.port,
-            timeout=timeout,
-            local_address=self._local_address,
-            socket_options=self._socket_options,
-        )
+            name = "connection.connect_unix_socket"
+            kwargs = {"path": self._uds, "timeout": timeout}
+            opener = backend.connect_unix_socket
+        else:
+            name = "connection.connect_tcp"
+            kwargs = {
+                "host": origin.host.decode("ascii"),
+                "port": origin.port,
+                "local_address": self._local_address,
+                "timeout": timeout,
+            }
+            opener = backend.connect_tcp
+        kwargs["socket_options"] = self._socket_options
+        if trace is None:
+            return await opener(**kwargs)
+        await trace(f"{name}.started", kwargs)
+        try:
+            stream = await opener(**kwargs)
+        except BaseException as exc:
+            await trace(f"{name}.failed", {"exception": exc})
+            raise
+        await trace(f"{name}.complete", {"return_value": stream})
+        return stream
+
+def _tls_failure(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, ssl.SSLError)
+
+
+def _log_handshake(
+    origin: httpcore.Origin, sni: str | None, tls: TLSConnectionInfo
+) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        how = "resumed" if tls.resumed else "full"
+        version = tls.ssl_object.version()
+        logger.debug("TLS to %s (SNI %s): %s %s handshake", origin, sni, how, version)
