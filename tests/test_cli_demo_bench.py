@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import inspect
 import json
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import hintpool
 from hintpool._local.origins import loopback_hosts
 from hintpool._local.race import make_schedule, percentile
-from hintpool.cli import _bench_contenders, main
+from hintpool.cli import _bench_contenders, _bench_report, main
+from hintpool.cli._bench_measure import run_on_loop
+
+FLOOR = "asyncio floor"
+UVLOOP_ROW = "hintpool pool (uvloop)"
+WIRE_ROWS = {"hintpool pool (httpcore wire)", "hintpool pool sync (httpcore wire)"}
 
 RESULT_KEYS = {
     "requests",
@@ -108,12 +119,21 @@ def test_bench_smoke_json_shape(
         "many-origins",
     ]
     for workload in document["workloads"]:
-        assert workload["baseline"] in workload["results"]
-        for result in workload["results"].values():
+        results = workload["results"]
+        assert workload["baseline"] in results
+        peer = "urllib3" if workload["mode"] == "sync" else "aiohttp"
+        assert workload["peer"] == peer
+        for result in results.values():
             assert result["requests"] > 0
             assert {"req_per_s", "ratio_vs_httpx_default", "errors"} <= set(result)
+            assert (result[f"ratio_vs_{peer}"] is None) is (peer not in results)
+        if workload["mode"] == "async":
+            assert (FLOOR in results) is _installed("httptools")
+            assert (UVLOOP_ROW in results) is _installed("uvloop")
+        assert bool(WIRE_ROWS & set(results)) is document["wire_keyword"]
     race = document["race"]["results"]
     assert {"hintpool pool", "hintpool+httpx", "httpx default"} <= set(race)
+    assert not {FLOOR, UVLOOP_ROW} & set(race)  # no client / not on the race loop
     assert all({"requests", "failed", "error_types"} <= set(r) for r in race.values())
     if plotting:
         assert plot.read_bytes().startswith(b"\x89PNG")
@@ -128,8 +148,145 @@ def test_bench_skips_a_missing_contender_in_one_line(
     captured = capsys.readouterr()
     assert "aiohttp not installed: skipped" in captured.err.splitlines()
     document = json.loads(captured.out)
-    assert "aiohttp" not in document["workloads"][0]["results"]
-    assert "hintpool pool" in document["workloads"][0]["results"]
+    results = document["workloads"][0]["results"]
+    assert "aiohttp" not in results
+    assert results["hintpool pool"]["ratio_vs_aiohttp"] is None
+
+
+def test_wire_rows_follow_the_installed_pool(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wire = "wire" in inspect.signature(hintpool.AsyncConnectionPool).parameters
+    assert _bench_contenders.supports_wire() is wire
+    names = {c.name for c in _bench_contenders.contenders()}
+    assert (names >= WIRE_ROWS) is wire
+    monkeypatch.setattr(_bench_contenders, "supports_wire", lambda: False)
+    assert not WIRE_ROWS & {c.name for c in _bench_contenders.contenders()}
+    assert any("no wire=" in note for note in _bench_contenders.skip_notes())
+    monkeypatch.setattr(_bench_contenders, "supports_wire", lambda: True)
+    assert {c.name for c in _bench_contenders.contenders()} >= WIRE_ROWS
+    assert not any("no wire=" in note for note in _bench_contenders.skip_notes())
+
+
+def test_the_httpcore_wire_row_passes_wire_and_the_default_row_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Pool:  # stands in for a pool that takes wire=
+        def __init__(self, **options: Any) -> None:
+            seen.append(options)
+
+        async def __aenter__(self) -> Pool:
+            return self
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            pass
+
+    monkeypatch.setattr(hintpool, "AsyncConnectionPool", Pool)
+
+    async def open_both() -> None:
+        for wire in (None, "httpcore"):
+            async with _bench_contenders._hintpool_pool_async(wire)(7, False):
+                pass
+
+    asyncio.run(open_both())
+    assert [o.get("wire") for o in seen] == [None, "httpcore"]
+    assert "wire" not in seen[0]  # a pool without the keyword still works
+    assert all(o["max_connections"] == 7 for o in seen)
+
+
+def test_run_on_loop_uses_the_factory_and_closes_its_loop() -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loops.append(asyncio.new_event_loop())
+        return loops[-1]
+
+    async def running() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    assert run_on_loop(running(), factory) is loops[0]
+    assert loops[0].is_closed()
+
+
+def test_floor_keeps_one_connection_and_reports_failures() -> None:
+    pytest.importorskip("httptools")
+    from hintpool.cli._bench_floor import FloorError, floor_session
+
+    async def scenario() -> tuple[int, int]:
+        async with _canned_server() as (url, accepted):
+            async with floor_session(4, False) as get:
+                for _ in range(3):
+                    await get(url + "/")
+                with pytest.raises(FloorError, match="status 404"):
+                    await get(url + "/missing")
+                with pytest.raises(FloorError, match="closed"):
+                    await get(url + "/cut")
+            kept_alive = len(accepted)
+            async with floor_session(4, True) as get:
+                await get(url + "/")
+                await get(url + "/")
+            return kept_alive, len(accepted)
+
+    kept_alive, total = asyncio.run(scenario())
+    assert kept_alive == 1  # five requests, one connection
+    assert total == 3  # Connection: close: one connection per request
+
+
+@asynccontextmanager
+async def _canned_server() -> AsyncIterator[tuple[str, list[None]]]:
+    """200 hello; 404 for /missing; /cut closes halfway through the body."""
+    accepted: list[None] = []
+
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        accepted.append(None)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"GET /cut "):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel")
+                    break
+                status = b"404 Not Found" if b"/missing" in head else b"200 OK"
+                close = b"Connection: close" in head
+                writer.write(b"HTTP/1.1 %s\r\nContent-Length: 5\r\n\r\nhello" % status)
+                if close:
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}", accepted
+
+
+def test_report_rows_compare_async_with_aiohttp_and_sync_with_urllib3() -> None:
+    def result(rate: float, **ratios: float | None) -> dict[str, Any]:
+        ratios = {f"ratio_vs_{k}": v for k, v in ratios.items()}
+        return {"req_per_s": rate, "cpu_us_per_request": 10, "errors": 0, **ratios}
+
+    document = {
+        "workloads": [
+            {
+                "title": "async",
+                "results": {FLOOR: result(900, httpx_default=9.0, aiohttp=3.0)},
+            },
+            {
+                "title": "sync",
+                "results": {"urllib3": result(200, httpx_default=2.0, urllib3=1.0)},
+            },
+        ]
+    }
+    floor, urllib3 = _bench_report.rows(document)
+    column = {name: i for i, name in enumerate(_bench_report.HEADERS)}
+    assert floor[column["vs aiohttp"]] == "3.00x"
+    assert floor[column["vs urllib3"]] == _bench_report.NOT_MEASURED
+    assert urllib3[column["vs urllib3"]] == "1.00x"
+    assert urllib3[column["vs aiohttp"]] == _bench_report.NOT_MEASURED
 
 
 def test_schedule_is_seeded_and_bounded() -> None:
@@ -143,6 +300,8 @@ def test_schedule_is_seeded_and_bounded() -> None:
 
 
 def _bench_report_can_plot() -> bool:
-    from hintpool.cli import _bench_report
-
     return _bench_report.can_plot()
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None

@@ -4,14 +4,19 @@ A contender opens a session -- ``with contender.sync_session(n, close) as get``
 or ``async with contender.async_session(n, close) as get`` -- where ``n`` is
 the number of connections it may keep and ``close`` asks for a new connection
 per request (``Connection: close``).  ``get(url)`` sends one GET, reads the
-whole body and raises on any error or a status other than 200.  aiohttp and
-urllib3 are optional: when they are not installed they are simply absent
-from :func:`contenders` and :func:`missing` says so.
+whole body and raises on any error or a status other than 200.  aiohttp,
+urllib3, httptools (the asyncio floor) and uvloop are optional: when one is
+not installed its contenders are simply absent from :func:`contenders` and
+:func:`missing` says so.  The "httpcore wire" rows exist only when the
+installed hintpool's pools take the ``wire`` keyword (:func:`supports_wire`),
+so the bench also runs against a hintpool that predates it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -21,13 +26,24 @@ import httpx
 
 import hintpool
 
-__all__ = ["AsyncGet", "Contender", "SyncGet", "contenders", "missing"]
+__all__ = [
+    "AsyncGet",
+    "Contender",
+    "SyncGet",
+    "contenders",
+    "missing",
+    "supports_wire",
+]
 
 SyncGet = Callable[[str], None]
 AsyncGet = Callable[[str], Awaitable[None]]
-OPTIONAL = ("aiohttp", "urllib3")
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+OPTIONAL = ("aiohttp", "urllib3", "httptools", "uvloop")
 HTTPX_DEFAULT_SYNC = "httpx default sync"
 HTTPX_DEFAULT_ASYNC = "httpx default"
+AIOHTTP = "aiohttp"
+URLLIB3 = "urllib3"
+FLOOR = "asyncio floor"
 
 
 class BadStatus(Exception):
@@ -46,6 +62,32 @@ class Contender:
     mode: str  # "sync" or "async"
     sync_session: Callable[[int, bool], Any] | None = None
     async_session: Callable[[int, bool], Any] | None = None
+    requires: str | None = None  # an optional module, see OPTIONAL
+    # The async session runs on a loop from this factory instead of asyncio.run.
+    loop_factory: LoopFactory | None = None
+    # The race runs every async contender on one asyncio loop and counts
+    # failures: the floor is no client and a custom loop cannot join it.
+    in_race: bool = True
+    needs_wire: bool = False  # passes wire=: only when supports_wire()
+
+
+def supports_wire() -> bool:
+    """Whether the installed hintpool's pools take ``wire=`` (issue #12)."""
+    return all(
+        "wire" in inspect.signature(pool).parameters
+        for pool in (hintpool.AsyncConnectionPool, hintpool.ConnectionPool)
+    )
+
+
+def _pool_options(connections: int, wire: str | None) -> dict[str, Any]:
+    """The pool's keywords; ``wire`` only when asked, so older pools still work."""
+    options: dict[str, Any] = {
+        "max_connections": connections,
+        "max_keepalive_connections": connections,
+    }
+    if wire is not None:
+        options["wire"] = wire
+    return options
 
 
 def _limits(connections: int) -> httpx.Limits:
@@ -61,19 +103,19 @@ def _httpx_headers(close: bool) -> dict[str, str]:
 # -- async --------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def _hintpool_pool_async(
-    connections: int, close: bool
-) -> AsyncIterator[AsyncGet]:
-    headers = [(b"Connection", b"close")] if close else None
-    async with hintpool.AsyncConnectionPool(
-        max_connections=connections, max_keepalive_connections=connections
-    ) as pool:
+def _hintpool_pool_async(wire: str | None) -> Callable[[int, bool], Any]:
+    @asynccontextmanager
+    async def session(connections: int, close: bool) -> AsyncIterator[AsyncGet]:
+        headers = [(b"Connection", b"close")] if close else None
+        options = _pool_options(connections, wire)
+        async with hintpool.AsyncConnectionPool(**options) as pool:
 
-        async def get(url: str) -> None:
-            _check((await pool.request("GET", url, headers=headers)).status)
+            async def get(url: str) -> None:
+                _check((await pool.request("GET", url, headers=headers)).status)
 
-        yield get
+            yield get
+
+    return session
 
 
 def _httpx_async(hint: bool) -> Callable[[int, bool], Any]:
@@ -108,20 +150,33 @@ async def _aiohttp(connections: int, close: bool) -> AsyncIterator[AsyncGet]:
         yield get
 
 
+def _floor(connections: int, close: bool) -> Any:
+    from ._bench_floor import floor_session  # needs httptools
+
+    return floor_session(connections, close)
+
+
+def _uvloop_loop() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
 # -- sync ---------------------------------------------------------------------
 
 
-@contextmanager
-def _hintpool_pool_sync(connections: int, close: bool) -> Iterator[SyncGet]:
-    headers = [(b"Connection", b"close")] if close else None
-    with hintpool.ConnectionPool(
-        max_connections=connections, max_keepalive_connections=connections
-    ) as pool:
+def _hintpool_pool_sync(wire: str | None) -> Callable[[int, bool], Any]:
+    @contextmanager
+    def session(connections: int, close: bool) -> Iterator[SyncGet]:
+        headers = [(b"Connection", b"close")] if close else None
+        with hintpool.ConnectionPool(**_pool_options(connections, wire)) as pool:
 
-        def get(url: str) -> None:
-            _check(pool.request("GET", url, headers=headers).status)
+            def get(url: str) -> None:
+                _check(pool.request("GET", url, headers=headers).status)
 
-        yield get
+            yield get
+
+    return session
 
 
 def _httpx_sync(hint: bool) -> Callable[[int, bool], Any]:
@@ -156,21 +211,53 @@ def _urllib3(connections: int, close: bool) -> Iterator[SyncGet]:
 
 
 def contenders() -> list[Contender]:
-    """Every contender whose library is importable, baselines included."""
+    """Every contender that can run here, baselines included, in report order."""
+    wire = supports_wire()
     found = [
-        Contender("hintpool pool", "async", async_session=_hintpool_pool_async),
+        Contender("hintpool pool", "async", async_session=_hintpool_pool_async(None)),
+        Contender(
+            "hintpool pool (httpcore wire)",
+            "async",
+            async_session=_hintpool_pool_async("httpcore"),
+            needs_wire=True,
+        ),
+        Contender(
+            "hintpool pool (uvloop)",
+            "async",
+            async_session=_hintpool_pool_async(None),
+            requires="uvloop",
+            loop_factory=_uvloop_loop,
+            in_race=False,
+        ),
         Contender("hintpool+httpx", "async", async_session=_httpx_async(True)),
         Contender(HTTPX_DEFAULT_ASYNC, "async", async_session=_httpx_async(False)),
-        Contender("aiohttp", "async", async_session=_aiohttp),
-        Contender("hintpool pool sync", "sync", sync_session=_hintpool_pool_sync),
+        Contender(AIOHTTP, "async", async_session=_aiohttp, requires="aiohttp"),
+        Contender(
+            FLOOR, "async", async_session=_floor, requires="httptools", in_race=False
+        ),
+        Contender("hintpool pool sync", "sync", sync_session=_hintpool_pool_sync(None)),
+        Contender(
+            "hintpool pool sync (httpcore wire)",
+            "sync",
+            sync_session=_hintpool_pool_sync("httpcore"),
+            needs_wire=True,
+        ),
         Contender("hintpool+httpx sync", "sync", sync_session=_httpx_sync(True)),
         Contender(HTTPX_DEFAULT_SYNC, "sync", sync_session=_httpx_sync(False)),
-        Contender("urllib3", "sync", sync_session=_urllib3),
+        Contender(URLLIB3, "sync", sync_session=_urllib3, requires="urllib3"),
     ]
     absent = set(missing())
-    return [c for c in found if c.name not in absent]
+    return [c for c in found if c.requires not in absent and (wire or not c.needs_wire)]
 
 
 def missing() -> list[str]:
-    """The optional contenders that are not installed."""
+    """The optional modules that are not installed (their rows are skipped)."""
     return [name for name in OPTIONAL if importlib.util.find_spec(name) is None]
+
+
+def skip_notes() -> list[str]:
+    """One line per skipped contender, for stderr."""
+    notes = [f"{name} not installed: skipped" for name in missing()]
+    if not supports_wire():
+        notes.append("this hintpool has no wire= keyword: httpcore wire rows skipped")
+    return notes

@@ -5,6 +5,8 @@ more, untimed), then sends up to ``requests`` requests with ``concurrency``
 workers spread round-robin over the origins, and stops early at
 ``max_seconds``.  It returns the rate, the client process's CPU time per
 request and the errors; a failed request is counted, never retried here.
+An async run uses a fresh event loop: ``asyncio.run``'s, or one from the
+contender's ``loop_factory`` (uvloop).
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ._bench_contenders import AsyncGet, Contender, SyncGet
+from ._bench_contenders import AsyncGet, Contender, LoopFactory, SyncGet
 
-__all__ = ["Run", "Workload", "measure"]
+__all__ = ["Run", "Workload", "add_ratios", "measure", "summary"]
+
+T = TypeVar("T")
 
 WARMUP_REQUESTS = 20
 
@@ -67,9 +72,30 @@ def measure(
         with contender.sync_session(connections, workload.reconnect) as get:
             return _sync_run(get, urls, total, max_seconds)
     assert contender.async_session is not None
-    return asyncio.run(
-        _async_run(contender, workload, connections, urls, total, max_seconds)
+    return run_on_loop(
+        _async_run(contender, workload, connections, urls, total, max_seconds),
+        contender.loop_factory,
     )
+
+
+def run_on_loop(
+    coroutine: Coroutine[Any, Any, T], loop_factory: LoopFactory | None
+) -> T:
+    """``asyncio.run``, on a loop from *loop_factory* when given.
+
+    ``asyncio.Runner`` takes a factory but needs Python 3.11: this does what
+    ``asyncio.run`` does on 3.9 (run, then finish async generators and close).
+    """
+    if loop_factory is None:
+        return asyncio.run(coroutine)
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 def _sync_run(get: SyncGet, urls: list[str], total: int, max_seconds: float) -> Run:
@@ -154,3 +180,17 @@ def summary(runs: list[Run]) -> dict[str, Any]:
         "errors": sum(errors.values()),
         "error_types": dict(errors),
     }
+
+
+def add_ratios(results: dict[str, dict[str, Any]], baselines: dict[str, str]) -> None:
+    """Set ``ratio_vs_<key>`` on every result: its rate over the baseline's.
+
+    *baselines* maps a key (``httpx_default``) to a contender name; a baseline
+    that did not run gives ``None`` ratios.
+    """
+    for key, name in baselines.items():
+        base = results.get(name, {}).get("req_per_s")
+        for result in results.values():
+            result[f"ratio_vs_{key}"] = (
+                round(result["req_per_s"] / base, 2) if base else None
+            )

@@ -1,4 +1,9 @@
-"""Render ``hintpool bench`` results: a rich (or plain) table, and a PNG plot."""
+"""Render ``hintpool bench`` results: a rich (or plain) table, and a PNG plot.
+
+Every row shows its ratio to httpx's default transport and to the mode's
+peer: aiohttp for async rows, urllib3 for sync rows (the other peer's column
+shows a dash).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,33 @@ NOT_MEASURED = "\u2013"
 TIMES = "\u00d7"
 COLORS = {
     "hintpool pool": "#1f4e9c",
+    "hintpool pool (httpcore wire)": "#9fb8e0",
+    "hintpool pool (uvloop)": "#6a3d9a",
     "hintpool+httpx": "#4f83d1",
     "hintpool pool sync": "#1f4e9c",
+    "hintpool pool sync (httpcore wire)": "#9fb8e0",
     "hintpool+httpx sync": "#4f83d1",
     "httpx default": "#8c8c8c",
     "httpx default sync": "#8c8c8c",
     "aiohttp": "#e08a1e",
     "urllib3": "#3c9a5f",
+    "asyncio floor": "#333333",
 }
-HEADERS = ("workload", "client", "req/s", "vs httpx", "CPU µs/req", "errors")
+PEERS = ("aiohttp", "urllib3")
+HEADERS = (
+    "workload",
+    "client",
+    "req/s",
+    "vs httpx",
+    *(f"vs {peer}" for peer in PEERS),
+    "CPU µs/req",
+    "errors",
+)
+
+
+def _ratio(result: dict[str, Any], key: str) -> str:
+    ratio = result.get(f"ratio_vs_{key}")
+    return NOT_MEASURED if ratio is None else f"{ratio:.2f}x"
 
 
 def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -28,13 +51,13 @@ def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
     for workload in document["workloads"]:
         title = workload["title"]
         for name, result in workload["results"].items():
-            ratio = result["ratio_vs_httpx_default"]
             out.append(
                 (
                     title,
                     name,
                     f"{result['req_per_s']:,.0f}",
-                    NOT_MEASURED if ratio is None else f"{ratio:.2f}x",
+                    _ratio(result, "httpx_default"),
+                    *(_ratio(result, peer) for peer in PEERS),
                     f"{result['cpu_us_per_request']:,.0f}",
                     str(result["errors"]),
                 )
@@ -81,7 +104,8 @@ def _describe(document: dict[str, Any]) -> str:
     return (
         f"Server: {config.get('server', 'none')}. {config['requests']} requests "
         f"per run (half for reconnects and many origins), median of "
-        f"{config['rounds']} rounds, contenders alternating. "
+        f"{config['rounds']} rounds, contenders alternating; "
+        f"async rows compare with aiohttp, sync rows with urllib3. "
         f"{machine['cpus']} CPUs, {machine['platform']}; "
         f"{versions}."
     )
@@ -102,8 +126,8 @@ def print_table(document: dict[str, Any]) -> None:
     for row in rows(document):
         table.add_row(*row, end_section=False)
     console = Console()
-    if not console.is_terminal and console.width < 100:
-        console = Console(width=100)  # piped: do not wrap every cell
+    if not console.is_terminal and console.width < 120:
+        console = Console(width=120)  # piped: do not wrap every cell
     console.print(table)
     if document.get("race"):
         race = Table(title=RACE_TITLE.format(seconds=document["race"]["seconds"]))
@@ -174,14 +198,20 @@ def _panel(ax: Any, workload: dict[str, Any]) -> None:
     ax.set_xlabel("requests per second (median)", fontsize=8)
     ax.tick_params(labelsize=8)
     top = max(rates, default=0) or 1
-    ax.set_xlim(0, top * 1.25)
+    ax.set_xlim(0, top * 1.5)  # room for the ratio labels
     for i, name in enumerate(names):
-        result = workload["results"][name]
-        ratio = result["ratio_vs_httpx_default"]
-        label = f"{result['req_per_s']:,.0f}"
-        if ratio is not None:
-            label += f"  ({ratio:.2f}x httpx)"
+        label = f"{rates[i]:,.0f}" + _ratio_note(workload["results"][name])
         ax.text(rates[i] + top * 0.01, i, label, va="center", fontsize=7.5)
+
+
+def _ratio_note(result: dict[str, Any]) -> str:
+    """``  (2.10x httpx, 0.85x aiohttp)``: the ratios that were measured."""
+    parts = [
+        f"{result[f'ratio_vs_{key}']:.2f}x {label}"
+        for key, label in (("httpx_default", "httpx"), *((p, p) for p in PEERS))
+        if result.get(f"ratio_vs_{key}") is not None
+    ]
+    return f"  ({', '.join(parts)})" if parts else ""
 
 
 def _race_panel(ax: Any, race: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""``hintpool bench``: hintpool against httpx, aiohttp and urllib3, on local servers.
+"""``hintpool bench``: hintpool against httpx, aiohttp, urllib3 and a raw-asyncio floor.
 
 Theory of operation
 -------------------
@@ -8,9 +8,11 @@ round, each workload runs every contender of its kind (sync or async) once,
 in an order that rotates from round to round so no contender always runs
 first or last; each run opens a fresh client, warms it, and sends the
 workload's requests (see :mod:`._bench_measure`).  The report gives the
-median over the rounds, the ratio against httpx's default transport and the
-error counts.  The race workload (:mod:`._bench_race`) runs once, after the
-rounds, and counts failed requests instead.
+median over the rounds, the ratios against httpx's default transport and
+against the fastest peer of the mode (aiohttp for async rows, urllib3 for
+sync rows: issue #12's targets), and the error counts.  The race workload
+(:mod:`._bench_race`) runs once, after the rounds, and counts failed
+requests instead; the asyncio floor and custom-loop rows sit it out.
 """
 
 from __future__ import annotations
@@ -29,8 +31,14 @@ from .._local.bench_server import start_bench_server
 from .._local.loop import LocalServerError
 from .._local.origins import loopback_hosts
 from . import _bench_contenders
-from ._bench_contenders import HTTPX_DEFAULT_ASYNC, HTTPX_DEFAULT_SYNC, Contender
-from ._bench_measure import Run, Workload, measure, summary
+from ._bench_contenders import (
+    AIOHTTP,
+    HTTPX_DEFAULT_ASYNC,
+    HTTPX_DEFAULT_SYNC,
+    URLLIB3,
+    Contender,
+)
+from ._bench_measure import Run, Workload, add_ratios, measure, summary
 
 __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
 
@@ -159,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
         _fail("--plot needs matplotlib: python -m pip install 'hintpool[bench]'")
         return 1
     settings = _settings(args)
-    for name in _bench_contenders.missing():
-        print(f"{name} not installed: skipped", file=sys.stderr)
+    for note in _bench_contenders.skip_notes():
+        print(note, file=sys.stderr)
     started = time.monotonic()
     try:
         found = _bench_contenders.contenders()
@@ -203,6 +211,7 @@ def _run_all(
         "config": settings,
         "machine": _machine(),
         "skipped": _bench_contenders.missing(),
+        "wire_keyword": _bench_contenders.supports_wire(),
         "workloads": [],
         "race": None,
     }
@@ -219,7 +228,9 @@ def _run_all(
         with _status(f"race workload ({race} s)", quiet):
             document["race"] = {
                 "seconds": race,
-                "results": run_race(found, race, settings["seed"]),
+                "results": run_race(
+                    [c for c in found if c.in_race], race, settings["seed"]
+                ),
             }
     return document
 
@@ -256,16 +267,15 @@ def _report(
     found: list[Contender],
     runs: dict[tuple[str, str], list[Run]],
 ) -> dict[str, Any]:
-    baseline = HTTPX_DEFAULT_SYNC if workload.mode == "sync" else HTTPX_DEFAULT_ASYNC
+    sync = workload.mode == "sync"
+    baseline = HTTPX_DEFAULT_SYNC if sync else HTTPX_DEFAULT_ASYNC
+    peer = URLLIB3 if sync else AIOHTTP
     results = {
         c.name: summary(runs[workload.key, c.name])
         for c in found
         if (workload.key, c.name) in runs
     }
-    base = results.get(baseline, {}).get("req_per_s")
-    for result in results.values():
-        ratio = result["req_per_s"] / base if base else None
-        result["ratio_vs_httpx_default"] = None if ratio is None else round(ratio, 2)
+    add_ratios(results, {"httpx_default": baseline, peer: peer})
     return {
         "key": workload.key,
         "title": workload.title,
@@ -273,6 +283,7 @@ def _report(
         "concurrency": workload.concurrency,
         "origins": workload.origins,
         "baseline": baseline,
+        "peer": peer,
         "results": results,
     }
 
@@ -326,7 +337,8 @@ def _machine() -> dict[str, Any]:
     from importlib import metadata
 
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("hintpool", "httpx", "httpcore", "h11", "anyio", "aiohttp", "urllib3"):
+    names = ("hintpool", "httpx", "httpcore", "h11", "anyio", "aiohttp", "urllib3")
+    for name in (*names, "httptools", "uvloop"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
