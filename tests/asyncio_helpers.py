@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import types
 from collections.abc import AsyncIterable, Awaitable
 from typing import Any, Callable
@@ -34,8 +35,9 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 class RawServer:
     """``async with RawServer(handler) as srv``: ``srv.port``, ``srv.origin``."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self._handler = handler
+        self._tls = tls
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -44,14 +46,18 @@ class RawServer:
 
     @property
     def origin(self) -> httpcore.Origin:
-        return httpcore.Origin(b"http", b"127.0.0.1", self.port)
+        scheme = b"http" if self._tls is None else b"https"
+        return httpcore.Origin(scheme, b"127.0.0.1", self.port)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", 0, ssl=self._tls
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

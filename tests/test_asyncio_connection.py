@@ -256,16 +256,20 @@ async def test_unix_socket(tmp_path: os.PathLike[str], with_options: bool) -> No
 
 
 async def test_server_closing_an_idle_connection_is_noticed() -> None:
+    idle = asyncio.Event()
+
     async def handler(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await read_request(reader)
         w.write(OK)
         await w.drain()
+        await idle.wait()  # close only once the client is idle
         w.close()
 
     async with RawServer(handler) as srv:
         conn = await connect(srv)
         _, body = await exchange(conn, "GET", srv.url)
-        assert body == b"ok"
+        assert body == b"ok" and conn.is_idle()
+        idle.set()
         await eventually(conn.server_closed)
         assert not conn.is_idle()
         await conn.aclose()
