@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from typing import Any, cast
 
 from ._asyncio_open import wrap_bio
 from ._exceptions import (
@@ -152,8 +152,8 @@ class H1Protocol(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports have the methods but not the base class.
+        self._transport = cast(asyncio.Transport, transport)
         self.sock = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
