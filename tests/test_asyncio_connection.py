@@ -537,3 +537,43 @@ async def test_large_body_with_a_slow_consumer_stays_bounded(
     assert max(paused) <= READ_HIGH_WATER + 256 * 1024
     assert conn.is_idle() and not conn._reading_paused
     await conn.aclose()
+
+
+async def test_switching_protocols_is_final_and_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")
+        await asyncio.Event().wait()
+
+    async with RawServer(handler) as srv:
+        conn = await connect(srv)
+        response, body = await exchange(conn, "GET", srv.url)
+        assert (response.status, body) == (101, b"")
+        assert conn.is_closed()
+
+
+async def test_a_response_stream_iterated_again_yields_nothing(
+    keepalive_server: TestServer,
+) -> None:
+    conn = await connect(keepalive_server)
+    response, body = await exchange(conn, "GET", keepalive_server.url)
+    assert body == b"hello"
+    assert [chunk async for chunk in response.stream] == []  # type: ignore[union-attr]
+    assert conn.is_idle()
+    await conn.aclose()
+
+
+async def test_closing_the_connection_under_a_reader_is_a_read_error() -> None:
+    async def handler(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+        await asyncio.Event().wait()
+
+    async with RawServer(handler) as srv:
+        conn = await connect(srv)
+        response = await conn.handle_async_request(request("GET", srv.url))
+        reading = asyncio.ensure_future(read_body(response))
+        await eventually(lambda: conn._waiter is not None)
+        await conn.aclose()
+        with pytest.raises(hintpool.ReadError):
+            await reading

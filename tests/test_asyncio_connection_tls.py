@@ -127,8 +127,12 @@ async def test_untrusted_certificate_is_a_connect_error(
     ctx = server_context(cert, "TLSv1.3")
     with TestServer(tls=ctx) as srv:
         stranger = client_context(trustme.CA())
-        with pytest.raises(hintpool.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(
+            hintpool.ConnectError, match="CERTIFICATE_VERIFY_FAILED"
+        ) as info:
             await open_tls(srv.port, stranger)
+        # The pool never retries a TLS failure: it tells them by their cause.
+        assert isinstance(info.value.__cause__, ssl.SSLError)
     await fds_back_to(baseline)
 
 

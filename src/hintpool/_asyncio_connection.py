@@ -258,7 +258,7 @@ class AsyncFastConnection(H1Protocol):
                     self._write(pending)
                 pending = b""
             self._write(framed)
-            if self._lost:
+            if self._peer_closed or self._closed:
                 return  # what the server said, if anything, is read next
             if self._write_paused:
                 await self._wait_drained(timeout)
@@ -415,6 +415,8 @@ class _ResponseStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
+        if self._cycle != conn._cycle or not conn._active:
+            return  # read to its end (or closed) already: nothing more
         codec = conn._codec
         trace = self._trace
         if trace is not None:

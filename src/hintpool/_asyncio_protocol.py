@@ -101,6 +101,8 @@ class H1Protocol(asyncio.Protocol):
         session: ssl.SSLSession | None,
         timeout: float | None,
     ) -> None:
+        if self._peer_closed:  # while a trace callback ran, say
+            raise ConnectError("Server closed the connection before TLS started")
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         try:
@@ -136,7 +138,10 @@ class H1Protocol(asyncio.Protocol):
             return
         except ssl.SSLError as exc:  # certificate failures included
             self._flush_tls()  # our alert, if any
-            self._handshake_failed(ConnectError(str(exc) or repr(exc)))
+            error = ConnectError(str(exc) or repr(exc))
+            # The pool tells TLS failures (never retried) by their cause.
+            error.__cause__ = exc
+            self._handshake_failed(error)
             return
         self._flush_tls()
         self._tls_ready = True
@@ -178,7 +183,9 @@ class H1Protocol(asyncio.Protocol):
             message = "Server closed the connection during the TLS handshake"
         else:
             message = str(exc) or repr(exc)
-        self._handshake_failed(ConnectError(message))
+        error = ConnectError(message)
+        error.__cause__ = exc
+        self._handshake_failed(error)
         if exc is None or self._closed:
             self._on_eof()
         else:
@@ -292,7 +299,7 @@ class H1Protocol(asyncio.Protocol):
 
     async def _wait(self, want_head: bool) -> None:
         """Until the codec has the head (or body or end), or raise."""
-        if self._error is None and (self._eof or self._lost or self._closed):
+        if self._error is None and (self._peer_closed or self._closed):
             self._dead_end()
         if self._error is not None:
             raise self._error
@@ -350,7 +357,7 @@ class H1Protocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def _write(self, data: bytes) -> None:
-        if self._lost or self._closed:
+        if self._peer_closed or self._closed:
             return  # the read that follows reports why
         transport = self._transport
         assert transport is not None
@@ -400,6 +407,9 @@ class H1Protocol(asyncio.Protocol):
             return
         if self._tls_ready and not self._lost:
             self._send_close_notify()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
         if transport.get_write_buffer_size():
             transport.abort()  # never hang on a peer that does not read
         else:
