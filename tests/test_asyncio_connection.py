@@ -16,6 +16,7 @@ import httpcore
 import pytest
 
 import hintpool
+from hintpool import _asyncio_connection
 from hintpool._asyncio_connection import AsyncFastConnection
 from hintpool._asyncio_protocol import READ_HIGH_WATER
 
@@ -577,3 +578,25 @@ async def test_closing_the_connection_under_a_reader_is_a_read_error() -> None:
         await conn.aclose()
         with pytest.raises(hintpool.ReadError):
             await reading
+
+
+async def test_a_close_the_loop_has_not_seen_yet_is_found_by_a_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with TestServer(config=ServerConfig(max_requests=1, close_on_last=False)) as srv:
+        conn = await connect(srv)
+        await exchange(conn, "GET", srv.url)
+        polls = []
+        real = _asyncio_connection._readable
+
+        def counting(sock: object) -> bool:
+            polls.append(sock)
+            return real(sock)
+
+        monkeypatch.setattr(_asyncio_connection, "_readable", counting)
+        assert not conn.server_closed() and not polls  # just idle: no syscall
+        srv.wait_closed(1)  # blocks the loop: eof_received cannot run
+        conn._idle_since -= 1  # idle "long enough" without sleeping
+        assert conn.server_closed() and len(polls) == 1
+        assert conn.server_closed() and len(polls) == 1  # remembered
+        await conn.aclose()

@@ -17,6 +17,11 @@ moves the bytes, runs TLS and the waits) driving the sans-I/O
   arguments as from httpcore's own connection; one ``if`` per step when no
   callback is set.
 
+``server_closed()`` is answered by the loop's callbacks (a FIN, a reset, or
+unasked-for bytes while idle), without a syscall; only after
+``POLL_AFTER_IDLE`` of idleness does it also poll the socket once, for a FIN
+that came while the task ran without yielding to the loop.
+
 A response read to its end leaves the connection idle when the codec says it
 is reusable. A response whose bytes have all arrived is at a message
 boundary even when its chunks were not taken: closing it keeps the
@@ -37,11 +42,14 @@ from ._asyncio_open import connect
 from ._asyncio_protocol import H1Protocol
 from ._exceptions import ConnectError, ConnectTimeout
 from ._h1 import ResponseHead
+from ._stale import _readable
 
 __all__ = ["AsyncFastConnection"]
 
 #: A first body chunk up to this size is joined to the head in one write.
 COALESCE_LIMIT = 65536
+#: Seconds idle after which ``server_closed()`` also polls the socket.
+POLL_AFTER_IDLE = 0.001
 
 _NO_TIMEOUTS: dict[str, float | None] = {}
 _T = TypeVar("_T")
@@ -106,6 +114,7 @@ class AsyncFastConnection(H1Protocol):
         super().__init__()
         self.origin = origin
         self.network_stream: _NetworkStream | None = None
+        self._idle_since = 0.0
 
     # -- opening ---------------------------------------------------------
 
@@ -150,6 +159,7 @@ class AsyncFastConnection(H1Protocol):
         except BaseException:
             conn._close()
             raise
+        conn._idle_since = conn._loop.time()
         return conn
 
     async def _open_traced(
@@ -365,6 +375,7 @@ class AsyncFastConnection(H1Protocol):
             codec.body.clear()
             codec.next_cycle()
             self._idle = True
+            self._idle_since = self._loop.time()
             if self._reading_paused:
                 self._taken()
         else:
@@ -382,12 +393,32 @@ class AsyncFastConnection(H1Protocol):
         return not self._got_bytes
 
     def server_closed(self) -> bool:
-        return self._idle and self._peer_closed
+        if not self._idle:
+            return False
+        if self._peer_closed:
+            return True
+        if self._loop.time() - self._idle_since < POLL_AFTER_IDLE:
+            return False
+        # The loop tells us of a FIN once it polls; a task that ran without
+        # yielding since the FIN came has not let it. Long idle: ask the
+        # socket once (what httpcore's pool does at every checkout).
+        try:
+            closed = _readable(self.sock)
+        except (OSError, ValueError):  # pragma: no cover - closed under us
+            closed = True
+        if closed:
+            self._peer_closed = True
+        return closed
 
     # -- closing ---------------------------------------------------------
 
     async def aclose(self) -> None:
         self._close()
+        if self._transport is not None and not self._lost:
+            # The transport releases the socket in a callback on the next
+            # loop iteration: run it, so that (as with httpcore's streams)
+            # the descriptor is closed when aclose() returns.
+            await asyncio.sleep(0)
 
     def __repr__(self) -> str:
         if self._closed:
@@ -452,6 +483,9 @@ class _ResponseStream:
         trace = self._trace
         if trace is not None:
             await trace("http11.response_closed.started", {})
-        self._conn._response_done(self._cycle)
+        conn = self._conn
+        conn._response_done(self._cycle)
+        if conn._closed and not conn._lost and conn._transport is not None:
+            await asyncio.sleep(0)  # release the socket now: see aclose()
         if trace is not None:
             await trace("http11.response_closed.complete", {"return_value": None})
