@@ -133,9 +133,9 @@ class H1Codec:
         "_remaining",
         "_request_close",
         "_sent",
-        "_strip",
         "_tail",
         "_upgraded",
+        "_version",
         "body",
         "complete",
         "head",
@@ -182,7 +182,7 @@ class H1Codec:
                 raise LocalProtocolError(f"Illegal request method {method!r}")
             if len(_METHODS) < _CACHE_LIMIT:
                 _METHODS.add(method)
-        if not target or b" " in target:
+        if not target or target.find(b" ") >= 0:
             raise LocalProtocolError(f"Illegal request target {target!r}")
         framing = _NO_BODY
         length = 0
@@ -214,8 +214,8 @@ class H1Codec:
             )
         else:
             head = b"".join((method, b" ", target, b" HTTP/1.1\r\n\r\n"))
-        lines = len(headers) + 2
-        if head.count(b"\r") != lines or head.count(b"\n") != lines or b"\0" in head:
+        # The head has one CRLF per line; any other CR, LF or NUL is illegal.
+        if len(head) - len(head.translate(None, b"\r\n\0")) != 2 * len(headers) + 4:
             raise LocalProtocolError("Illegal CR, LF or NUL in the request head")
         if framing == _NO_BODY or (framing == _LENGTH and not length):
             framing = _SENT  # nothing to send: end_request() is optional
@@ -317,9 +317,28 @@ class H1Codec:
             except (HttpParserError, HttpParserUpgrade) as exc:
                 self._parse_failed(exc)
         elif phase == _HEAD:
-            if data:
-                self._received = True
-                self._feed_head(data if isinstance(data, bytes) else bytes(data))
+            if not data:
+                return
+            self._received = True
+            if type(data) is not bytes:
+                data = bytes(data)
+            if (
+                not self._head_size
+                and not self._head_method
+                and data.startswith(_STATUS_LINE_STARTS)
+                and data[9:10] != b"1"
+            ):
+                end = data.find(_CRLF2) + 4
+                if 4 <= end <= self._max_head_size:
+                    # The common case: a whole head in one chunk, with a body
+                    # that llhttp frames right. One call parses head and body.
+                    self._version = data[7]
+                    try:
+                        self._parser.feed_data(data)
+                    except (HttpParserError, HttpParserUpgrade) as exc:
+                        self._parse_failed(exc)
+                    return
+            self._feed_head(data)
         elif phase == _DEAD:
             self._raise_unusable(RemoteProtocolError("The connection is unusable."))
         elif data:
@@ -394,7 +413,7 @@ class H1Codec:
         self._reason = b""
         self._head_size = 0
         self._tail = b""
-        self._strip = False
+        self._version = 0
         self._informational = False
         self._upgraded = False
         self._keep = False
@@ -444,26 +463,10 @@ class H1Codec:
                 self._head_size += len(data)
                 self._check_head_size()
                 self._tail = data[-3:] if len(data) >= 3 else (self._tail + data)[-3:]
-                self._strip = True
                 self._parse(data)
                 return
             self._head_size += end
             self._check_head_size()
-            if (
-                self._head_size == end
-                and not self._head_method
-                and data.startswith(_STATUS_LINE_STARTS)
-                and data[9:10] != b"1"
-            ):
-                # The common case: the whole head in one chunk, a body that
-                # llhttp frames correctly. One call parses head and body.
-                self._strip = (
-                    data.find(b" \r\n", 0, end) >= 0
-                    or data.find(b"\t\r\n", 0, end) >= 0
-                )
-                self._parse(data)
-                return
-            self._strip = True
             self._tail = b""
             self._parse(data[:end] if end < len(data) else data)
             data = data[end:]
@@ -503,7 +506,8 @@ class H1Codec:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        # llhttp strips leading whitespace only; h11 strips both ends.
+        self._headers.append((name, value.rstrip(b" \t")))
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -523,16 +527,15 @@ class H1Codec:
             self._reason = b""
             self._informational = True
             return
-        version = parser.get_http_version()
-        if version == "1.1":
-            http_version = b"HTTP/1.1"
-        elif version == "1.0":
-            http_version = b"HTTP/1.0"
-        else:
-            raise RemoteProtocolError(f"Unsupported HTTP version {version}")
+        # The fast path in feed() saw the version ("HTTP/1.x", x as a byte).
+        version = self._version
+        if not version:
+            text = parser.get_http_version()
+            version = 49 if text == "1.1" else 48 if text == "1.0" else 0
+            if not version:
+                raise RemoteProtocolError(f"Unsupported HTTP version {text}")
+        http_version = b"HTTP/1.1" if version == 49 else b"HTTP/1.0"
         headers = self._headers
-        if self._strip:
-            headers[:] = [(name, value.rstrip(b" \t")) for name, value in headers]
         self.head = ResponseHead(status, self._reason, http_version, headers)
         self._headers = self.trailers = []
         keep = parser.should_keep_alive()
