@@ -1,0 +1,491 @@
+"""AsyncFastConnection: one HTTP/1.1 connection on asyncio, for the pool.
+
+Theory of operation
+-------------------
+The connection is an asyncio ``Protocol`` (:mod:`hintpool._asyncio_protocol`
+moves the bytes, runs TLS and the waits) driving the sans-I/O
+:class:`hintpool._h1.H1Codec`. This module opens it and runs exchanges:
+
+* send: the request head and the first body chunk leave in one
+  ``transport.write`` (one syscall for a GET or a small in-memory body);
+  further chunks follow, waiting only while the transport is over its
+  high-water mark, with the write timeout.
+* receive: the caller waits on one future for the final head; the
+  response stream takes body chunks straight from the codec and only waits
+  when none are left.
+* trace: httpcore's ``trace`` extension gets the same event names and
+  arguments as from httpcore's own connection; one ``if`` per step when no
+  callback is set.
+
+``server_closed()`` is answered by the loop's callbacks (a FIN, a reset, or
+unasked-for bytes while idle), without a syscall; only after
+``POLL_AFTER_IDLE`` of idleness does it also poll the socket once, for a FIN
+that came while the task ran without yielding to the loop.
+
+A response read to its end leaves the connection idle when the codec says it
+is reusable. A response whose bytes have all arrived is at a message
+boundary even when its chunks were not taken: closing it keeps the
+connection (as the sync twin does). Any error, a cancellation, or closing a
+response whose bytes have not all arrived closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, Callable, TypeVar
+
+import httpcore
+
+from ._asyncio_open import connect
+from ._asyncio_protocol import H1Protocol
+from ._exceptions import ConnectError, ConnectTimeout
+from ._h1 import ResponseHead
+from ._stale import _readable
+
+__all__ = ["AsyncFastConnection"]
+
+#: A first body chunk up to this size is joined to the head in one write.
+COALESCE_LIMIT = 65536
+#: Seconds idle after which ``server_closed()`` also polls the socket.
+POLL_AFTER_IDLE = 0.001
+
+_NO_TIMEOUTS: dict[str, float | None] = {}
+_T = TypeVar("_T")
+
+
+class _NetworkStream:
+    """The ``network_stream`` response extension: answers ``get_extra_info``.
+
+    What it returns is captured at open, so it stays meaningful after the
+    connection was closed.
+    """
+
+    __slots__ = ("_client_addr", "_conn", "_server_addr", "_sock")
+
+    def __init__(
+        self, conn: AsyncFastConnection, transport: asyncio.BaseTransport
+    ) -> None:
+        self._conn = conn
+        self._sock = transport.get_extra_info("socket")
+        self._client_addr = transport.get_extra_info("sockname")
+        self._server_addr = transport.get_extra_info("peername")
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._conn.ssl_object
+        if info == "socket":
+            return self._sock
+        if info == "client_addr":
+            return self._client_addr
+        if info == "server_addr":
+            return self._server_addr
+        if info == "is_readable":
+            conn = self._conn
+            return conn._peer_closed or conn._closed
+        return None
+
+    def __repr__(self) -> str:
+        return f"<hintpool network stream {self._client_addr}->{self._server_addr}>"
+
+
+async def _traced(
+    trace: Any,
+    name: str,
+    info: dict[str, Any],
+    step: Callable[..., Awaitable[_T]],
+    *args: Any,
+) -> _T:
+    """Run ``step(*args)`` between httpcore's ``.started`` and ``.failed``
+    trace events; the caller sends ``.complete`` with httpcore's value."""
+    await trace(name + ".started", info)
+    try:
+        return await step(*args)
+    except BaseException as exc:
+        await trace(name + ".failed", {"exception": exc})
+        raise
+
+
+class AsyncFastConnection(H1Protocol):
+    """One HTTP/1.1 connection; see the module docstring."""
+
+    def __init__(self, origin: httpcore.Origin) -> None:
+        super().__init__()
+        self.origin = origin
+        self.network_stream: _NetworkStream | None = None
+        self._idle_since = 0.0
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        origin: httpcore.Origin,
+        *,
+        timeout: float | None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+        trace: Any = None,
+    ) -> AsyncFastConnection:
+        """Connect, then TLS when ``ssl_context`` is given.
+
+        ConnectError / ConnectTimeout on failure; nothing stays open after a
+        failure or a cancellation.
+        """
+        conn = cls(origin)
+        try:
+            if trace is None:
+                await conn._connect(timeout, uds, local_address, socket_options)
+                if ssl_context is not None:
+                    await conn._start_tls(
+                        ssl_context, server_hostname, session, timeout
+                    )
+            else:
+                await conn._open_traced(
+                    trace,
+                    timeout,
+                    uds,
+                    local_address,
+                    socket_options,
+                    ssl_context,
+                    server_hostname,
+                    session,
+                )
+        except BaseException:
+            conn._close()
+            raise
+        conn._idle_since = conn._loop.time()
+        return conn
+
+    async def _open_traced(
+        self,
+        trace: Any,
+        timeout: float | None,
+        uds: str | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+        ssl_context: ssl.SSLContext | None,
+        server_hostname: str | None,
+        session: ssl.SSLSession | None,
+    ) -> None:
+        if uds is None:
+            name = "connection.connect_tcp"
+            info: dict[str, Any] = {
+                "host": self.origin.host.decode("ascii"),
+                "port": self.origin.port,
+                "local_address": local_address,
+                "timeout": timeout,
+                "socket_options": socket_options,
+            }
+        else:
+            name = "connection.connect_unix_socket"
+            info = {"path": uds, "timeout": timeout, "socket_options": socket_options}
+        await _traced(
+            trace,
+            name,
+            info,
+            self._connect,
+            timeout,
+            uds,
+            local_address,
+            socket_options,
+        )
+        await trace(name + ".complete", {"return_value": self.network_stream})
+        if ssl_context is None:
+            return
+        name = "connection.start_tls"
+        info = {
+            "ssl_context": ssl_context,
+            "server_hostname": server_hostname,
+            "timeout": timeout,
+        }
+        await _traced(
+            trace,
+            name,
+            info,
+            self._start_tls,
+            ssl_context,
+            server_hostname,
+            session,
+            timeout,
+        )
+        await trace(name + ".complete", {"return_value": self.network_stream})
+
+    async def _connect(
+        self,
+        timeout: float | None,
+        uds: str | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+    ) -> None:
+        origin = self.origin
+        opening = connect(
+            self._loop,
+            self._self,
+            origin.host.decode("ascii"),
+            origin.port,
+            uds,
+            local_address,
+            socket_options,
+        )
+        try:
+            if timeout is None:
+                await opening
+            else:
+                await asyncio.wait_for(opening, timeout)
+        # Before OSError: TimeoutError is one on Python >= 3.11.
+        except asyncio.TimeoutError as exc:
+            where = uds or f"{origin.host.decode('ascii')}:{origin.port}"
+            raise ConnectTimeout(f"Timed out connecting to {where}") from exc
+        except OSError as exc:
+            raise ConnectError(str(exc) or repr(exc)) from exc
+        assert self._transport is not None
+        self.network_stream = _NetworkStream(self, self._transport)
+
+    def _self(self) -> AsyncFastConnection:
+        return self
+
+    # -- sending ---------------------------------------------------------
+
+    async def _send_body(
+        self, stream: Any, pending: bytes, timeout: float | None
+    ) -> None:
+        """Write the body, the first chunk joined to ``pending`` (the head)."""
+        codec = self._codec
+        async for chunk in stream:
+            if not chunk:
+                continue
+            framed = codec.body_chunk(chunk)
+            if pending:
+                if len(framed) <= COALESCE_LIMIT:
+                    framed = pending + framed
+                else:
+                    self._write(pending)
+                pending = b""
+            self._write(framed)
+            if self._peer_closed or self._closed:
+                return  # what the server said, if anything, is read next
+            if self._write_paused:
+                await self._wait_drained(timeout)
+        end = codec.end_request()
+        if pending or end:
+            self._write(pending + end)
+
+    # -- the exchange ----------------------------------------------------
+
+    async def handle_async_request(
+        self, request: httpcore.Request
+    ) -> httpcore.Response:
+        if not self._idle:
+            state = "closed" if self._closed else "busy"
+            raise RuntimeError(f"request sent on a {state} connection")
+        self._idle = False
+        self._active = True
+        self._got_bytes = False
+        self._error = None
+        self._unconsumed = 0
+        self._cycle += 1
+        extensions = request.extensions
+        trace = extensions.get("trace")
+        timeouts = extensions.get("timeout", _NO_TIMEOUTS)
+        self._read_timeout = timeouts.get("read")
+        try:
+            if trace is None:
+                codec = self._codec
+                url = request.url
+                pending = codec.start_request(
+                    request.method, url.target, request.headers
+                )
+                await self._send_body(request.stream, pending, timeouts.get("write"))
+                head = codec.head or await self._receive_head()
+            else:
+                head = await self._exchange_traced(request, trace, timeouts)
+        except BaseException:
+            self._active = False
+            self._close()
+            if trace is not None:
+                await trace("http11.response_closed.started", {})
+                await trace("http11.response_closed.complete", {"return_value": None})
+            raise
+        response = httpcore.Response(
+            head.status,
+            content=_ResponseStream(self, request, trace),
+            extensions={
+                "http_version": head.http_version,
+                "reason_phrase": head.reason,
+                "network_stream": self.network_stream,
+            },
+        )
+        # The head's own list: httpcore's constructor would copy it.
+        response.headers = head.headers
+        return response
+
+    async def _receive_head(self) -> ResponseHead:
+        codec = self._codec
+        while codec.head is None:
+            await self._wait(True)
+        return codec.head
+
+    async def _exchange_traced(
+        self, request: httpcore.Request, trace: Any, timeouts: Any
+    ) -> ResponseHead:
+        codec = self._codec
+        info = {"request": request}
+        done = {"return_value": None}
+        name = "http11.send_request_headers"
+        await trace(name + ".started", info)
+        try:
+            self._write(
+                codec.start_request(request.method, request.url.target, request.headers)
+            )
+        except BaseException as exc:
+            await trace(name + ".failed", {"exception": exc})
+            raise
+        await trace(name + ".complete", done)
+        name = "http11.send_request_body"
+        write_timeout = timeouts.get("write")
+        await _traced(
+            trace, name, info, self._send_body, request.stream, b"", write_timeout
+        )
+        await trace(name + ".complete", done)
+        name = "http11.receive_response_headers"
+        head = await _traced(trace, name, info, self._receive_head)
+        value = (head.http_version, head.status, head.reason, head.headers)
+        await trace(name + ".complete", {"return_value": value})
+        return head
+
+    def _response_done(self, cycle: int) -> None:
+        """The response of ``cycle`` was read to its end, or closed."""
+        if cycle != self._cycle or not self._active:
+            return
+        self._active = False
+        codec = self._codec
+        if (
+            codec.complete
+            and self._error is None
+            and not self._peer_closed
+            and not self._closed
+            and codec.reusable()
+        ):
+            codec.body.clear()
+            codec.next_cycle()
+            self._idle = True
+            self._idle_since = self._loop.time()
+            if self._reading_paused:
+                self._taken()
+        else:
+            self._close()
+
+    # -- state -----------------------------------------------------------
+
+    def is_idle(self) -> bool:
+        return self._idle and not self._peer_closed
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def nothing_received(self) -> bool:
+        return not self._got_bytes
+
+    def server_closed(self) -> bool:
+        if not self._idle:
+            return False
+        if self._peer_closed:
+            return True
+        if self._loop.time() - self._idle_since < POLL_AFTER_IDLE:
+            return False
+        # The loop tells us of a FIN once it polls; a task that ran without
+        # yielding since the FIN came has not let it. Long idle: ask the
+        # socket once (what httpcore's pool does at every checkout).
+        try:
+            closed = _readable(self.sock)
+        except (OSError, ValueError):  # pragma: no cover - closed under us
+            closed = True
+        if closed:
+            self._peer_closed = True
+        return closed
+
+    # -- closing ---------------------------------------------------------
+
+    async def aclose(self) -> None:
+        self._close()
+        if self._transport is not None and not self._lost:
+            # The transport releases the socket in a callback on the next
+            # loop iteration: run it, so that (as with httpcore's streams)
+            # the descriptor is closed when aclose() returns.
+            await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "CLOSED"
+        elif self._active:
+            state = "ACTIVE"
+        else:
+            state = "IDLE" if not self._peer_closed else "SERVER-CLOSED"
+        return f"<AsyncFastConnection [{self.origin}, {state}]>"
+
+
+class _ResponseStream:
+    """A response body: yields chunks; ``aclose`` releases the connection."""
+
+    __slots__ = ("_closed", "_conn", "_cycle", "_request", "_trace")
+
+    def __init__(
+        self, conn: AsyncFastConnection, request: httpcore.Request, trace: Any
+    ) -> None:
+        self._conn = conn
+        self._cycle = conn._cycle
+        self._request = request
+        self._trace = trace
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        if self._cycle != conn._cycle or not conn._active:
+            return  # read to its end (or closed) already: nothing more
+        codec = conn._codec
+        trace = self._trace
+        if trace is not None:
+            info = {"request": self._request}
+            await trace("http11.receive_response_body.started", info)
+        try:
+            while True:
+                body = codec.body  # a new list each response: fetch it anew
+                if body:
+                    chunks = body.copy()
+                    body.clear()
+                    conn._taken()
+                    for chunk in chunks:
+                        yield chunk
+                elif codec.complete and conn._error is None:
+                    break
+                else:
+                    await conn._wait(False)
+        except BaseException as exc:
+            # As httpcore: the failure is traced, then the response closed.
+            if trace is not None:
+                await trace("http11.receive_response_body.failed", {"exception": exc})
+            await self.aclose()
+            raise
+        conn._response_done(self._cycle)
+        if trace is not None:
+            await trace("http11.receive_response_body.complete", {"return_value": None})
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        trace = self._trace
+        if trace is not None:
+            await trace("http11.response_closed.started", {})
+        conn = self._conn
+        conn._response_done(self._cycle)
+        if conn._closed and not conn._lost and conn._transport is not None:
+            await asyncio.sleep(0)  # release the socket now: see aclose()
+        if trace is not None:
+            await trace("http11.response_closed.complete", {"return_value": None})
