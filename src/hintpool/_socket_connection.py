@@ -1,0 +1,630 @@
+"""FastConnection: one HTTP/1.1 connection on a blocking socket (the sync wire).
+
+Theory of operation
+-------------------
+The sync twin of :class:`hintpool._asyncio_connection.AsyncFastConnection`,
+with the same method names as unasync maps them. All HTTP/1.1 framing lives
+in the sans-I/O :class:`hintpool._h1.H1Codec`; this module only moves bytes:
+
+* send: the request head and a small in-memory body leave in one ``sendall``
+  (one syscall, one TCP segment with ``TCP_NODELAY``); large or streamed
+  bodies follow in further ``sendall`` calls.
+* receive: ``recv_into`` one reused 64 KiB buffer, feed the codec until it
+  has the final head; the response stream then yields the body chunks the
+  codec collected, reading more only when it has none left.
+* timeouts are the socket's own. ``settimeout`` is only called when the
+  wanted value differs from the one set last (the value is cached), which on
+  a keep-alive connection with fixed timeouts means never after the first.
+
+A response read to its end leaves the connection idle when the codec says it
+is reusable; any error, or closing a response whose bytes have not all
+arrived, closes it. A response whose bytes all arrived but whose chunks the
+caller did not take is still reusable: the connection is at a message
+boundary, the untaken chunks are dropped.
+
+TLS is ``SSLContext.wrap_socket(..., session=...)``, so a cached session can
+be offered. A peer closing without ``close_notify`` (a "ragged EOF") is end
+of stream after the handshake. ``close()`` sends our ``close_notify`` without
+waiting for the peer's.
+
+One request at a time per connection is the pool's guarantee: nothing here
+takes a lock.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, TypeVar, cast
+
+import httpcore
+
+from ._exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    WriteError,
+    WriteTimeout,
+)
+from ._h1 import H1Codec, ResponseHead
+
+__all__ = ["FastConnection"]
+
+READ_SIZE = 65536
+#: Request bytes gathered into one ``sendall``; a body chunk at least this
+#: big is written on its own rather than copied into a join.
+COALESCE_LIMIT = 65536
+
+_IDLE, _ACTIVE, _CLOSED = 0, 1, 2
+
+_POLLIN = getattr(select, "POLLIN", 0)
+_T = TypeVar("_T")
+Trace = Callable[[str, "dict[str, Any]"], Any]
+
+
+def _readable(sock: socket.socket) -> bool:
+    """One non-blocking poll; raises OSError/ValueError for a closed socket."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, _POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([sock], [], [], 0)  # pragma: no cover - no poll()
+    return bool(readable)
+
+
+def _traced(
+    trace: Trace, name: str, info: dict[str, Any], fn: Callable[..., _T], *args: Any
+) -> _T:
+    """Run ``fn(*args)`` between httpcore-style started/complete/failed events."""
+    trace(name + ".started", info)
+    try:
+        result = fn(*args)
+    except BaseException as exc:
+        trace(name + ".failed", {"exception": exc})
+        raise
+    trace(name + ".complete", {"return_value": result})
+    return result
+
+
+class _NetworkStream:
+    """The ``network_stream`` response extension: answers ``get_extra_info``.
+
+    Addresses and the SSL object are captured at open, so the answers stay
+    meaningful after the connection was closed.
+    """
+
+    __slots__ = ("_client_addr", "_server_addr", "_sock", "_ssl_object")
+
+    def __init__(self, sock: socket.socket, ssl_object: Any) -> None:
+        self._sock = sock
+        self._ssl_object = ssl_object
+        try:
+            self._client_addr: Any = sock.getsockname()
+            self._server_addr: Any = sock.getpeername()
+        except OSError:  # pragma: no cover - the peer reset right after connect
+            self._client_addr = self._server_addr = None
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._ssl_object
+        if info == "socket":
+            return self._sock
+        if info == "client_addr":
+            return self._client_addr
+        if info == "server_addr":
+            return self._server_addr
+        if info == "is_readable":
+            sock = self._sock
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return True
+            try:
+                return _readable(sock)
+            except (OSError, ValueError):  # closed: reading would fail at once
+                return True
+        return None
+
+    def __repr__(self) -> str:
+        return f"<hintpool network stream {self._client_addr}->{self._server_addr}>"
+
+
+def _connect(
+    origin: httpcore.Origin,
+    timeout: float | None,
+    uds: str | None,
+    local_address: str | None,
+    socket_options: Iterable[Any] | None,
+) -> socket.socket:
+    """TCP (or Unix socket) connect as httpcore's SyncBackend does it."""
+    try:
+        if uds is None:
+            source = None if local_address is None else (local_address, 0)
+            address = (origin.host.decode("ascii"), origin.port)
+            sock = socket.create_connection(address, timeout, source_address=source)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            if uds is None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            else:
+                sock.settimeout(timeout)
+                sock.connect(uds)
+        except BaseException:
+            sock.close()
+            raise
+    except socket.timeout as exc:
+        raise ConnectTimeout(str(exc) or "timed out") from exc
+    except OSError as exc:
+        raise ConnectError(str(exc) or repr(exc)) from exc
+    return sock
+
+
+def _start_tls(
+    sock: socket.socket,
+    ssl_context: ssl.SSLContext,
+    server_hostname: str | None,
+    session: ssl.SSLSession | None,
+) -> ssl.SSLSocket:
+    """The handshake runs under the socket's timeout: the connect timeout."""
+    try:
+        # wrap_socket() takes over the descriptor and closes it when the
+        # wrap or the handshake fails; sock.close() below is for the rest.
+        return ssl_context.wrap_socket(
+            sock, server_hostname=server_hostname, session=session
+        )
+    except BaseException as exc:
+        sock.close()
+        if isinstance(exc, socket.timeout):
+            raise ConnectTimeout("TLS handshake timed out") from exc
+        if isinstance(exc, (OSError, ValueError)):  # SSLError is an OSError
+            raise ConnectError(str(exc) or repr(exc)) from exc
+        raise
+
+
+class FastConnection:
+    """One HTTP/1.1 connection; see the module docstring."""
+
+    __slots__ = (
+        "_buffer",
+        "_codec",
+        "_no_reuse",
+        "_state",
+        "_stream",
+        "_timeout",
+        "_view",
+        "origin",
+        "sock",
+        "ssl_object",
+    )
+
+    def __init__(
+        self, origin: httpcore.Origin, sock: socket.socket, timeout: float | None
+    ) -> None:
+        self.origin = origin
+        self.sock: socket.socket | None = sock
+        tls = isinstance(sock, ssl.SSLSocket)
+        # The C-level SSL object, like httpcore's SyncStream hands out: unlike
+        # the SSLSocket it still answers version()/session_reused after close.
+        self.ssl_object: Any = (getattr(sock, "_sslobj", None) or sock) if tls else None
+        self._stream = _NetworkStream(sock, self.ssl_object)
+        self._codec = H1Codec()
+        self._buffer = bytearray(READ_SIZE)
+        self._view = memoryview(self._buffer)
+        self._timeout = timeout  # the value the socket has now
+        self._state = _IDLE
+        # A request whose bytes did not all go out (a write error we read a
+        # response after): whatever the response says, never reuse.
+        self._no_reuse = False
+
+    @classmethod
+    def open(
+        cls,
+        origin: httpcore.Origin,
+        *,
+        timeout: float | None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+        trace: Any = None,
+    ) -> FastConnection:
+        """Connect, then TLS when ``ssl_context`` is given; see the spec."""
+        if trace is None:
+            sock = _connect(origin, timeout, uds, local_address, socket_options)
+            if ssl_context is not None:
+                sock = _start_tls(sock, ssl_context, server_hostname, session)
+            return cls(origin, sock, timeout)
+        return cls._open_traced(
+            origin,
+            timeout,
+            uds,
+            local_address,
+            socket_options,
+            ssl_context,
+            server_hostname,
+            session,
+            trace,
+        )
+
+    @classmethod
+    def _open_traced(
+        cls,
+        origin: httpcore.Origin,
+        timeout: float | None,
+        uds: str | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+        ssl_context: ssl.SSLContext | None,
+        server_hostname: str | None,
+        session: ssl.SSLSession | None,
+        trace: Trace,
+    ) -> FastConnection:
+        def connect() -> _NetworkStream:
+            sock = _connect(origin, timeout, uds, local_address, socket_options)
+            return _NetworkStream(sock, None)
+
+        if uds is None:
+            info: dict[str, Any] = {
+                "host": origin.host.decode("ascii"),
+                "port": origin.port,
+                "local_address": local_address,
+                "timeout": timeout,
+                "socket_options": socket_options,
+            }
+            tcp = _traced(trace, "connection.connect_tcp", info, connect)
+        else:
+            info = {"path": uds, "timeout": timeout, "socket_options": socket_options}
+            tcp = _traced(trace, "connection.connect_unix_socket", info, connect)
+        sock: socket.socket = tcp.get_extra_info("socket")
+        if ssl_context is None:
+            return cls(origin, sock, timeout)
+
+        def start_tls() -> _NetworkStream:
+            tls = _start_tls(sock, ssl_context, server_hostname, session)
+            return _NetworkStream(tls, getattr(tls, "_sslobj", None) or tls)
+
+        info = {
+            "ssl_context": ssl_context,
+            "server_hostname": server_hostname,
+            "timeout": timeout,
+        }
+        stream = _traced(trace, "connection.start_tls", info, start_tls)
+        return cls(origin, stream.get_extra_info("socket"), timeout)
+
+    # -- the request -------------------------------------------------------
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        if self._state != _IDLE:
+            raise RuntimeError(f"connection is not idle: {self!r}")
+        self._state = _ACTIVE
+        extensions = request.extensions
+        trace = extensions.get("trace")
+        timeouts = extensions.get("timeout")
+        read_timeout = write_timeout = None
+        if timeouts:
+            read_timeout = timeouts.get("read")
+            write_timeout = timeouts.get("write")
+        try:
+            if trace is None:
+                head = self._exchange(request, write_timeout, read_timeout)
+            else:
+                head = self._exchange_traced(request, trace, write_timeout, read_timeout)
+        except BaseException:
+            if trace is None:
+                self._abort()
+            else:
+                _traced(trace, "http11.response_closed", {}, self._abort)
+            raise
+        stream = _ResponseStream(self, request, read_timeout, trace)
+        response = httpcore.Response(
+            head.status,
+            content=stream,
+            extensions={
+                "http_version": head.http_version,
+                "reason_phrase": head.reason,
+                "network_stream": self._stream,
+            },
+        )
+        # Not through Response(headers=...): that copies and re-checks every
+        # header; the codec's list is already bytes pairs.
+        response.headers = head.headers
+        return response
+
+    def _exchange(
+        self,
+        request: httpcore.Request,
+        write_timeout: float | None,
+        read_timeout: float | None,
+    ) -> ResponseHead:
+        head = self._codec.start_request(
+            request.method, request.url.target, request.headers
+        )
+        try:
+            self._send_body(request, [head], len(head), write_timeout)
+        except WriteError:
+            # As httpcore does: a server may stop reading and answer early
+            # (413, 401): read its response rather than the EPIPE.
+            self._no_reuse = True
+        return self._receive_head(read_timeout)
+
+    def _exchange_traced(
+        self,
+        request: httpcore.Request,
+        trace: Trace,
+        write_timeout: float | None,
+        read_timeout: float | None,
+    ) -> ResponseHead:
+        """``_exchange`` with httpcore's HTTP11Connection trace events."""
+        info = {"request": request}
+        try:
+            _traced(
+                trace,
+                "http11.send_request_headers",
+                info,
+                self._send_head,
+                request,
+                write_timeout,
+            )
+            _traced(
+                trace,
+                "http11.send_request_body",
+                info,
+                self._send_body,
+                request,
+                [],
+                0,
+                write_timeout,
+            )
+        except WriteError:
+            self._no_reuse = True
+        trace("http11.receive_response_headers.started", info)
+        try:
+            head = self._receive_head(read_timeout)
+        except BaseException as exc:
+            trace("http11.receive_response_headers.failed", {"exception": exc})
+            raise
+        value = (head.http_version, head.status, head.reason, head.headers)
+        trace("http11.receive_response_headers.complete", {"return_value": value})
+        return head
+
+    def _send_head(self, request: httpcore.Request, timeout: float | None) -> None:
+        codec = self._codec
+        head = codec.start_request(request.method, request.url.target, request.headers)
+        self._write(head, timeout)
+
+    def _send_body(
+        self,
+        request: httpcore.Request,
+        parts: list[bytes],
+        pending: int,
+        timeout: float | None,
+    ) -> None:
+        """Send the body after ``parts`` (unsent bytes, ``pending`` long),
+        gathering small pieces so a small request is one ``sendall``."""
+        codec = self._codec
+        for chunk in cast("Iterable[bytes]", request.stream):
+            if not chunk:
+                continue
+            framed = codec.body_chunk(chunk)
+            if len(framed) >= COALESCE_LIMIT:
+                if parts:
+                    self._write(b"".join(parts), timeout)
+                    parts, pending = [], 0
+                self._write(framed, timeout)
+                continue
+            parts.append(framed)
+            pending += len(framed)
+            if pending >= COALESCE_LIMIT:
+                self._write(b"".join(parts), timeout)
+                parts, pending = [], 0
+        tail = codec.end_request()
+        if tail:
+            parts.append(tail)
+        if parts:
+            self._write(parts[0] if len(parts) == 1 else b"".join(parts), timeout)
+
+    def _write(self, data: bytes, timeout: float | None) -> None:
+        sock = cast(socket.socket, self.sock)
+        if timeout != self._timeout:
+            sock.settimeout(timeout)
+            self._timeout = timeout
+        try:
+            sock.sendall(data)
+        except socket.timeout as exc:
+            raise WriteTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise WriteError(str(exc) or repr(exc)) from exc
+
+    def _receive_head(self, timeout: float | None) -> ResponseHead:
+        codec = self._codec
+        while codec.head is None:
+            self._receive(timeout)
+        return codec.head
+
+    def _receive(self, timeout: float | None) -> None:
+        """One read into the codec (EOF included); raises on errors."""
+        sock = cast(socket.socket, self.sock)
+        if timeout != self._timeout:
+            sock.settimeout(timeout)
+            self._timeout = timeout
+        try:
+            received = sock.recv_into(self._buffer)
+        except socket.timeout as exc:
+            raise ReadTimeout(str(exc) or "timed out") from exc
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            # A ragged EOF after the handshake: many servers close without
+            # close_notify, and close-delimited bodies must still end.
+            received = 0
+        except OSError as exc:
+            raise ReadError(str(exc) or repr(exc)) from exc
+        codec = self._codec
+        if received:
+            codec.feed(self._view[:received])
+            return
+        codec.feed_eof()
+        if not codec.complete:  # the codec must have raised; never spin on EOF
+            raise RemoteProtocolError("Server disconnected.")
+
+    # -- after the response ------------------------------------------------
+
+    def _response_done(self) -> None:
+        """The whole response arrived: idle again, or closed."""
+        codec = self._codec
+        codec.body.clear()
+        if self._state == _ACTIVE and not self._no_reuse and codec.reusable():
+            codec.next_cycle()
+            self._state = _IDLE
+        else:
+            self.close()
+
+    # -- what the pool asks --------------------------------------------------
+
+    def is_idle(self) -> bool:
+        """No request in flight and reusable. Whether the peer has closed
+        meanwhile takes a syscall: that is :meth:`server_closed`."""
+        return self._state == _IDLE
+
+    def is_closed(self) -> bool:
+        return self._state == _CLOSED
+
+    def nothing_received(self) -> bool:
+        return bool(self._codec.nothing_received)
+
+    def server_closed(self) -> bool:
+        """Idle, and the peer closed or sent something: must not be reused."""
+        state = self._state
+        if state != _IDLE:
+            return state == _CLOSED
+        sock = cast(socket.socket, self.sock)
+        try:
+            if not _readable(sock):
+                return False
+        except (OSError, ValueError):  # pragma: no cover - closed under us
+            return True
+        if self.ssl_object is None:
+            return True
+        return self._tls_closed(sock)
+
+    def _tls_closed(self, sock: socket.socket) -> bool:
+        """A readable idle TLS socket may only hold a post-handshake record
+        (a TLS 1.3 session ticket): that is no reason to drop it."""
+        sock.settimeout(0.0)
+        self._timeout = 0.0
+        try:
+            sock.recv_into(self._buffer, 1)
+        except ssl.SSLWantReadError:
+            return False
+        except OSError:
+            return True
+        return True  # EOF, close_notify or unexpected bytes
+
+    def close(self) -> None:
+        """Idempotent. TLS: our close_notify is sent, the peer's not awaited."""
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket):
+            try:
+                # Non-blocking: unwrap() sends our close_notify, then raises
+                # SSLWantReadError instead of waiting for the peer's.
+                sock.settimeout(0.0)
+                sock.unwrap()
+            except (OSError, ValueError):
+                pass
+        if sock is not None:
+            sock.close()
+
+    def _abort(self) -> None:
+        """Close after an error: no close_notify on a broken TLS session
+        (OpenSSL forbids SSL_shutdown after a fatal error)."""
+        self._state = _CLOSED
+        if self.sock is not None:
+            self.sock.close()
+
+    def __repr__(self) -> str:
+        state = ("IDLE", "ACTIVE", "CLOSED")[self._state]
+        return f"<FastConnection [{self.origin}, {state}]>"
+
+
+class _ResponseStream:
+    """The response body: iterate for the chunks, then close()."""
+
+    __slots__ = ("_closed", "_connection", "_done", "_request", "_timeout", "_trace")
+
+    def __init__(
+        self,
+        connection: FastConnection,
+        request: httpcore.Request,
+        timeout: float | None,
+        trace: Trace | None,
+    ) -> None:
+        self._connection = connection
+        self._request = request
+        self._timeout = timeout
+        self._trace = trace
+        self._done = False
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._done:
+            return
+        trace = self._trace
+        if trace is not None:
+            info = {"request": self._request}
+            trace("http11.receive_response_body.started", info)
+        connection = self._connection
+        codec = connection._codec
+        timeout = self._timeout
+        try:
+            while True:
+                body = codec.body
+                if body:
+                    if len(body) == 1:
+                        yield body.pop()
+                    else:
+                        chunk = b"".join(body)
+                        body.clear()
+                        yield chunk
+                elif codec.complete:
+                    break
+                else:
+                    connection._receive(timeout)
+        except BaseException as exc:
+            if trace is not None:
+                trace("http11.receive_response_body.failed", {"exception": exc})
+            if not isinstance(exc, GeneratorExit):
+                connection._abort()  # an I/O or protocol error: no close_notify
+            self.close()
+            raise
+        if trace is not None:
+            trace("http11.receive_response_body.complete", {"return_value": None})
+        self._done = True
+        connection._response_done()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        trace = self._trace
+        if trace is None:
+            self._release()
+        else:
+            _traced(trace, "http11.response_closed", {}, self._release)
+
+    def _release(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        connection = self._connection
+        if connection._state == _ACTIVE and connection._codec.complete:
+            connection._response_done()
+        else:
+            connection.close()
