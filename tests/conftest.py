@@ -62,7 +62,9 @@ def pytest_collection_modifyitems(
 
 
 @pytest.fixture(autouse=True)
-def wire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def wire(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """Which HTTP/1.1 connection class the pools use in this test."""
     name = str(getattr(request, "param", "fast"))
     if name == "httpcore":

@@ -21,7 +21,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpcore
@@ -261,6 +261,7 @@ class AsyncConnector:
     ) -> httpcore.AsyncNetworkStream:
         # The trace events and their arguments are httpcore's own.
         kwargs: dict[str, Any]
+        opener: Callable[..., Any]
         if self._uds is not None:
             name = "connection.connect_unix_socket"
             kwargs = {"path": self._uds, "timeout": timeout}

@@ -75,6 +75,9 @@ class ConnectionPool:
     :param tls_session_cache: resume TLS sessions on new connections to an
         origin: True (up to 1,000 origins), a size, or False / 0 (off).
     :param tls_session_ttl: seconds a TLS session is offered at most.
+    :param wire: ``"auto"`` (default): hintpool's own HTTP/1.1 connection
+        where it can run (asyncio and sync, no custom ``network_backend``),
+        httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
     """
@@ -97,6 +100,7 @@ class ConnectionPool:
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
+        wire: str = "auto",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_connections is not None and max_connections < 1:
@@ -129,6 +133,7 @@ class ConnectionPool:
             uds=uds,
             socket_options=socket_options,
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
+            wire=wire,
         )
         self._clock = clock
         self._lock = BookkeepingLock()

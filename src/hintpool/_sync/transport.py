@@ -30,7 +30,9 @@ class HTTPTransport(httpx.BaseTransport):
     out closed by the server, default True) and ``max_origins`` (how many
     origins' statistics are remembered once they have no connection left),
     ``tls_session_cache`` (resume TLS sessions on new connections: True, a
-    number of origins, or False) and ``tls_session_ttl`` (seconds, 7200).
+    number of origins, or False) and ``tls_session_ttl`` (seconds, 7200),
+    ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
+    in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
     HTTP/2 and proxies are not supported yet: ``http2=True``, ``http1=False``
     and ``proxy=...`` raise :class:`hintpool.UnsupportedConfiguration`.
@@ -57,6 +59,7 @@ class HTTPTransport(httpx.BaseTransport):
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         network_backend: httpcore.NetworkBackend | None = None,
+        wire: str = "auto",
     ) -> None:
         if http2 or not http1:
             raise UnsupportedConfiguration(
@@ -88,6 +91,7 @@ class HTTPTransport(httpx.BaseTransport):
             retry_stale=retry_stale,
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
+            wire=wire,
         )
 
     @property
