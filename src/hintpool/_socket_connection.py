@@ -315,7 +315,9 @@ class FastConnection:
             if trace is None:
                 head = self._exchange(request, write_timeout, read_timeout)
             else:
-                head = self._exchange_traced(request, trace, write_timeout, read_timeout)
+                head = self._exchange_traced(
+                    request, trace, write_timeout, read_timeout
+                )
         except BaseException:
             if trace is None:
                 self._abort()
@@ -466,7 +468,14 @@ class FastConnection:
             raise ReadError(str(exc) or repr(exc)) from exc
         codec = self._codec
         if received:
-            codec.feed(self._view[:received])
+            try:
+                codec.feed(self._view[:received])
+            except RemoteProtocolError:
+                if not codec.complete:
+                    raise
+                # Bytes beyond a complete response (a late 408, junk): the
+                # response stands, the connection is never reused.
+                self._no_reuse = True
             return
         codec.feed_eof()
         if not codec.complete:  # the codec must have raised; never spin on EOF
