@@ -56,6 +56,9 @@ class ScriptedServer:
         self._listener.settimeout(0.05)
         self.closed = threading.Event()
         self.requests: list[bytes] = []
+        #: How each "hold" connection ended: "eof" (a FIN; with TLS: after
+        #: the client's close_notify), "ragged" (TLS: a FIN without one).
+        self.endings: list[str] = []
         self._stop = threading.Event()
         self._held: list[socket.socket] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -88,7 +91,9 @@ class ScriptedServer:
             conn.settimeout(5)
             if self._tls is not None:
                 try:
-                    conn = self._tls.wrap_socket(conn, server_side=True)
+                    conn = self._tls.wrap_socket(
+                        conn, server_side=True, suppress_ragged_eofs=False
+                    )
                 except OSError:
                     conn.close()
                     continue
@@ -119,9 +124,13 @@ class ScriptedServer:
             while not self._stop.is_set():
                 try:
                     if not conn.recv(65536):
+                        self.endings.append("eof")
                         return False
                 except socket.timeout:
                     continue
+                except ssl.SSLEOFError:
+                    self.endings.append("ragged")
+                    return False
             return False
         return False
 
