@@ -360,6 +360,9 @@ def test_second_request_in_flight() -> None:
         (b"GET", b"/", [(b"X", b"a\nb")]),
         (b"GET", b"/", [(b"X", b"a\rb")]),
         (b"GET", b"/", [(b"X", b"a\x00b")]),
+        (b"GET", b"/", [(b"X", b"a\x01b")]),
+        (b"GET", b"/", [(b"X", b"a\x7fb")]),
+        (b"GET", b"/\x1b", []),
         (b"GET", b"/", [(b"X\r\nEvil", b"1")]),
         (b"GET", b"/", [(b"X: y", b"1")]),
         (b"GET", b"/", [(b"", b"1")]),
@@ -506,6 +509,22 @@ def test_dead_after_an_error() -> None:
     ]:
         with pytest.raises(RemoteProtocolError, match="unusable"):
             call()
+
+
+def test_dead_while_sending_the_body() -> None:
+    codec = H1Codec()
+    codec.start_request(b"POST", b"/", [(b"Content-Length", b"10")])
+    codec.body_chunk(b"abc")
+    with pytest.raises(RemoteProtocolError):
+        codec.feed(b"HTTP/1.1 2")
+        codec.feed(b"X")
+    with pytest.raises(RemoteProtocolError, match="unusable"):
+        codec.body_chunk(b"def")
+
+
+def test_header_values_may_hold_tabs_and_obs_text() -> None:
+    head = H1Codec().start_request(b"GET", b"/", [(b"X", b"a\tb caf\xc3\xa9")])
+    assert head == b"GET / HTTP/1.1\r\nX: a\tb caf\xc3\xa9\r\n\r\n"
 
 
 def test_dead_after_a_local_error() -> None:

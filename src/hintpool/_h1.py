@@ -67,6 +67,8 @@ _METHODS: set[bytes] = set()
 _CACHE_LIMIT = 1024
 _STATUS_LINE_STARTS = (b"HTTP/1.1 ", b"HTTP/1.0 ")
 _CRLF2 = b"\r\n\r\n"
+# Not allowed in a request head, but for the CR LF ending each line (HTAB is).
+_CONTROLS = bytes([*range(9), *range(10, 32), 127])
 _COLON_JOIN = b": ".join
 
 
@@ -214,9 +216,10 @@ class H1Codec:
             )
         else:
             head = b"".join((method, b" ", target, b" HTTP/1.1\r\n\r\n"))
-        # The head has one CRLF per line; any other CR, LF or NUL is illegal.
-        if len(head) - len(head.translate(None, b"\r\n\0")) != 2 * len(headers) + 4:
-            raise LocalProtocolError("Illegal CR, LF or NUL in the request head")
+        # One pass for the whole head: each line ends with CR LF, and no other
+        # control character (CR, LF and NUL above all) may appear anywhere.
+        if len(head) - len(head.translate(None, _CONTROLS)) != 2 * len(headers) + 4:
+            raise LocalProtocolError("Illegal control character in the request head")
         if framing == _NO_BODY or (framing == _LENGTH and not length):
             framing = _SENT  # nothing to send: end_request() is optional
         self._framing = framing
@@ -421,6 +424,7 @@ class H1Codec:
 
     def _fail(self, error: ProtocolError) -> NoReturn:
         self._phase = _DEAD
+        self._framing = _SENT  # so that body_chunk() raises too
         self._error = error
         raise error
 
