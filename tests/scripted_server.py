@@ -55,6 +55,8 @@ class ScriptedServer:
             self.port = self._listener.getsockname()[1]
         self._listener.settimeout(0.05)
         self.closed = threading.Event()
+        #: Set once the first request has arrived.
+        self.request_seen = threading.Event()
         self.requests: list[bytes] = []
         #: How each "hold" connection ended: "eof" (a FIN; with TLS: after
         #: the client's close_notify), "ragged" (TLS: a FIN without one).
@@ -114,6 +116,7 @@ class ScriptedServer:
             if request is None:
                 return False
             self.requests.append(request)
+            self.request_seen.set()
             if response is not None:
                 conn.sendall(response)
         if self._after == "stall":

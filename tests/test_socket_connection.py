@@ -6,6 +6,7 @@ TLS, traces and descriptor leaks are in ``test_socket_connection_tls.py``.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterable, Iterator
 
 import httpcore
@@ -358,3 +359,44 @@ def test_network_stream_answers_after_close(
     assert stream.get_extra_info("client_addr") == client
     assert stream.get_extra_info("is_readable") is True
     assert stream.get_extra_info("nonsense") is None
+
+
+def test_early_response_while_sending_body_is_read() -> None:
+    # The server answers after the head and closes without reading the
+    # body: the client's writes fail, and it reads the 413 as httpcore does.
+    too_large = (
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\n"
+        b"Connection: close\r\n\r\nbig"
+    )
+
+    def body() -> Iterator[bytes]:
+        for _ in range(200):  # beyond the socket buffers: a write must fail
+            yield b"x" * 65536
+
+    headers = [(b"Transfer-Encoding", b"chunked")]
+    with ScriptedServer([too_large], after="close") as srv:
+        connection = connect(srv.port)
+        req = request(b"POST", srv.port, headers=headers, content=body())
+        assert fetch(connection, req) == (413, b"big")
+        assert connection.is_closed()
+
+
+def test_close_from_another_thread_wakes_a_blocked_read() -> None:
+    errors: list[BaseException] = []
+    with ScriptedServer([None], after="hold") as srv:
+        connection = connect(srv.port)
+
+        def exchange() -> None:
+            try:
+                connection.handle_request(request(b"GET", srv.port))
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=exchange)
+        thread.start()
+        assert srv.request_seen.wait(5)
+        connection.close()
+        thread.join(5)
+        assert not thread.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], (ReadError, RemoteProtocolError))

@@ -33,7 +33,7 @@ takes a lock.
 
 from __future__ import annotations
 
-import select
+import contextlib
 import socket
 import ssl
 from collections.abc import Iterable, Iterator
@@ -51,6 +51,7 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._h1 import H1Codec, ResponseHead
+from ._stale import _readable
 
 __all__ = ["FastConnection"]
 
@@ -61,19 +62,8 @@ COALESCE_LIMIT = 65536
 
 _IDLE, _ACTIVE, _CLOSED = 0, 1, 2
 
-_POLLIN = getattr(select, "POLLIN", 0)
 _T = TypeVar("_T")
 Trace = Callable[[str, "dict[str, Any]"], Any]
-
-
-def _readable(sock: socket.socket) -> bool:
-    """One non-blocking poll; raises OSError/ValueError for a closed socket."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, _POLLIN)
-        return bool(poller.poll(0))
-    readable, _, _ = select.select([sock], [], [], 0)  # pragma: no cover - no poll()
-    return bool(readable)
 
 
 def _traced(
@@ -487,11 +477,14 @@ class FastConnection:
         """The whole response arrived: idle again, or closed."""
         codec = self._codec
         codec.body.clear()
-        if self._state == _ACTIVE and not self._no_reuse and codec.reusable():
-            codec.next_cycle()
-            self._state = _IDLE
-        else:
+        if self._state != _ACTIVE:
+            return
+        # Idle either way: nobody reads any more, close() may say goodbye.
+        self._state = _IDLE
+        if self._no_reuse or not codec.reusable():
             self.close()
+        else:
+            codec.next_cycle()
 
     # -- what the pool asks --------------------------------------------------
 
@@ -535,21 +528,28 @@ class FastConnection:
         return True  # EOF, close_notify or unexpected bytes
 
     def close(self) -> None:
-        """Idempotent. TLS: our close_notify is sent, the peer's not awaited."""
-        if self._state == _CLOSED:
+        """Idempotent. TLS: an idle connection sends our close_notify, without
+        waiting for the peer's. A busy one (the pool closing under a reader in
+        another thread) is shut down first, which wakes a blocked read."""
+        state = self._state
+        if state == _CLOSED:
             return
         self._state = _CLOSED
         sock = self.sock
-        if isinstance(sock, ssl.SSLSocket):
-            try:
-                # Non-blocking: unwrap() sends our close_notify, then raises
-                # SSLWantReadError instead of waiting for the peer's.
+        if sock is None:  # pragma: no cover - never None once opened
+            return
+        if state == _ACTIVE:
+            # No close_notify here: an SSL object must not be used by two
+            # threads at once, and mid-response it means nothing anyway.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        elif isinstance(sock, ssl.SSLSocket):
+            # Non-blocking: unwrap() sends our close_notify, then raises
+            # SSLWantReadError instead of waiting for the peer's.
+            with contextlib.suppress(OSError, ValueError):
                 sock.settimeout(0.0)
                 sock.unwrap()
-            except (OSError, ValueError):
-                pass
-        if sock is not None:
-            sock.close()
+        sock.close()
 
     def _abort(self) -> None:
         """Close after an error: no close_notify on a broken TLS session
