@@ -159,6 +159,29 @@ def test_informational_heads_are_skipped() -> None:
         connection.close()
 
 
+def test_http10_keep_alive_is_reused() -> None:
+    ok10 = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+    with ScriptedServer([ok10, ok10], after="hold") as srv:
+        connection = connect(srv.port)
+        response = connection.handle_request(request(b"GET", srv.port))
+        assert response.extensions["http_version"] == b"HTTP/1.0"
+        assert read(response) == b"ok"
+        assert connection.is_idle()
+        assert fetch(connection, request(b"GET", srv.port)) == (200, b"ok")
+        connection.close()
+
+
+def test_switching_protocols_ends_the_connection() -> None:
+    upgrade = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n\r\n"
+    )
+    with ScriptedServer([upgrade], after="hold") as srv:
+        connection = connect(srv.port)
+        assert fetch(connection, request(b"GET", srv.port)) == (101, b"")
+        assert connection.is_closed()
+
+
 def test_half_read_body_then_close_is_not_reused(
     server: TestServer, conn: FastConnection
 ) -> None:
