@@ -91,6 +91,28 @@ def test_resumption(
 # -- TLS specifics ----------------------------------------------------------------
 
 
+def test_bulk_transfer_over_tls(
+    server_factory: ServerFactory, cert: trustme.LeafCert, client_ctx: ssl.SSLContext
+) -> None:
+    srv = server_factory(tls=server_context(cert, "TLSv1.2"))
+    connection = tls_connect(srv.port, client_ctx)
+    assert fetch(connection, request(b"GET", srv.port, "/bytes/1000000")) == (
+        200,
+        b"x" * 1_000_000,
+    )
+    assert fetch(connection, request(b"GET", srv.port, "/chunked/300000")) == (
+        200,
+        b"x" * 300_000,
+    )
+    body = bytes(range(256)) * 1000
+    headers = [(b"Content-Length", str(len(body)).encode())]
+    echo = request(b"POST", srv.port, "/echo", headers=headers, content=body)
+    assert fetch(connection, echo) == (200, body)
+    assert connection.is_idle()
+    connection.close()
+    assert srv.connections_opened == 1
+
+
 def test_ragged_eof_ends_a_close_delimited_body(
     cert: trustme.LeafCert, client_ctx: ssl.SSLContext
 ) -> None:
