@@ -142,7 +142,9 @@ class FastConnection:
             if trace is None:
                 head = self._exchange(request, write_timeout, read_timeout)
             else:
-                head = self._exchangetraced(request, trace, write_timeout, read_timeout)
+                head = self._exchange_traced(
+                    request, trace, write_timeout, read_timeout
+                )
         except BaseException:
             if trace is None:
                 self._abort()
@@ -181,7 +183,7 @@ class FastConnection:
             self._no_reuse = True
         return self._receive_head(read_timeout)
 
-    def _exchangetraced(
+    def _exchange_traced(
         self,
         request: httpcore.Request,
         trace: Trace,
