@@ -70,9 +70,9 @@ class FastConnection:
         "_codec",
         "_no_reuse",
         "_state",
-        "_stream",
         "_timeout",
         "_view",
+        "network_stream",
         "origin",
         "sock",
         "ssl_object",
@@ -84,7 +84,7 @@ class FastConnection:
         self.origin = origin
         self.sock: socket.socket | None = sock
         self.ssl_object: Any = ssl_object_of(sock)
-        self._stream = NetworkStream(sock, self.ssl_object)
+        self.network_stream = NetworkStream(sock, self.ssl_object)
         self._codec = H1Codec()
         self._buffer = bytearray(READ_SIZE)
         self._view = memoryview(self._buffer)
@@ -158,7 +158,7 @@ class FastConnection:
             extensions={
                 "http_version": head.http_version,
                 "reason_phrase": head.reason,
-                "network_stream": self._stream,
+                "network_stream": self.network_stream,
             },
         )
         # Not through Response(headers=...): that copies and re-checks every
