@@ -38,8 +38,11 @@ class ScriptedServer:
         *,
         unix: bool = False,
         tls: ssl.SSLContext | None = None,
+        dribble: bool = False,
     ) -> None:
         self._responses = list(responses)
+        #: Send responses one byte per send() (split heads and chunk lines).
+        self._dribble = dribble
         self._after = after
         self._tls = tls
         self._tmpdir: str | None = None
@@ -91,6 +94,8 @@ class ScriptedServer:
             except (socket.timeout, OSError):
                 continue
             conn.settimeout(5)
+            if self._dribble:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
                 try:
                     conn = self._tls.wrap_socket(
@@ -117,7 +122,10 @@ class ScriptedServer:
                 return False
             self.requests.append(request)
             self.request_seen.set()
-            if response is not None:
+            if response is not None and self._dribble:
+                for i in range(len(response)):
+                    conn.sendall(response[i : i + 1])
+            elif response is not None:
                 conn.sendall(response)
         if self._after == "stall":
             return True

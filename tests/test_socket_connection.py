@@ -182,6 +182,19 @@ def test_switching_protocols_ends_the_connection() -> None:
         assert connection.is_closed()
 
 
+def test_responses_split_into_single_bytes() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    )
+    with ScriptedServer([chunked, OK], after="hold", dribble=True) as srv:
+        connection = connect(srv.port)
+        assert fetch(connection, request(b"GET", srv.port)) == (200, b"hello world")
+        assert fetch(connection, request(b"GET", srv.port)) == (200, b"ok")
+        assert connection.is_idle()
+        connection.close()
+
+
 def test_half_read_body_then_close_is_not_reused(
     server: TestServer, conn: FastConnection
 ) -> None:
