@@ -38,8 +38,11 @@ class ScriptedServer:
         *,
         unix: bool = False,
         tls: ssl.SSLContext | None = None,
+        dribble: bool = False,
     ) -> None:
         self._responses = list(responses)
+        #: Send responses one byte per send() (split heads and chunk lines).
+        self._dribble = dribble
         self._after = after
         self._tls = tls
         self._tmpdir: str | None = None
@@ -55,7 +58,12 @@ class ScriptedServer:
             self.port = self._listener.getsockname()[1]
         self._listener.settimeout(0.05)
         self.closed = threading.Event()
+        #: Set once the first request has arrived.
+        self.request_seen = threading.Event()
         self.requests: list[bytes] = []
+        #: How each "hold" connection ended: "eof" (a FIN; with TLS: after
+        #: the client's close_notify), "ragged" (TLS: a FIN without one).
+        self.endings: list[str] = []
         self._stop = threading.Event()
         self._held: list[socket.socket] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -86,9 +94,13 @@ class ScriptedServer:
             except (socket.timeout, OSError):
                 continue
             conn.settimeout(5)
+            if self._dribble:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
                 try:
-                    conn = self._tls.wrap_socket(conn, server_side=True)
+                    conn = self._tls.wrap_socket(
+                        conn, server_side=True, suppress_ragged_eofs=False
+                    )
                 except OSError:
                     conn.close()
                     continue
@@ -109,7 +121,11 @@ class ScriptedServer:
             if request is None:
                 return False
             self.requests.append(request)
-            if response is not None:
+            self.request_seen.set()
+            if response is not None and self._dribble:
+                for i in range(len(response)):
+                    conn.sendall(response[i : i + 1])
+            elif response is not None:
                 conn.sendall(response)
         if self._after == "stall":
             return True
@@ -119,9 +135,13 @@ class ScriptedServer:
             while not self._stop.is_set():
                 try:
                     if not conn.recv(65536):
+                        self.endings.append("eof")
                         return False
                 except socket.timeout:
                     continue
+                except ssl.SSLEOFError:
+                    self.endings.append("ragged")
+                    return False
             return False
         return False
 

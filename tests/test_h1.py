@@ -360,6 +360,9 @@ def test_second_request_in_flight() -> None:
         (b"GET", b"/", [(b"X", b"a\nb")]),
         (b"GET", b"/", [(b"X", b"a\rb")]),
         (b"GET", b"/", [(b"X", b"a\x00b")]),
+        (b"GET", b"/", [(b"X", b"a\x01b")]),
+        (b"GET", b"/", [(b"X", b"a\x7fb")]),
+        (b"GET", b"/\x1b", []),
         (b"GET", b"/", [(b"X\r\nEvil", b"1")]),
         (b"GET", b"/", [(b"X: y", b"1")]),
         (b"GET", b"/", [(b"", b"1")]),
@@ -506,6 +509,22 @@ def test_dead_after_an_error() -> None:
     ]:
         with pytest.raises(RemoteProtocolError, match="unusable"):
             call()
+
+
+def test_dead_while_sending_the_body() -> None:
+    codec = H1Codec()
+    codec.start_request(b"POST", b"/", [(b"Content-Length", b"10")])
+    codec.body_chunk(b"abc")
+    with pytest.raises(RemoteProtocolError):
+        codec.feed(b"HTTP/1.1 2")
+        codec.feed(b"X")
+    with pytest.raises(RemoteProtocolError, match="unusable"):
+        codec.body_chunk(b"def")
+
+
+def test_header_values_may_hold_tabs_and_obs_text() -> None:
+    head = H1Codec().start_request(b"GET", b"/", [(b"X", b"a\tb caf\xc3\xa9")])
+    assert head == b"GET / HTTP/1.1\r\nX: a\tb caf\xc3\xa9\r\n\r\n"
 
 
 def test_dead_after_a_local_error() -> None:
@@ -665,3 +684,48 @@ def test_generated_responses_same_as_h11(entry: Entry, cuts: list[int]) -> None:
     points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
     chunks = [data[a:b] for a, b in zip(points, points[1:])]
     assert run_codec(entry, chunks) == run_codec(entry)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        OK + b"Content-Length: 0\r\n\r\n" + OK,
+        b"HTTP/1.1 200 OK\r\nX: \x01\r\n\r\n",
+    ],
+)
+def test_errors_while_the_caller_handles_an_exception(response: bytes) -> None:
+    # Implicit chaining sets __context__ of llhttp's error to the caller's
+    # exception: the codec must not take that for the cause.
+    codec = H1Codec()
+    codec.start_request(b"GET", b"/", HOST)
+    try:
+        raise KeyError("the caller's own")
+    except KeyError:
+        with pytest.raises(RemoteProtocolError):
+            codec.feed(response)
+
+
+def test_memoryview_and_bytearray_input() -> None:
+    codec = H1Codec()
+    codec.start_request(b"GET", b"/", HOST)
+    buffer = bytearray(OK + b"Content-Length: 6\r\n\r\nabc")
+    codec.feed(memoryview(buffer)[:20])
+    codec.feed(memoryview(buffer)[20:])
+    buffer[:] = b"def"  # a reused receive buffer: nothing may alias it
+    codec.feed(memoryview(buffer))
+    assert b"".join(codec.body) == b"abcdef"
+    assert head_of(codec).headers == [(b"Content-Length", b"6")]
+
+
+def test_bug_in_a_callback_is_not_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: H1Codec) -> None:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(H1Codec, "_headers_complete", broken)
+    codec = H1Codec()
+    codec.start_request(b"GET", b"/", HOST)
+    with pytest.raises(ZeroDivisionError):
+        codec.feed(OK + b"Content-Length: 0\r\n\r\n")
+    with pytest.raises(RemoteProtocolError, match="unusable"):
+        codec.feed(b"x")

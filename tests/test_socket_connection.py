@@ -6,6 +6,7 @@ TLS, traces and descriptor leaks are in ``test_socket_connection_tls.py``.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterable, Iterator
 
 import httpcore
@@ -125,7 +126,9 @@ def test_head_has_no_body_and_keeps_the_connection(
     assert fetch(conn, request(b"GET", server.port)) == (200, b"hello")
 
 
-def test_connection_close_is_not_reused(server: TestServer, conn: FastConnection) -> None:
+def test_connection_close_is_not_reused(
+    server: TestServer, conn: FastConnection
+) -> None:
     assert fetch(conn, request(b"GET", server.port, "/close")) == (200, b"closing")
     assert not conn.is_idle()
     assert conn.is_closed()
@@ -153,6 +156,42 @@ def test_informational_heads_are_skipped() -> None:
         assert fetch(connection, request(b"GET", srv.port)) == (200, b"ok")
         assert connection.is_idle()
         assert fetch(connection, request(b"GET", srv.port)) == (200, b"ok")
+        connection.close()
+
+
+def test_http10_keep_alive_is_reused() -> None:
+    ok10 = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+    with ScriptedServer([ok10, ok10], after="hold") as srv:
+        connection = connect(srv.port)
+        response = connection.handle_request(request(b"GET", srv.port))
+        assert response.extensions["http_version"] == b"HTTP/1.0"
+        assert read(response) == b"ok"
+        assert connection.is_idle()
+        assert fetch(connection, request(b"GET", srv.port)) == (200, b"ok")
+        connection.close()
+
+
+def test_switching_protocols_ends_the_connection() -> None:
+    upgrade = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n\r\n"
+    )
+    with ScriptedServer([upgrade], after="hold") as srv:
+        connection = connect(srv.port)
+        assert fetch(connection, request(b"GET", srv.port)) == (101, b"")
+        assert connection.is_closed()
+
+
+def test_responses_split_into_single_bytes() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    )
+    with ScriptedServer([chunked, OK], after="hold", dribble=True) as srv:
+        connection = connect(srv.port)
+        assert fetch(connection, request(b"GET", srv.port)) == (200, b"hello world")
+        assert fetch(connection, request(b"GET", srv.port)) == (200, b"ok")
+        assert connection.is_idle()
         connection.close()
 
 
@@ -297,13 +336,15 @@ def test_write_timeout() -> None:
         assert connection.is_closed()
 
 
-def test_invalid_header_is_local_error(server: TestServer) -> None:
-    connection = connect(server.port)
-    with pytest.raises(LocalProtocolError):
-        connection.handle_request(
-            request(b"GET", server.port, headers=[(b"X-Bad", b"a\r\nInjected: 1")])
-        )
-    assert connection.is_closed()
+def test_invalid_header_is_local_error() -> None:
+    # A scripted server: the local server's stop() can race a connection
+    # that closes before sending anything (an unclosed server transport).
+    with ScriptedServer([], after="close") as srv:
+        connection = connect(srv.port)
+        bad = [(b"X-Bad", b"a\r\nInjected: 1")]
+        with pytest.raises(LocalProtocolError):
+            connection.handle_request(request(b"GET", srv.port, headers=bad))
+        assert connection.is_closed()
 
 
 def test_connect_refused() -> None:
@@ -326,16 +367,17 @@ def test_unix_socket() -> None:
         connection.close()
 
 
-def test_local_address_and_socket_options(server: TestServer) -> None:
+def test_local_address_and_socket_options() -> None:
     options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    connection = connect(
-        server.port, local_address="127.0.0.1", socket_options=options
-    )
-    sock = connection.sock
-    assert sock is not None
-    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-    connection.close()
+    with ScriptedServer([], after="close") as srv:
+        connection = connect(
+            srv.port, local_address="127.0.0.1", socket_options=options
+        )
+        sock = connection.sock
+        assert sock is not None
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        connection.close()
 
 
 def test_network_stream_answers_after_close(
@@ -353,3 +395,44 @@ def test_network_stream_answers_after_close(
     assert stream.get_extra_info("client_addr") == client
     assert stream.get_extra_info("is_readable") is True
     assert stream.get_extra_info("nonsense") is None
+
+
+def test_early_response_while_sending_body_is_read() -> None:
+    # The server answers after the head and closes without reading the
+    # body: the client's writes fail, and it reads the 413 as httpcore does.
+    too_large = (
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\n"
+        b"Connection: close\r\n\r\nbig"
+    )
+
+    def body() -> Iterator[bytes]:
+        for _ in range(200):  # beyond the socket buffers: a write must fail
+            yield b"x" * 65536
+
+    headers = [(b"Transfer-Encoding", b"chunked")]
+    with ScriptedServer([too_large], after="close") as srv:
+        connection = connect(srv.port)
+        req = request(b"POST", srv.port, headers=headers, content=body())
+        assert fetch(connection, req) == (413, b"big")
+        assert connection.is_closed()
+
+
+def test_close_from_another_thread_wakes_a_blocked_read() -> None:
+    errors: list[BaseException] = []
+    with ScriptedServer([None], after="hold") as srv:
+        connection = connect(srv.port)
+
+        def exchange() -> None:
+            try:
+                connection.handle_request(request(b"GET", srv.port))
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=exchange)
+        thread.start()
+        assert srv.request_seen.wait(5)
+        connection.close()
+        thread.join(5)
+        assert not thread.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], (ReadError, RemoteProtocolError))

@@ -33,17 +33,15 @@ takes a lock.
 
 from __future__ import annotations
 
-import select
+import contextlib
 import socket
 import ssl
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, cast
 
 import httpcore
 
 from ._exceptions import (
-    ConnectError,
-    ConnectTimeout,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -51,6 +49,8 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._h1 import H1Codec, ResponseHead
+from ._socket_open import NetworkStream, Trace, open_socket, ssl_object_of, traced
+from ._stale import _readable
 
 __all__ = ["FastConnection"]
 
@@ -61,130 +61,6 @@ COALESCE_LIMIT = 65536
 
 _IDLE, _ACTIVE, _CLOSED = 0, 1, 2
 
-_POLLIN = getattr(select, "POLLIN", 0)
-_T = TypeVar("_T")
-Trace = Callable[[str, "dict[str, Any]"], Any]
-
-
-def _readable(sock: socket.socket) -> bool:
-    """One non-blocking poll; raises OSError/ValueError for a closed socket."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, _POLLIN)
-        return bool(poller.poll(0))
-    readable, _, _ = select.select([sock], [], [], 0)  # pragma: no cover - no poll()
-    return bool(readable)
-
-
-def _traced(
-    trace: Trace, name: str, info: dict[str, Any], fn: Callable[..., _T], *args: Any
-) -> _T:
-    """Run ``fn(*args)`` between httpcore-style started/complete/failed events."""
-    trace(name + ".started", info)
-    try:
-        result = fn(*args)
-    except BaseException as exc:
-        trace(name + ".failed", {"exception": exc})
-        raise
-    trace(name + ".complete", {"return_value": result})
-    return result
-
-
-class _NetworkStream:
-    """The ``network_stream`` response extension: answers ``get_extra_info``.
-
-    Addresses and the SSL object are captured at open, so the answers stay
-    meaningful after the connection was closed.
-    """
-
-    __slots__ = ("_client_addr", "_server_addr", "_sock", "_ssl_object")
-
-    def __init__(self, sock: socket.socket, ssl_object: Any) -> None:
-        self._sock = sock
-        self._ssl_object = ssl_object
-        try:
-            self._client_addr: Any = sock.getsockname()
-            self._server_addr: Any = sock.getpeername()
-        except OSError:  # pragma: no cover - the peer reset right after connect
-            self._client_addr = self._server_addr = None
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "ssl_object":
-            return self._ssl_object
-        if info == "socket":
-            return self._sock
-        if info == "client_addr":
-            return self._client_addr
-        if info == "server_addr":
-            return self._server_addr
-        if info == "is_readable":
-            sock = self._sock
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                return True
-            try:
-                return _readable(sock)
-            except (OSError, ValueError):  # closed: reading would fail at once
-                return True
-        return None
-
-    def __repr__(self) -> str:
-        return f"<hintpool network stream {self._client_addr}->{self._server_addr}>"
-
-
-def _connect(
-    origin: httpcore.Origin,
-    timeout: float | None,
-    uds: str | None,
-    local_address: str | None,
-    socket_options: Iterable[Any] | None,
-) -> socket.socket:
-    """TCP (or Unix socket) connect as httpcore's SyncBackend does it."""
-    try:
-        if uds is None:
-            source = None if local_address is None else (local_address, 0)
-            address = (origin.host.decode("ascii"), origin.port)
-            sock = socket.create_connection(address, timeout, source_address=source)
-        else:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-            if uds is None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            else:
-                sock.settimeout(timeout)
-                sock.connect(uds)
-        except BaseException:
-            sock.close()
-            raise
-    except socket.timeout as exc:
-        raise ConnectTimeout(str(exc) or "timed out") from exc
-    except OSError as exc:
-        raise ConnectError(str(exc) or repr(exc)) from exc
-    return sock
-
-
-def _start_tls(
-    sock: socket.socket,
-    ssl_context: ssl.SSLContext,
-    server_hostname: str | None,
-    session: ssl.SSLSession | None,
-) -> ssl.SSLSocket:
-    """The handshake runs under the socket's timeout: the connect timeout."""
-    try:
-        # wrap_socket() takes over the descriptor and closes it when the
-        # wrap or the handshake fails; sock.close() below is for the rest.
-        return ssl_context.wrap_socket(
-            sock, server_hostname=server_hostname, session=session
-        )
-    except BaseException as exc:
-        sock.close()
-        if isinstance(exc, socket.timeout):
-            raise ConnectTimeout("TLS handshake timed out") from exc
-        if isinstance(exc, (OSError, ValueError)):  # SSLError is an OSError
-            raise ConnectError(str(exc) or repr(exc)) from exc
-        raise
-
 
 class FastConnection:
     """One HTTP/1.1 connection; see the module docstring."""
@@ -194,9 +70,9 @@ class FastConnection:
         "_codec",
         "_no_reuse",
         "_state",
-        "_stream",
         "_timeout",
         "_view",
+        "network_stream",
         "origin",
         "sock",
         "ssl_object",
@@ -207,11 +83,8 @@ class FastConnection:
     ) -> None:
         self.origin = origin
         self.sock: socket.socket | None = sock
-        tls = isinstance(sock, ssl.SSLSocket)
-        # The C-level SSL object, like httpcore's SyncStream hands out: unlike
-        # the SSLSocket it still answers version()/session_reused after close.
-        self.ssl_object: Any = (getattr(sock, "_sslobj", None) or sock) if tls else None
-        self._stream = _NetworkStream(sock, self.ssl_object)
+        self.ssl_object: Any = ssl_object_of(sock)
+        self.network_stream = NetworkStream(sock, self.ssl_object)
         self._codec = H1Codec()
         self._buffer = bytearray(READ_SIZE)
         self._view = memoryview(self._buffer)
@@ -235,68 +108,22 @@ class FastConnection:
         session: ssl.SSLSession | None = None,
         trace: Any = None,
     ) -> FastConnection:
-        """Connect, then TLS when ``ssl_context`` is given; see the spec."""
-        if trace is None:
-            sock = _connect(origin, timeout, uds, local_address, socket_options)
-            if ssl_context is not None:
-                sock = _start_tls(sock, ssl_context, server_hostname, session)
-            return cls(origin, sock, timeout)
-        return cls._open_traced(
+        """Connect (TCP_NODELAY), then TLS when ``ssl_context`` is given.
+
+        Raises ConnectError / ConnectTimeout; nothing is left open on failure.
+        """
+        sock = open_socket(
             origin,
-            timeout,
-            uds,
-            local_address,
-            socket_options,
-            ssl_context,
-            server_hostname,
-            session,
-            trace,
+            timeout=timeout,
+            uds=uds,
+            local_address=local_address,
+            socket_options=socket_options,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            session=session,
+            trace=trace,
         )
-
-    @classmethod
-    def _open_traced(
-        cls,
-        origin: httpcore.Origin,
-        timeout: float | None,
-        uds: str | None,
-        local_address: str | None,
-        socket_options: Iterable[Any] | None,
-        ssl_context: ssl.SSLContext | None,
-        server_hostname: str | None,
-        session: ssl.SSLSession | None,
-        trace: Trace,
-    ) -> FastConnection:
-        def connect() -> _NetworkStream:
-            sock = _connect(origin, timeout, uds, local_address, socket_options)
-            return _NetworkStream(sock, None)
-
-        if uds is None:
-            info: dict[str, Any] = {
-                "host": origin.host.decode("ascii"),
-                "port": origin.port,
-                "local_address": local_address,
-                "timeout": timeout,
-                "socket_options": socket_options,
-            }
-            tcp = _traced(trace, "connection.connect_tcp", info, connect)
-        else:
-            info = {"path": uds, "timeout": timeout, "socket_options": socket_options}
-            tcp = _traced(trace, "connection.connect_unix_socket", info, connect)
-        sock: socket.socket = tcp.get_extra_info("socket")
-        if ssl_context is None:
-            return cls(origin, sock, timeout)
-
-        def start_tls() -> _NetworkStream:
-            tls = _start_tls(sock, ssl_context, server_hostname, session)
-            return _NetworkStream(tls, getattr(tls, "_sslobj", None) or tls)
-
-        info = {
-            "ssl_context": ssl_context,
-            "server_hostname": server_hostname,
-            "timeout": timeout,
-        }
-        stream = _traced(trace, "connection.start_tls", info, start_tls)
-        return cls(origin, stream.get_extra_info("socket"), timeout)
+        return cls(origin, sock, timeout)
 
     # -- the request -------------------------------------------------------
 
@@ -315,12 +142,14 @@ class FastConnection:
             if trace is None:
                 head = self._exchange(request, write_timeout, read_timeout)
             else:
-                head = self._exchange_traced(request, trace, write_timeout, read_timeout)
+                head = self._exchange_traced(
+                    request, trace, write_timeout, read_timeout
+                )
         except BaseException:
             if trace is None:
                 self._abort()
             else:
-                _traced(trace, "http11.response_closed", {}, self._abort)
+                traced(trace, "http11.response_closed", {}, self._abort)
             raise
         stream = _ResponseStream(self, request, read_timeout, trace)
         response = httpcore.Response(
@@ -329,7 +158,7 @@ class FastConnection:
             extensions={
                 "http_version": head.http_version,
                 "reason_phrase": head.reason,
-                "network_stream": self._stream,
+                "network_stream": self.network_stream,
             },
         )
         # Not through Response(headers=...): that copies and re-checks every
@@ -364,7 +193,7 @@ class FastConnection:
         """``_exchange`` with httpcore's HTTP11Connection trace events."""
         info = {"request": request}
         try:
-            _traced(
+            traced(
                 trace,
                 "http11.send_request_headers",
                 info,
@@ -372,7 +201,7 @@ class FastConnection:
                 request,
                 write_timeout,
             )
-            _traced(
+            traced(
                 trace,
                 "http11.send_request_body",
                 info,
@@ -466,7 +295,14 @@ class FastConnection:
             raise ReadError(str(exc) or repr(exc)) from exc
         codec = self._codec
         if received:
-            codec.feed(self._view[:received])
+            try:
+                codec.feed(self._view[:received])
+            except RemoteProtocolError:
+                if not codec.complete:
+                    raise
+                # Bytes beyond a complete response (a late 408, junk): the
+                # response stands, the connection is never reused.
+                self._no_reuse = True
             return
         codec.feed_eof()
         if not codec.complete:  # the codec must have raised; never spin on EOF
@@ -478,11 +314,14 @@ class FastConnection:
         """The whole response arrived: idle again, or closed."""
         codec = self._codec
         codec.body.clear()
-        if self._state == _ACTIVE and not self._no_reuse and codec.reusable():
-            codec.next_cycle()
-            self._state = _IDLE
-        else:
+        if self._state != _ACTIVE:
+            return
+        # Idle either way: nobody reads any more, close() may say goodbye.
+        self._state = _IDLE
+        if self._no_reuse or not codec.reusable():
             self.close()
+        else:
+            codec.next_cycle()
 
     # -- what the pool asks --------------------------------------------------
 
@@ -526,21 +365,28 @@ class FastConnection:
         return True  # EOF, close_notify or unexpected bytes
 
     def close(self) -> None:
-        """Idempotent. TLS: our close_notify is sent, the peer's not awaited."""
-        if self._state == _CLOSED:
+        """Idempotent. TLS: an idle connection sends our close_notify, without
+        waiting for the peer's. A busy one (the pool closing under a reader in
+        another thread) is shut down first, which wakes a blocked read."""
+        state = self._state
+        if state == _CLOSED:
             return
         self._state = _CLOSED
         sock = self.sock
-        if isinstance(sock, ssl.SSLSocket):
-            try:
-                # Non-blocking: unwrap() sends our close_notify, then raises
-                # SSLWantReadError instead of waiting for the peer's.
+        if sock is None:  # pragma: no cover - never None once opened
+            return
+        if state == _ACTIVE:
+            # No close_notify here: an SSL object must not be used by two
+            # threads at once, and mid-response it means nothing anyway.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        elif isinstance(sock, ssl.SSLSocket):
+            # Non-blocking: unwrap() sends our close_notify, then raises
+            # SSLWantReadError instead of waiting for the peer's.
+            with contextlib.suppress(OSError, ValueError):
                 sock.settimeout(0.0)
                 sock.unwrap()
-            except (OSError, ValueError):
-                pass
-        if sock is not None:
-            sock.close()
+        sock.close()
 
     def _abort(self) -> None:
         """Close after an error: no close_notify on a broken TLS session
@@ -617,7 +463,7 @@ class _ResponseStream:
         if trace is None:
             self._release()
         else:
-            _traced(trace, "http11.response_closed", {}, self._release)
+            traced(trace, "http11.response_closed", {}, self._release)
 
     def _release(self) -> None:
         if self._done:
