@@ -377,12 +377,13 @@ async def test_connection_refused_is_a_connect_error() -> None:
     await fds_back_to(baseline)
 
 
-async def test_local_protocol_error_closes(keepalive_server: TestServer) -> None:
-    conn = await connect(keepalive_server)
-    bad = request("GET", keepalive_server.url, headers=[(b"X-Bad", b"a\r\nb")])
-    with pytest.raises(hintpool.LocalProtocolError):
-        await conn.handle_async_request(bad)
-    assert conn.is_closed()
+async def test_local_protocol_error_closes() -> None:
+    async with RawServer(_silent) as srv:
+        conn = await connect(srv)
+        bad = request("GET", srv.url, headers=[(b"X-Bad", b"a\r\nb")])
+        with pytest.raises(hintpool.LocalProtocolError):
+            await conn.handle_async_request(bad)
+        assert conn.is_closed()
 
 
 # -- timeouts --------------------------------------------------------------------
@@ -487,20 +488,19 @@ async def test_cancellation_leaves_nothing_open(where: str) -> None:
     await fds_back_to(baseline)
 
 
-async def test_cancellation_while_connecting_leaves_nothing_open(
-    keepalive_server: TestServer,
-) -> None:
+async def test_cancellation_while_connecting_leaves_nothing_open() -> None:
     baseline = open_fds()
-    for steps in range(6):
-        task = asyncio.ensure_future(connect(keepalive_server))
-        for _ in range(steps):
-            await asyncio.sleep(0)
-        task.cancel()
-        try:
-            conn = await task
-        except asyncio.CancelledError:
-            continue
-        await conn.aclose()
+    async with RawServer(_silent) as srv:
+        for steps in range(6):
+            task = asyncio.ensure_future(connect(srv))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                conn = await task
+            except asyncio.CancelledError:
+                continue
+            await conn.aclose()
     await fds_back_to(baseline)
 
 
