@@ -377,6 +377,31 @@ async def test_connection_refused_is_a_connect_error() -> None:
     await fds_back_to(baseline)
 
 
+async def test_connect_timeout() -> None:
+    # A listener whose accept queue is full drops further SYNs: connect hangs.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            fillers.append(filler)
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        baseline = open_fds()
+        origin = httpcore.Origin(b"http", b"127.0.0.1", port)
+        for options in (None, [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]):
+            with pytest.raises(hintpool.ConnectTimeout, match=r"127\.0\.0\.1"):
+                await AsyncFastConnection.open(
+                    origin, timeout=0.1, socket_options=options
+                )
+        await fds_back_to(baseline)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
 async def test_local_protocol_error_closes() -> None:
     async with RawServer(_silent) as srv:
         conn = await connect(srv)
