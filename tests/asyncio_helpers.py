@@ -19,15 +19,23 @@ import httpcore
 
 from hintpool._asyncio_connection import AsyncFastConnection
 
+from .server import TestServer
+
 __all__ = [
+    "OK",
     "RawServer",
+    "connect",
+    "eventually",
     "exchange",
     "fds_back_to",
     "open_fds",
     "read_body",
     "read_request",
     "request",
+    "silent",
 ]
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -161,3 +169,26 @@ async def fds_back_to(baseline: int) -> None:
 async def _fds_at_most(baseline: int) -> None:
     while open_fds() > baseline:
         await asyncio.sleep(0.005)
+
+
+async def connect(srv: TestServer | RawServer, **kwargs: Any) -> AsyncFastConnection:
+    if isinstance(srv, RawServer):
+        origin = srv.origin
+    else:
+        origin = httpcore.Origin(b"http", b"127.0.0.1", srv.port)
+    return await AsyncFastConnection.open(origin, timeout=5, **kwargs)
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) for an event the loop's callbacks will bring."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{condition} never became true")
+
+
+async def silent(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """A RawServer handler that reads the request and never answers."""
+    await read_request(reader)
+    await asyncio.Event().wait()
