@@ -171,18 +171,42 @@ async def test_read_timeout_in_the_body() -> None:
 
 
 async def test_read_timer_counts_from_the_last_bytes() -> None:
-    """The timer re-arms for the rest when bytes arrived since it was set."""
+    """The timer re-arms for the rest when bytes arrived since it was set,
+    and stops when nobody waits."""
     async with RawServer(silent) as srv:
         conn = await connect(srv)
         conn._read_timeout = 10.0
+        conn._waiter = conn._loop.create_future()
         conn._last_data = conn._loop.time()
         conn._read_timer()  # fired "early": bytes came in meanwhile
         assert conn._timer is not None and conn._error is None
+        assert conn._timer_at == conn._last_data + 10.0
         conn._timer.cancel()
         conn._last_data -= 20
         conn._read_timer()
         assert isinstance(conn._error, hintpool.ReadTimeout)
+        assert conn._waiter.done() and conn._timer is None
+        conn._waiter = None
+        conn._read_timer()
+        assert conn._timer is None
         await conn.aclose()
+
+
+async def test_one_read_timer_serves_many_requests(
+    keepalive_server: TestServer,
+) -> None:
+    conn = await connect(keepalive_server)
+    timer = None
+    for _ in range(3):
+        await exchange(conn, "GET", keepalive_server.url, timeout={"read": 30.0})
+        assert conn._timer is not None
+        assert timer is None or conn._timer is timer
+        timer = conn._timer
+    # A shorter timeout than the pending timer's re-arms it.
+    await exchange(conn, "GET", keepalive_server.url, timeout={"read": 5.0})
+    assert conn._timer is not timer and conn._timer_at < timer.when()
+    await conn.aclose()
+    assert conn._timer is None
 
 
 async def test_write_timeout_when_the_server_does_not_read() -> None:
