@@ -30,7 +30,18 @@ is raised (a connection may still deliver that response, and must not reuse
 the connection). After any error from ``feed``, ``feed_eof``, ``body_chunk``
 or ``end_request`` the codec is dead: every later call raises. Errors from
 ``start_request`` (invalid head, request in flight) change nothing, since no
-byte was produced.
+byte was produced. ``feed`` also takes a ``bytearray`` or ``memoryview``
+(body chunks are always copies, so a reused receive buffer is safe).
+
+Compared with h11 (``tests/test_h1.py`` runs a corpus and generated responses
+through both): the same heads, bodies, trailers, end of message and reuse,
+except that an HTTP/1.0 response with ``Connection: keep-alive`` is reusable
+here (h11 never reuses HTTP/1.0), header values are not rewritten (h11
+lowercases ``Transfer-Encoding``), and llhttp is stricter: bare LF line
+ends, obs-fold continuation lines, duplicate ``Content-Length`` and versions
+other than HTTP/1.0 and 1.1 are errors. A 101 response is a final head here
+(h11 raises unless the request asked for an upgrade); any bytes that came
+with it are left in ``leftover``.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ Bytes = Union[bytes, bytearray, memoryview]
 # Receiving phases.
 _IDLE, _HEAD, _BODY, _DONE, _DEAD = range(5)
 # Request body framing.
-_NO_BODY, _LENGTH, _CHUNKED, _SENT = range(4)
+_LENGTH, _CHUNKED, _SENT = range(3)
 # Kinds of request header names that framing and reuse depend on.
 _OTHER, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION = range(4)
 
@@ -67,6 +78,8 @@ _METHODS: set[bytes] = set()
 _CACHE_LIMIT = 1024
 _STATUS_LINE_STARTS = (b"HTTP/1.1 ", b"HTTP/1.0 ")
 _CRLF2 = b"\r\n\r\n"
+# Not allowed in a request head, but for the CR LF ending each line (HTAB is).
+_CONTROLS = bytes([*range(9), *range(10, 32), 127])
 _COLON_JOIN = b": ".join
 
 
@@ -111,10 +124,70 @@ def _tokens(value: bytes) -> list[bytes]:
     return [token.strip(b" \t") for token in value.lower().split(b",")]
 
 
+def _request_framing(
+    headers: Sequence[tuple[bytes, bytes]],
+) -> tuple[int, int, bool]:
+    """(framing, Content-Length, Connection: close) of a request; validates names."""
+    framing = _SENT  # no body: nothing to send, end_request() is optional
+    length = 0
+    close = False
+    names = _NAMES
+    for name, value in headers:
+        kind = names.get(name)
+        if kind is None:
+            kind = _name_kind(name)
+        if not kind:
+            continue
+        if kind == _CONNECTION:
+            close = close or (value != b"keep-alive" and b"close" in _tokens(value))
+        elif kind == _CONTENT_LENGTH:
+            value = value.strip(b" \t")
+            if not value.isdigit() or framing == _CHUNKED:
+                raise LocalProtocolError(
+                    f"Illegal or conflicting Content-Length {value!r}"
+                )
+            if framing == _LENGTH and int(value) != length:
+                raise LocalProtocolError("Conflicting Content-Length headers")
+            framing, length = _LENGTH, int(value)
+        elif value.strip(b" \t").lower() != b"chunked":
+            raise LocalProtocolError("Only Transfer-Encoding: chunked is supported")
+        elif framing != _SENT:
+            raise LocalProtocolError("Conflicting Content-Length/Transfer-Encoding")
+        else:
+            framing = _CHUNKED
+    if framing == _LENGTH and not length:
+        framing = _SENT
+    return framing, length, close
+
+
+def _request_head(
+    method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]
+) -> bytes:
+    """The request line and head; names are validated by _request_framing()."""
+    if method not in _METHODS:
+        if not isinstance(method, bytes) or _TOKEN(method) is None:
+            raise LocalProtocolError(f"Illegal request method {method!r}")
+        if len(_METHODS) < _CACHE_LIMIT:
+            _METHODS.add(method)
+    if not target or target.find(b" ") >= 0:
+        raise LocalProtocolError(f"Illegal request target {target!r}")
+    if headers:
+        block = b"\r\n".join(map(_COLON_JOIN, headers))
+        head = b"".join((method, b" ", target, b" HTTP/1.1\r\n", block, b"\r\n\r\n"))
+    else:
+        head = b"".join((method, b" ", target, b" HTTP/1.1\r\n\r\n"))
+    # One pass over the whole head: each line ends with CR LF, and no other
+    # control character (CR, LF and NUL above all) may appear anywhere.
+    if len(head) - len(head.translate(None, _CONTROLS)) != 2 * len(headers) + 4:
+        raise LocalProtocolError("Illegal control character in the request head")
+    return head
+
+
 class H1Codec:
     """HTTP/1.1 client protocol state for one connection; see the module doc."""
 
     __slots__ = (
+        "_callback_error",
         "_eof",
         "_eof_body",
         "_error",
@@ -177,48 +250,8 @@ class H1Codec:
         """Bytes of the request line and head; see the module doc."""
         if self._phase != _IDLE:
             self._raise_unusable(LocalProtocolError("A request is already in flight."))
-        if method not in _METHODS:
-            if not isinstance(method, bytes) or _TOKEN(method) is None:
-                raise LocalProtocolError(f"Illegal request method {method!r}")
-            if len(_METHODS) < _CACHE_LIMIT:
-                _METHODS.add(method)
-        if not target or target.find(b" ") >= 0:
-            raise LocalProtocolError(f"Illegal request target {target!r}")
-        framing = _NO_BODY
-        length = 0
-        close = False
-        names = _NAMES
-        for name, value in headers:
-            kind = names.get(name)
-            if kind is None:
-                kind = _name_kind(name)
-            if kind:
-                if kind == _CONNECTION:
-                    close = close or (
-                        value != b"keep-alive" and b"close" in _tokens(value)
-                    )
-                else:
-                    framing, length = self._request_framing(
-                        kind, value, framing, length
-                    )
-        if headers:
-            head = b"".join(
-                (
-                    method,
-                    b" ",
-                    target,
-                    b" HTTP/1.1\r\n",
-                    b"\r\n".join(map(_COLON_JOIN, headers)),
-                    b"\r\n\r\n",
-                )
-            )
-        else:
-            head = b"".join((method, b" ", target, b" HTTP/1.1\r\n\r\n"))
-        # The head has one CRLF per line; any other CR, LF or NUL is illegal.
-        if len(head) - len(head.translate(None, b"\r\n\0")) != 2 * len(headers) + 4:
-            raise LocalProtocolError("Illegal CR, LF or NUL in the request head")
-        if framing == _NO_BODY or (framing == _LENGTH and not length):
-            framing = _SENT  # nothing to send: end_request() is optional
+        framing, length, close = _request_framing(headers)
+        head = _request_head(method, target, headers)
         self._framing = framing
         self._remaining = length
         self._request_close = close
@@ -228,31 +261,6 @@ class H1Codec:
         self._reset_response()
         self._phase = _HEAD
         return head
-
-    @staticmethod
-    def _request_framing(
-        kind: int, value: bytes, framing: int, length: int
-    ) -> tuple[int, int]:
-        if kind == _CONTENT_LENGTH:
-            value = value.strip(b" \t")
-            if not value.isdigit():
-                raise LocalProtocolError(f"Illegal Content-Length {value!r}")
-            if framing == _CHUNKED:
-                raise LocalProtocolError(
-                    "Both Content-Length and Transfer-Encoding given"
-                )
-            if framing == _LENGTH and int(value) != length:
-                raise LocalProtocolError("Conflicting Content-Length headers")
-            return _LENGTH, int(value)
-        if value.strip(b" \t").lower() != b"chunked":
-            raise LocalProtocolError("Only Transfer-Encoding: chunked is supported")
-        if framing != _NO_BODY:
-            raise LocalProtocolError(
-                "Both Content-Length and Transfer-Encoding given"
-                if framing == _LENGTH
-                else "Multiple Transfer-Encoding headers"
-            )
-        return _CHUNKED, 0
 
     def body_chunk(self, data: bytes) -> bytes:
         """Framed bytes to write for ``data``, a piece of the request body."""
@@ -342,12 +350,10 @@ class H1Codec:
         elif phase == _DEAD:
             self._raise_unusable(RemoteProtocolError("The connection is unusable."))
         elif data:
-            self._fail(
-                RemoteProtocolError(
-                    "Received data after a complete response"
-                    if phase == _DONE
-                    else "Received data when no request was sent"
-                )
+            self._fail_remote(
+                "Received data after a complete response"
+                if phase == _DONE
+                else "Received data when no request was sent"
             )
 
     def feed_eof(self) -> None:
@@ -359,18 +365,14 @@ class H1Codec:
                 self._phase = _DONE
                 self.complete = True
                 return
-            self._fail(
-                RemoteProtocolError(
-                    "Server disconnected before the response body was complete."
-                )
+            self._fail_remote(
+                "Server disconnected before the response body was complete."
             )
         elif phase == _HEAD:
-            self._fail(
-                RemoteProtocolError(
-                    "Server disconnected before the response head was complete."
-                    if self._received
-                    else "Server disconnected without sending a response."
-                )
+            self._fail_remote(
+                "Server disconnected before the response head was complete."
+                if self._received
+                else "Server disconnected without sending a response."
             )
         elif phase == _DEAD:
             self._raise_unusable(RemoteProtocolError("The connection is unusable."))
@@ -418,11 +420,15 @@ class H1Codec:
         self._upgraded = False
         self._keep = False
         self._eof_body = False
+        self._callback_error: BaseException | None = None
 
-    def _fail(self, error: ProtocolError) -> NoReturn:
+    def _fail(
+        self, error: ProtocolError, raising: BaseException | None = None
+    ) -> NoReturn:
         self._phase = _DEAD
+        self._framing = _SENT  # so that body_chunk() raises too
         self._error = error
-        raise error
+        raise error if raising is None else raising
 
     def _raise_unusable(self, error: ProtocolError) -> NoReturn:
         if self._error is not None:
@@ -440,12 +446,21 @@ class H1Codec:
     def _parse_failed(self, exc: Exception) -> None:
         if self._upgraded and self._phase == _DONE:
             return  # llhttp pauses after a 101 head: expected.
-        cause = exc.__context__
-        if isinstance(cause, RemoteProtocolError):
-            self._fail(cause)
-        if isinstance(cause, BaseException):
-            raise cause  # a bug of ours inside a callback: do not mask it
-        self._fail(RemoteProtocolError(f"Malformed response: {exc}"))
+        # Not exc.__context__: implicit chaining replaces it with whatever
+        # exception the caller of feed() happens to be handling.
+        error = self._callback_error
+        if isinstance(error, RemoteProtocolError):
+            self._fail(error)
+        # Any other error in a callback is a bug of ours: do not mask it.
+        self._fail(RemoteProtocolError(f"Malformed response: {exc}"), error)
+
+    def _reject(self, message: str) -> RemoteProtocolError:
+        """The error a callback raises; remembered for _parse_failed()."""
+        error = self._callback_error = RemoteProtocolError(message)
+        return error
+
+    def _fail_remote(self, message: str) -> NoReturn:
+        self._fail(RemoteProtocolError(message))
 
     def _find_head_end(self, data: bytes) -> int:
         tail = self._tail
@@ -484,23 +499,17 @@ class H1Codec:
                 if self._upgraded:
                     self.leftover = data
                     return
-                self._fail(
-                    RemoteProtocolError("Received data after a complete response")
-                )
+                self._fail_remote("Received data after a complete response")
 
     def _check_head_size(self) -> None:
         if self._head_size > self._max_head_size:
-            self._fail(
-                RemoteProtocolError(
-                    f"Response head larger than {self._max_head_size} bytes"
-                )
-            )
+            self._fail_remote(f"Response head larger than {self._max_head_size} bytes")
 
     # --- llhttp callbacks (hot path: keep them minimal) ---------------------
 
     def on_message_begin(self) -> None:
         if self.complete:
-            raise RemoteProtocolError("Received data after a complete response")
+            raise self._reject("Received data after a complete response")
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -518,11 +527,19 @@ class H1Codec:
             self.complete = True
 
     def on_headers_complete(self) -> None:
+        try:
+            self._headers_complete()
+        except BaseException as exc:
+            if self._callback_error is None:
+                self._callback_error = exc
+            raise
+
+    def _headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
         if status < 200 and status != 101:
             if status < 100:
-                raise RemoteProtocolError(f"Illegal status code {status}")
+                raise self._reject(f"Illegal status code {status}")
             self._headers = []
             self._reason = b""
             self._informational = True
@@ -533,7 +550,7 @@ class H1Codec:
             text = parser.get_http_version()
             version = 49 if text == "1.1" else 48 if text == "1.0" else 0
             if not version:
-                raise RemoteProtocolError(f"Unsupported HTTP version {text}")
+                raise self._reject(f"Unsupported HTTP version {text}")
         http_version = b"HTTP/1.1" if version == 49 else b"HTTP/1.0"
         headers = self._headers
         self.head = ResponseHead(status, self._reason, http_version, headers)
@@ -572,7 +589,7 @@ class H1Codec:
         if no_body:
             eof = False
         elif coding and not chunked:
-            raise RemoteProtocolError("Only Transfer-Encoding: chunked is supported")
+            raise self._reject("Only Transfer-Encoding: chunked is supported")
         else:
             eof = not chunked and not length
         self._eof_body = eof
