@@ -7,8 +7,10 @@ is on PATH, else the in-process h11 server).
 
 Each round sends N requests one after another on one connection (open
 excluded), reading every body and closing every response, for each client;
-prints requests/s per round and the median. Not a test: figures depend on
-the machine and its load.
+prints requests/s (wall clock) and the client's CPU time per request (the
+server is another process, so this is ours alone and less sensitive to a
+busy machine), each the median of the rounds. Not a test: figures depend
+on the machine and its load.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpcore
 from hintpool._asyncio_connection import AsyncFastConnection
 from hintpool._local.bench_server import start_bench_server
 
-Client = Callable[[str, int, int], Awaitable[float]]
+Client = Callable[[str, int, int], Awaitable[tuple[float, float]]]
 
 
 def make_request(url: str, host: bytes) -> httpcore.Request:
@@ -34,37 +36,39 @@ def make_request(url: str, host: bytes) -> httpcore.Request:
     )
 
 
-async def fast(host: str, port: int, n: int) -> float:
+async def fast(host: str, port: int, n: int) -> tuple[float, float]:
     origin = httpcore.Origin(b"http", host.encode(), port)
     conn = await AsyncFastConnection.open(origin, timeout=5)
     url, hostport = f"http://{host}:{port}/", f"{host}:{port}".encode()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         response = await conn.handle_async_request(make_request(url, hostport))
         await response.aread()
         await response.aclose()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert conn.is_idle()
     await conn.aclose()
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
-async def httpcore_h11(host: str, port: int, n: int) -> float:
+async def httpcore_h11(host: str, port: int, n: int) -> tuple[float, float]:
     origin = httpcore.Origin(b"http", host.encode(), port)
     stream = await httpcore.AnyIOBackend().connect_tcp(host, port, timeout=5)
     conn = httpcore.AsyncHTTP11Connection(origin, stream)
     url, hostport = f"http://{host}:{port}/", f"{host}:{port}".encode()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         response = await conn.handle_async_request(make_request(url, hostport))
         await response.aread()
         await response.aclose()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await conn.aclose()
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
-def run(client: Client, host: str, port: int, n: int, use_uvloop: bool) -> float:
+def run(
+    client: Client, host: str, port: int, n: int, use_uvloop: bool
+) -> tuple[float, float]:
     if use_uvloop:
         import uvloop
 
@@ -88,19 +92,27 @@ def main() -> None:
         ]
         if args.uvloop:
             cases.append(("AsyncFastConnection (uvloop)", fast, True))
-        results: dict[str, float] = {}
+        results: dict[str, tuple[float, float]] = {}
         run(fast, host, port, 200, False)  # warm up the server
         for name, client, use_uvloop in cases:
-            rates = [
+            rounds = [
                 run(client, host, port, args.requests, use_uvloop)
                 for _ in range(args.rounds)
             ]
-            results[name] = statistics.median(rates)
-            shown = ", ".join(f"{r:,.0f}" for r in rates)
-            print(f"{name:34} {results[name]:9,.0f} req/s  (rounds: {shown})")
-        base = results["httpcore AsyncHTTP11Connection"]
-        for name, rate in results.items():
-            print(f"{name:34} {rate / base:5.2f}x httpcore")
+            rate = statistics.median(r for r, _ in rounds)
+            cpu = statistics.median(c for _, c in rounds)
+            results[name] = (rate, cpu)
+            shown = ", ".join(f"{r:,.0f}" for r, _ in rounds)
+            print(
+                f"{name:32} {rate:8,.0f} req/s {cpu * 1e6:6.1f} us CPU/req"
+                f"  (rounds: {shown})"
+            )
+        base_rate, base_cpu = results["httpcore AsyncHTTP11Connection"]
+        for name, (rate, cpu) in results.items():
+            print(
+                f"{name:32} {rate / base_rate:5.2f}x httpcore's req/s, "
+                f"{cpu / base_cpu:5.2f}x its CPU per request"
+            )
 
 
 if __name__ == "__main__":

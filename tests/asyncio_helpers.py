@@ -19,15 +19,23 @@ import httpcore
 
 from hintpool._asyncio_connection import AsyncFastConnection
 
+from .server import TestServer
+
 __all__ = [
+    "OK",
     "RawServer",
+    "connect",
+    "eventually",
     "exchange",
     "fds_back_to",
     "open_fds",
     "read_body",
     "read_request",
     "request",
+    "silent",
 ]
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -38,7 +46,7 @@ class RawServer:
     def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self._handler = handler
         self._tls = tls
-        self._writers: list[asyncio.StreamWriter] = []
+        self._transports: list[asyncio.BaseTransport] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.requests = 0
@@ -55,8 +63,9 @@ class RawServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(
-            self._handle, "127.0.0.1", 0, ssl=self._tls
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol, "127.0.0.1", 0, ssl=self._tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -68,18 +77,32 @@ class RawServer:
         tb: types.TracebackType | None,
     ) -> None:
         self._server.close()
+        # Connections accepted just before: let them reach connection_made.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for transport in self._transports:
+            transport.abort()  # type: ignore[attr-defined]
         for task in list(self._tasks):
             task.cancel()
-        for writer in self._writers:
-            writer.transport.abort()
         if self._tasks:
             await asyncio.wait(self._tasks)
+        for _ in range(3):  # handlers that had not started see the abort
+            await asyncio.sleep(0)
         await self._server.wait_closed()
+
+    def _protocol(self) -> asyncio.Protocol:
+        server = self
+
+        class Tracked(asyncio.StreamReaderProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                server._transports.append(transport)
+                super().connection_made(transport)
+
+        return Tracked(asyncio.StreamReader(), self._handle)
 
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self._writers.append(writer)
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -146,3 +169,26 @@ async def fds_back_to(baseline: int) -> None:
 async def _fds_at_most(baseline: int) -> None:
     while open_fds() > baseline:
         await asyncio.sleep(0.005)
+
+
+async def connect(srv: TestServer | RawServer, **kwargs: Any) -> AsyncFastConnection:
+    if isinstance(srv, RawServer):
+        origin = srv.origin
+    else:
+        origin = httpcore.Origin(b"http", b"127.0.0.1", srv.port)
+    return await AsyncFastConnection.open(origin, timeout=5, **kwargs)
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) for an event the loop's callbacks will bring."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{condition} never became true")
+
+
+async def silent(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """A RawServer handler that reads the request and never answers."""
+    await read_request(reader)
+    await asyncio.Event().wait()

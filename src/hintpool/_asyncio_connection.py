@@ -238,8 +238,9 @@ class AsyncFastConnection(H1Protocol):
                 await opening
             else:
                 await asyncio.wait_for(opening, timeout)
-        # Before OSError: TimeoutError is one on Python >= 3.11.
-        except asyncio.TimeoutError as exc:
+        # Before OSError: the built-in TimeoutError (ETIMEDOUT) is one, and
+        # asyncio's is the built-in on Python >= 3.11.
+        except (asyncio.TimeoutError, TimeoutError) as exc:
             where = uds or f"{origin.host.decode('ascii')}:{origin.port}"
             raise ConnectTimeout(f"Timed out connecting to {where}") from exc
         except OSError as exc:
