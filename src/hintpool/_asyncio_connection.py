@@ -393,12 +393,18 @@ class AsyncFastConnection(H1Protocol):
     def nothing_received(self) -> bool:
         return not self._got_bytes
 
-    def server_closed(self) -> bool:
+    def server_closed(self, careful: bool = False) -> bool:
+        """Idle, and the peer closed or sent something: must not be reused.
+
+        ``careful`` (the next request could not be sent again if it met a
+        closed connection) always asks the socket when the loop has not
+        told us yet.
+        """
         if not self._idle:
             return False
         if self._peer_closed:
             return True
-        if self._loop.time() - self._idle_since < POLL_AFTER_IDLE:
+        if not careful and self._loop.time() - self._idle_since < POLL_AFTER_IDLE:
             return False
         # The loop tells us of a FIN once it polls; a task that ran without
         # yielding since the FIN came has not let it. Long idle: ask the

@@ -288,6 +288,7 @@ class Connector:
         trace(f"{name}.complete", {"return_value": stream})
         return stream
 
+
 def _tls_failure(exc: BaseException) -> bool:
     cause = exc.__cause__ or exc.__context__
     return isinstance(cause, ssl.SSLError)
