@@ -16,6 +16,22 @@ def _as_bytes(value: bytes | str) -> bytes:
     return value.encode("ascii") if isinstance(value, str) else value
 
 
+_URL_CACHE: dict[bytes | str, httpcore.URL] = {}
+_URL_CACHE_SIZE = 512
+
+
+def _parse_url(url: bytes | str) -> httpcore.URL:
+    """httpcore.URL(url), remembered: clients send to the same few URLs, and
+    parsing one costs more than the rest of building the request."""
+    parsed = _URL_CACHE.get(url)
+    if parsed is None:
+        parsed = httpcore.URL(url)
+        if len(_URL_CACHE) >= _URL_CACHE_SIZE:
+            _URL_CACHE.clear()
+        _URL_CACHE[url] = parsed
+    return parsed
+
+
 def build_request(
     method: bytes | str,
     url: httpcore.URL | bytes | str,
@@ -28,7 +44,7 @@ def build_request(
     items = headers.items() if isinstance(headers, Mapping) else headers or []
     header_list = [(_as_bytes(k), _as_bytes(v)) for k, v in items]
     if not isinstance(url, httpcore.URL):
-        url = httpcore.URL(url)
+        url = _parse_url(url)
     names = {name.lower() for name, _ in header_list}
     if b"host" not in names:
         default_port = {b"http": 80, b"https": 443}.get(url.scheme)

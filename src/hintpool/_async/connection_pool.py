@@ -176,10 +176,15 @@ class AsyncConnectionPool:
         """Send a request and read the whole response (httpcore's API)."""
         request = build_request(method, url, headers, content, extensions)
         response = await self.handle_async_request(request)
+        # Read through our own stream rather than ``response.aread()``, whose
+        # typing-ABC checks cost more than the rest of the read.
+        stream = response.stream
+        assert isinstance(stream, AsyncPoolByteStream)
         try:
-            await response.aread()
+            content_read = b"".join([chunk async for chunk in stream])
         finally:
-            await response.aclose()
+            await stream.aclose()
+        response._content = content_read  # what aread() would have stored
         return response
 
     @asynccontextmanager

@@ -177,10 +177,15 @@ class ConnectionPool:
         """Send a request and read the whole response (httpcore's API)."""
         request = build_request(method, url, headers, content, extensions)
         response = self.handle_request(request)
+        # Read through our own stream rather than ``response.read()``, whose
+        # typing-ABC checks cost more than the rest of the read.
+        stream = response.stream
+        assert isinstance(stream, PoolByteStream)
         try:
-            response.read()
+            content_read = b"".join([chunk for chunk in stream])
         finally:
-            response.close()
+            stream.close()
+        response._content = content_read  # what read() would have stored
         return response
 
     @contextmanager
