@@ -298,7 +298,7 @@ class FakeNetwork:
     def violation(self, text: str) -> None:
         self.violations.append(text)
 
-    def fin_visible(self, conn: Any, careful: bool = False) -> bool:
+    def fin_visible(self, conn: Any) -> bool:
         """Stand-in for the socket poll at checkout."""
         stream = conn.connection._network_stream
         if stream._server_timed_out(self.clock()):

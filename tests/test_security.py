@@ -101,7 +101,7 @@ def test_two_names_of_one_server_never_share_a_connection(
 def race_transport(**kwargs: object) -> hintpool.HTTPTransport:
     transport = hintpool.HTTPTransport(**kwargs)  # type: ignore[arg-type]
     # As if the server's FIN had not arrived yet: the keep-alive race.
-    transport.pool._state.server_closed = lambda conn, careful: False
+    transport.pool._state.server_closed = lambda conn: False
     return transport
 
 

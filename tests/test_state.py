@@ -80,7 +80,7 @@ class Pool:
             max_origins=max_origins,
         )
 
-    def _server_closed(self, conn: Any, careful: bool = False) -> bool:
+    def _server_closed(self, conn: Any) -> bool:
         # Accepts the wire object or (newer API) the PooledConnection.
         return conn in self.hung_up or getattr(conn, "connection", None) in self.hung_up
 
@@ -339,7 +339,7 @@ def test_server_closed_connection_is_replaced() -> None:
 def test_server_closed_is_not_asked_when_expired() -> None:
     asked: list[object] = []
     pool = Pool()
-    pool.state.server_closed = lambda c, careful: asked.append(c) or False
+    pool.state.server_closed = lambda c: asked.append(c) or False
     conn = pool.open(A)
     pool.release(conn, now=0.0)
     pool.checkout(A, now=100.0)

@@ -27,7 +27,7 @@ import h11
 import httpcore
 import httpx
 
-__all__ = ["IDEMPOTENT_METHODS", "may_resend", "may_retry", "nothing_received"]
+__all__ = ["IDEMPOTENT_METHODS", "may_retry", "nothing_received"]
 
 IDEMPOTENT_METHODS = frozenset(
     {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"}
@@ -76,16 +76,11 @@ def nothing_received(connection: Any) -> bool:
         return False
 
 
-def may_resend(request: httpcore.Request) -> bool:
-    """The request itself may be sent twice: idempotent, body in memory."""
+def may_retry(request: httpcore.Request, exc: BaseException, connection: Any) -> bool:
+    if not isinstance(exc, _STALE_ERRORS):
+        return False
     if request.method not in IDEMPOTENT_METHODS and not _has_idempotency_key(
         request.headers
     ):
         return False
-    return replayable_body(request.stream)
-
-
-def may_retry(request: httpcore.Request, exc: BaseException, connection: Any) -> bool:
-    if not isinstance(exc, _STALE_ERRORS):
-        return False
-    return may_resend(request) and nothing_received(connection)
+    return replayable_body(request.stream) and nothing_received(connection)

@@ -336,12 +336,8 @@ class FastConnection:
     def nothing_received(self) -> bool:
         return bool(self._codec.nothing_received)
 
-    def server_closed(self, careful: bool = False) -> bool:
-        """Idle, and the peer closed or sent something: must not be reused.
-
-        The socket is polled every time, ``careful`` or not (a blocking
-        socket has no event loop to tell us).
-        """
+    def server_closed(self) -> bool:
+        """Idle, and the peer closed or sent something: must not be reused."""
         state = self._state
         if state != _IDLE:
             return state == _CLOSED

@@ -34,16 +34,14 @@ def _readable_select(sock: Any) -> bool:  # pragma: no cover - no poll() here
 _readable = _readable_poll if hasattr(select, "poll") else _readable_select
 
 
-def server_closed(conn: PooledConnection, careful: bool = False) -> bool:
-    """``careful``: the next request cannot be sent again if it meets a
-    closed connection, so a connection that may skip the syscall must not."""
+def server_closed(conn: PooledConnection) -> bool:
     sock = conn.sock
     if sock is None:
         # hintpool's own connections know it themselves (an asyncio Protocol
         # is told by the event loop, without a syscall here); mock streams
         # have neither.
         check = getattr(conn.connection, "server_closed", None)
-        return False if check is None else bool(check(careful))
+        return False if check is None else bool(check())
     try:
         return _readable(sock)
     except (OSError, ValueError):  # already closed on our side

@@ -268,7 +268,7 @@ class PoolState:
         max_connections: float,
         max_idle: float,
         policy: LifetimePolicy,
-        server_closed: Callable[[PooledConnection, bool], bool],
+        server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
     ) -> None:
         self.server_closed = server_closed
@@ -321,20 +321,17 @@ class PoolState:
         now: float,
         to_close: list[PooledConnection],
         fresh: bool = False,
-        careful: bool = False,
     ) -> CheckoutResult:
         """An idle connection (started), RESERVED or WAIT.
 
         Connections found expired are appended to ``to_close``. ``fresh``
         skips the idle connections (a retry wants a new connection).
-        ``careful``: the request could not be sent again if the connection
-        turned out closed (see ``server_closed``).
         """
         stack = origin.idle
         while stack and not fresh:
             conn = stack.pop()
             self._unidle(conn)
-            if self._usable(conn, now, careful):
+            if self._usable(conn, now):
                 self._start_reused(conn)
                 return conn
             origin.open -= 1
@@ -352,9 +349,7 @@ class PoolState:
                 return self._reserve(origin)
         return WAIT
 
-    def _usable(
-        self, conn: PooledConnection, now: float, careful: bool = False
-    ) -> bool:
+    def _usable(self, conn: PooledConnection, now: float) -> bool:
         """Check an idle connection taken off the pool; close it if it is not.
 
         Past its deadline it expires. Otherwise the wire is asked whether the
@@ -365,7 +360,7 @@ class PoolState:
             lifetime.expire()
             conn.origin.expired += 1
             return False
-        if self.server_closed(conn, careful):
+        if self.server_closed(conn):
             lifetime.close()
             conn.origin.closed_by_server += 1
             conn.origin.learn_idle_close(now - lifetime.idle_since, now)
@@ -387,15 +382,11 @@ class PoolState:
         origin.reused += 1
 
     def claim(
-        self,
-        conn: PooledConnection,
-        now: float,
-        to_close: list[PooledConnection],
-        careful: bool = False,
+        self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
     ) -> CheckoutResult:
         """A waiter takes the idle connection handed to it, or, if that one
         went stale meanwhile, keeps its slot for a new connection."""
-        if self._usable(conn, now, careful):
+        if self._usable(conn, now):
             self._start_reused(conn)
             return conn
         to_close.append(conn)

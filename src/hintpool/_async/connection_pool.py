@@ -27,7 +27,7 @@ from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
 from .._requests import HeaderTypes, build_request
-from .._retry import may_resend, may_retry
+from .._retry import may_retry
 from .._stale import server_closed
 from .._state import (
     POOL_CLOSED,
@@ -227,10 +227,7 @@ class AsyncConnectionPool:
         key = (scheme, url.host, port)
         _ask_for_keep_alive(request)
 
-        # A request that could not be sent again must not meet a connection
-        # the server closed a moment ago: let the check at checkout look hard.
-        careful = not (self._retry_stale and may_resend(request))
-        conn = await self._acquire(key, request, careful=careful)
+        conn = await self._acquire(key, request)
         try:
             response: httpcore.Response = await conn.connection.handle_async_request(
                 request
@@ -293,21 +290,18 @@ class AsyncConnectionPool:
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
         fresh: bool = False,
-        careful: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
         with self._lock:
             origin = self._state.origin(key)
-            result = self._state.checkout(
-                origin, self._clock(), to_close, fresh, careful
-            )
+            result = self._state.checkout(origin, self._clock(), to_close, fresh)
             if result is WAIT:
                 waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
                 self._state.waiters.append(waiter)
         if to_close:
             await self._close_connections(to_close)
         if result is WAIT:
-            result = await self._wait(waiter, request, fresh, careful)
+            result = await self._wait(waiter, request, fresh)
             # The slot was reserved on the origin's current state, which is
             # a new object if the old one was forgotten while we waited.
             with self._lock:
@@ -322,7 +316,6 @@ class AsyncConnectionPool:
         waiter: AsyncWaiter[CheckoutResult],
         request: httpcore.Request,
         fresh: bool,
-        careful: bool,
     ) -> CheckoutResult:
         timeout = request.extensions.get("timeout", {}).get("pool")
         to_close: list[PooledConnection] = []
@@ -347,7 +340,7 @@ class AsyncConnectionPool:
                 if fresh:
                     result = self._state.recycle(result, to_close)
                 else:
-                    result = self._state.claim(result, self._clock(), to_close, careful)
+                    result = self._state.claim(result, self._clock(), to_close)
             if to_close:
                 await self._close_connections(to_close)
         return result
@@ -399,9 +392,7 @@ class AsyncConnectionPool:
         with self._lock:
             now = self._clock()
             self._state.evict_expired(now, to_close)
-            hung_up = [
-                c for c in self._state.watched if self._state.server_closed(c, False)
-            ]
+            hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)
         await self._close_connections(to_close)

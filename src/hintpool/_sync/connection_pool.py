@@ -28,7 +28,7 @@ from .._hints import response_keep_alive
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
 from .._requests import HeaderTypes, build_request
-from .._retry import may_resend, may_retry
+from .._retry import may_retry
 from .._stale import server_closed
 from .._state import (
     POOL_CLOSED,
@@ -228,10 +228,7 @@ class ConnectionPool:
         key = (scheme, url.host, port)
         _ask_for_keep_alive(request)
 
-        # A request that could not be sent again must not meet a connection
-        # the server closed a moment ago: let the check at checkout look hard.
-        careful = not (self._retry_stale and may_resend(request))
-        conn = self._acquire(key, request, careful=careful)
+        conn = self._acquire(key, request)
         try:
             response: httpcore.Response = conn.connection.handle_request(
                 request
@@ -294,21 +291,18 @@ class ConnectionPool:
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
         fresh: bool = False,
-        careful: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
         with self._lock:
             origin = self._state.origin(key)
-            result = self._state.checkout(
-                origin, self._clock(), to_close, fresh, careful
-            )
+            result = self._state.checkout(origin, self._clock(), to_close, fresh)
             if result is WAIT:
                 waiter: Waiter[CheckoutResult] = Waiter(key)
                 self._state.waiters.append(waiter)
         if to_close:
             self._close_connections(to_close)
         if result is WAIT:
-            result = self._wait(waiter, request, fresh, careful)
+            result = self._wait(waiter, request, fresh)
             # The slot was reserved on the origin's current state, which is
             # a new object if the old one was forgotten while we waited.
             with self._lock:
@@ -323,7 +317,6 @@ class ConnectionPool:
         waiter: Waiter[CheckoutResult],
         request: httpcore.Request,
         fresh: bool,
-        careful: bool,
     ) -> CheckoutResult:
         timeout = request.extensions.get("timeout", {}).get("pool")
         to_close: list[PooledConnection] = []
@@ -348,7 +341,7 @@ class ConnectionPool:
                 if fresh:
                     result = self._state.recycle(result, to_close)
                 else:
-                    result = self._state.claim(result, self._clock(), to_close, careful)
+                    result = self._state.claim(result, self._clock(), to_close)
             if to_close:
                 self._close_connections(to_close)
         return result
@@ -400,9 +393,7 @@ class ConnectionPool:
         with self._lock:
             now = self._clock()
             self._state.evict_expired(now, to_close)
-            hung_up = [
-                c for c in self._state.watched if self._state.server_closed(c, False)
-            ]
+            hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)
         self._close_connections(to_close)
