@@ -8,10 +8,11 @@ of seconds the server keeps an *idle* connection before closing it, and ``max``
 is how many more requests it will accept on this connection. The header is only
 a hint, and what real servers send varies, so parsing here is lenient: unknown
 or malformed parameters are ignored, and the functions never raise for any
-``str`` or ``bytes`` input. Junk yields ``None`` (and one DEBUG line on the
-``"hintpool"`` logger). Numbers are validated as plain ASCII decimals before
-conversion; very large values are returned as they are, for the pool's policy
-to clamp. This module is pure: no I/O, no clocks.
+``str`` or ``bytes`` input (anything else is a caller's bug: ``TypeError``).
+Junk yields ``None`` (and one DEBUG line on the ``"hintpool"`` logger).
+Numbers are validated as plain ASCII decimals before conversion; very large
+values are returned as they are, for the pool's policy to clamp (both
+``timeout`` and ``max``). This module is pure: no I/O, no clocks.
 """
 
 from __future__ import annotations
@@ -160,15 +161,22 @@ def parse_keep_alive(value: str | bytes) -> KeepAlive | None:
     repeated parameter the last *valid* occurrence wins. ``timeout`` must be a
     non-negative decimal (``5``, ``0.5``) and ``max`` a non-negative integer;
     anything else is ignored. Returns ``None`` if neither was found. ``bytes``
-    are decoded as latin-1. Never raises.
+    (or another bytes-like object) are decoded as latin-1. Never raises for a
+    ``str`` or bytes-like value, whatever it holds; any other type (``None``,
+    a number) raises ``TypeError``.
     """
     if isinstance(value, str):
         return _parse(value)
     try:
         return _cache[value]
-    except KeyError:
+    except (KeyError, TypeError):  # not seen yet, or unhashable (bytearray)
         pass
-    except TypeError:  # unhashable bytes-like, e.g. bytearray
+    if not isinstance(value, bytes):
+        if not isinstance(value, (bytearray, memoryview)):
+            raise TypeError(
+                "parse_keep_alive() takes a str or bytes header value, "
+                f"not {type(value).__name__}"
+            )
         return _parse(bytes(value).decode("latin-1"))
     result = _parse(value.decode("latin-1"))
     if len(value) <= _CACHE_MAX_KEY_LEN:

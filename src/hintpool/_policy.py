@@ -23,8 +23,9 @@ absence) sets two numbers for the connection:
   origin's learned timeout minus the margin when one is known, else the
   pool's ``keepalive_expiry`` (None: no deadline).
 * ``requests_left`` -- ``max`` as the server last said it (Apache counts it
-  down with every response: ``max=0`` marks the last one); without a fresh
-  ``max``, the last known count goes down by one per response.
+  down with every response: ``max=0`` marks the last one), capped at
+  :data:`MAX_REQUESTS_CAP` as timeouts are capped; without a fresh ``max``,
+  the last known count goes down by one per response.
 
 When the response has been read to its end, :meth:`Lifetime.response_done`
 either turns the connection IDLE with ``idle_deadline = now + idle_window``
@@ -41,6 +42,7 @@ from typing import Final
 from ._hints import KeepAlive
 
 __all__ = [
+    "MAX_REQUESTS_CAP",
     "WATCH_INTERVAL",
     "IllegalTransition",
     "Lifetime",
@@ -52,6 +54,12 @@ __all__ = [
 #: learned are checked for a server hang-up (the reaper polls them; the
 #: bookkeeping plans its wake-ups with it).
 WATCH_INTERVAL = 0.05
+
+#: Cap on an announced ``max``: a server saying ``max=99999999999999999999``
+#: still gets its connections recycled now and then, as a huge ``timeout``
+#: is capped by ``max_keepalive_timeout``. Real servers announce hundreds
+#: (Apache 100, nginx 1000).
+MAX_REQUESTS_CAP = 1_000_000
 
 
 class State(enum.Enum):
@@ -191,7 +199,7 @@ class Lifetime:
         if hint is not None:
             self.last_hint = hint
         if hint is not None and hint.max is not None:
-            self.requests_left = hint.max
+            self.requests_left = min(hint.max, MAX_REQUESTS_CAP)
         elif self.requests_left is not None:
             self.requests_left = max(0, self.requests_left - 1)
         self.will_close = will_close

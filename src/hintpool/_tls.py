@@ -125,9 +125,12 @@ class TLSSessionCache:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if maxsize < 1:
-            raise ValueError("maxsize must be at least 1 (disable the cache instead)")
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
+            raise ValueError(
+                f"maxsize must be at least 1 (turn the cache off instead), "
+                f"got {maxsize!r}"
+            )
+        if not ttl > 0:
+            raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
         self.maxsize = maxsize
         self.ttl = ttl
         self._clock = clock

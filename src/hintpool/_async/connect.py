@@ -33,10 +33,7 @@ from .._tls_stream import async_start_tls
 
 logger = logging.getLogger("hintpool")
 
-__all__ = ["WIRES", "AsyncConnector"]
-
-#: The values of the pools' ``wire=`` option.
-WIRES = ("auto", "httpcore")
+__all__ = ["AsyncConnector"]
 
 # Same schedule as httpcore's connect retries: 0 s, 0.5 s, 1 s, 2 s, ...
 RETRIES_BACKOFF_FACTOR = 0.5
@@ -75,8 +72,6 @@ class AsyncConnector:
         tls_session_cache: TLSSessionCache | None = None,
         wire: str = "auto",
     ) -> None:
-        if wire not in WIRES:
-            raise ValueError(f"wire must be one of {WIRES}, not {wire!r}")
         # hintpool's own connection runs on real sockets only: a backend the
         # user supplied (a mock, custom streams) keeps httpcore's.
         self._fast_allowed = wire == "auto" and network_backend is None

@@ -24,6 +24,7 @@ from .._exceptions import (
     raise_translated,
 )
 from .._hints import response_keep_alive
+from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
 from .._requests import HeaderTypes, build_request
@@ -102,10 +103,29 @@ class AsyncConnectionPool:
         wire: str = "auto",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_connections is not None and max_connections < 1:
-            raise ValueError("max_connections must be at least 1 (or None)")
-        if max_keepalive_connections is not None and max_keepalive_connections < 0:
-            raise ValueError("max_keepalive_connections must be >= 0 (or None)")
+        check_pool_options(
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry,
+            keepalive_margin=keepalive_margin,
+            max_keepalive_timeout=max_keepalive_timeout,
+            retries=retries,
+            local_address=local_address,
+            uds=uds,
+            socket_options=socket_options,
+            network_backend=network_backend,
+            max_origins=max_origins,
+            retry_stale=retry_stale,
+            tls_session_cache=tls_session_cache,
+            tls_session_ttl=tls_session_ttl,
+            wire=wire,
+            clock=clock,
+        )
+        if socket_options is not None:
+            # Every new connection applies them: an iterator would be used up
+            # by the first one.
+            socket_options = tuple(socket_options)
         self._policy = LifetimePolicy(
             margin=keepalive_margin,
             max_timeout=max_keepalive_timeout,

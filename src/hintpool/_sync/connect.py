@@ -34,10 +34,7 @@ from .._tls_stream import start_tls
 
 logger = logging.getLogger("hintpool")
 
-__all__ = ["WIRES", "Connector"]
-
-#: The values of the pools' ``wire=`` option.
-WIRES = ("auto", "httpcore")
+__all__ = ["Connector"]
 
 # Same schedule as httpcore's connect retries: 0 s, 0.5 s, 1 s, 2 s, ...
 RETRIES_BACKOFF_FACTOR = 0.5
@@ -76,8 +73,6 @@ class Connector:
         tls_session_cache: TLSSessionCache | None = None,
         wire: str = "auto",
     ) -> None:
-        if wire not in WIRES:
-            raise ValueError(f"wire must be one of {WIRES}, not {wire!r}")
         # hintpool's own connection runs on real sockets only: a backend the
         # user supplied (a mock, custom streams) keeps httpcore's.
         self._fast_allowed = wire == "auto" and network_backend is None

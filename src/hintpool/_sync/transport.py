@@ -12,6 +12,7 @@ import httpcore
 import httpx
 
 from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
+from .._options import check_transport_options
 from .._state import PoolStatistics
 from .._tls import DEFAULT_TLS_SESSION_TTL
 from .connection_pool import ConnectionPool
@@ -61,6 +62,15 @@ class HTTPTransport(httpx.BaseTransport):
         network_backend: httpcore.NetworkBackend | None = None,
         wire: str = "auto",
     ) -> None:
+        check_transport_options(
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            proxy=proxy,
+        )
         if http2 or not http1:
             raise UnsupportedConfiguration(
                 "hintpool speaks HTTP/1.1 only: http2=True and http1=False are "
