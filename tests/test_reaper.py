@@ -108,8 +108,8 @@ def test_sync_reaper_closes_idle_connections_on_time() -> None:
         while pool.statistics().idle and time.monotonic() < deadline:
             time.sleep(0.02)
         assert pool.statistics().expired == 1
-        assert pool._reaper.running
     assert not pool._reaper.running
+    assert not reaper_threads()
 
 
 def test_sync_reaper_thread_does_not_keep_the_pool_alive() -> None:
@@ -117,14 +117,65 @@ def test_sync_reaper_thread_does_not_keep_the_pool_alive() -> None:
         network_backend=httpcore.MockBackend([response("timeout=1.1")]),
     )
     pool.request("GET", "http://example.test/")
-    thread = pool._reaper._thread
-    assert thread is not None and thread.is_alive()
+    assert pool._reaper.running
+    [thread] = reaper_threads()
     ref = weakref.ref(pool)
     # Closing is the polite way; an abandoned pool must not leak the thread.
     pool._state.close_all([])  # forget the idle connection without I/O
     del pool
     gc.collect()
     assert ref() is None
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def reaper_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "hintpool-reaper"]
+
+
+def idle_pool(hint: str = "timeout=30") -> ConnectionPool:
+    pool = ConnectionPool(network_backend=httpcore.MockBackend([response(hint)]))
+    pool.request("GET", "http://example.test/")
+    assert pool.statistics().idle == 1
+    return pool
+
+
+def test_one_reaper_thread_serves_every_sync_pool() -> None:
+    pools = [idle_pool() for _ in range(50)]
+    assert all(pool._reaper.running for pool in pools)
+    assert len(reaper_threads()) == 1
+    for pool in pools[:-1]:
+        pool.close()
+        assert len(reaper_threads()) == 1  # still serving the last one
+    pools[-1].close()
+    assert not reaper_threads()
+
+
+def test_shared_reaper_keeps_each_pools_deadline() -> None:
+    early = idle_pool("timeout=1.1")  # 0.1 s window with the 1 s margin
+    late = idle_pool("timeout=30")
+    deadline = time.monotonic() + 5
+    while early.statistics().idle and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert early.statistics().expired == 1
+    assert late.statistics().idle == 1  # not reaped with the other pool
+    early.close()
+    assert late._reaper.running
+    late.close()
+    assert not reaper_threads()
+
+
+def test_reaper_thread_exits_when_nothing_is_left_to_reap() -> None:
+    # The only idle connection expires and the pool is dropped unclosed:
+    # nothing is scheduled any more, so the thread goes (it used to wait
+    # for the pool forever).
+    pool = idle_pool("timeout=1.1")
+    [thread] = reaper_threads()
+    deadline = time.monotonic() + 5
+    while pool.statistics().idle and time.monotonic() < deadline:
+        time.sleep(0.02)
+    del pool
+    gc.collect()
     thread.join(5)
     assert not thread.is_alive()
 

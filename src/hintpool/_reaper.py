@@ -21,15 +21,22 @@ idle age teaches the pool that origin's timeout.
   ``async with`` owns, so it never outlives the pool. A pool used without
   ``async with`` has no reaper: expired connections are then closed at the
   next request and at ``aclose()``.
-* Sync (:class:`Reaper`): one daemon thread per pool, started when the first
-  connection turns idle. It holds only a weak reference to the pool between
-  wake-ups and stops when the pool is closed or garbage-collected.
+* Sync (:class:`Reaper`): one daemon thread per process serves every sync
+  pool, from a heap of the pools' next wake-ups. It starts when a first
+  connection turns idle, holds a pool only while reaping it (weak references
+  otherwise), and exits once no pool has a wake-up scheduled: when all are
+  closed, garbage-collected or have nothing idle. One thread per pool cost a
+  thread (and its stack) for every pool a program forgot to close.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
 import math
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +51,12 @@ if TYPE_CHECKING:
 
 __all__ = ["REAPER_HEARTBEAT", "WATCH_INTERVAL", "AsyncReaper", "Reaper"]
 
+logger = logging.getLogger("hintpool")
+
 #: Longest sleep while some connection is in use (see ``_reap``).
 REAPER_HEARTBEAT = 1.0
+#: Longest wait in ``close()`` for the sync reaper thread to exit.
+STOP_TIMEOUT = 5.0
 
 
 class AsyncReaper:
@@ -93,64 +104,148 @@ class AsyncReaper:
 
 
 class Reaper:
+    """A sync pool's place in the process-wide reaper thread's schedule."""
+
+    __slots__ = ("__weakref__", "_clock", "_pool_ref", "_seq", "_stopped", "_target")
+
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool_ref: weakref.ref[ConnectionPool] = weakref.ref(pool)
         self._clock = pool._clock
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stopped = False
-        self._thread: threading.Thread | None = None
+        #: The wake-up scheduled for this pool, on the pool's clock (inf:
+        #: none); read without a lock by ``notify``, written under
+        #: ``_SHARED``'s lock.
         self._target = math.inf
+        #: Sequence number of the valid heap entry (-1: none).
+        self._seq = -1
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """This pool has a wake-up scheduled with a live reaper thread."""
+        return self._seq >= 0 and _SHARED.alive()
 
     def start(self) -> None:
-        """Nothing to do: the thread starts with the first idle connection."""
+        """Nothing to do: the pool is scheduled with its first idle connection."""
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            thread = self._thread
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5)
+        _SHARED.remove(self)
 
     def notify(self, deadline: float) -> None:
-        if deadline >= self._target:
-            return
-        with self._lock:
-            if self._stopped:
+        """A connection turned idle with this deadline (on the pool's clock)."""
+        if deadline < self._target:
+            _SHARED.schedule(self, deadline)
+
+
+class _ReaperThread:
+    """One daemon thread that runs the reaping of every sync pool.
+
+    A heap of ``(monotonic time, seq, Reaper)`` says which pool is due next;
+    an entry is valid while its ``seq`` is the reaper's ``_seq``, so a nearer
+    deadline replaces an entry without searching the heap. The thread holds
+    a pool only while reaping it (each ``Reaper`` has a weak reference), and
+    exits as soon as no pool has a wake-up scheduled: a process whose pools
+    are all closed, collected or without idle connections has no thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Reaper]] = []
+        self._counter = itertools.count()
+        self._scheduled = 0  # reapers with a valid entry
+        self._thread: threading.Thread | None = None
+
+    def alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def schedule(self, reaper: Reaper, deadline: float) -> None:
+        """Wake up for ``reaper`` at ``deadline`` unless it is due sooner."""
+        with self._cond:
+            if reaper._stopped or deadline >= reaper._target:
                 return
+            if reaper._seq < 0:
+                self._scheduled += 1
+            reaper._target = deadline
+            reaper._seq = seq = next(self._counter)
+            # The heap runs on one clock for all pools: the monotonic one.
+            when = time.monotonic() + (deadline - reaper._clock())
+            heapq.heappush(self._heap, (when, seq, reaper))
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=_reaper_thread,
-                    args=(self._pool_ref, self._wake, self),
-                    name="hintpool-reaper",
-                    daemon=True,
+                    target=self._run, name="hintpool-reaper", daemon=True
                 )
                 self._thread.start()
-        self._target = deadline
-        self._wake.set()
+            else:
+                # Maybe sooner than what the thread waits for; and a close()
+                # waiting in remove() learns that the thread has work again.
+                self._cond.notify_all()
 
-    def _wait(self, wake_at: float) -> None:
-        self._target = wake_at
-        delay = wake_at - self._clock()
-        if delay > 0:
-            self._wake.wait(None if math.isinf(delay) else delay)
-        self._wake.clear()
+    def remove(self, reaper: Reaper) -> None:
+        """The pool was closed: drop it. If no other pool has a wake-up
+        scheduled, wait (boundedly) until the thread has exited, so that
+        closing the last pool leaves no thread behind."""
+        with self._cond:
+            reaper._stopped = True
+            self._unschedule(reaper)
+            thread = self._thread
+            if thread is None or thread is threading.current_thread():
+                return
+            self._cond.notify_all()
+            give_up = time.monotonic() + STOP_TIMEOUT
+            # The thread may be reaping another pool that schedules again.
+            while self._thread is thread and not self._scheduled:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+            if self._thread is thread:
+                return  # it has other pools to serve
+        thread.join(STOP_TIMEOUT)
+
+    def _unschedule(self, reaper: Reaper) -> None:
+        if reaper._seq >= 0:
+            self._scheduled -= 1
+        reaper._seq = -1
+        reaper._target = math.inf
+
+    def _next_due(self) -> Reaper | None:
+        """Wait for the next pool that is due; None when there is none left
+        (the thread then exits)."""
+        with self._cond:
+            while True:
+                heap = self._heap
+                while heap and heap[0][2]._seq != heap[0][1]:
+                    heapq.heappop(heap)  # replaced or removed
+                if not self._scheduled:
+                    self._heap = []
+                    self._thread = None
+                    self._cond.notify_all()  # for remove()
+                    return None
+                when, _, reaper = heap[0]
+                delay = when - time.monotonic()
+                if delay <= 0:
+                    heapq.heappop(heap)
+                    self._unschedule(reaper)
+                    return reaper
+                self._cond.wait(delay)
+
+    def _run(self) -> None:
+        while True:
+            reaper = self._next_due()
+            if reaper is None:
+                return
+            pool: Any = reaper._pool_ref()
+            if pool is None:
+                continue  # collected without close(): nothing left to reap
+            try:
+                wake_at = pool._reap()
+            except Exception:  # one pool's bug must not stop the others'
+                logger.exception("hintpool reaper: error reaping %r", pool)
+                wake_at = pool._clock() + REAPER_HEARTBEAT
+            finally:
+                del pool  # no strong reference while waiting
+            if not math.isinf(wake_at):
+                self.schedule(reaper, wake_at)
 
 
-def _reaper_thread(
-    pool_ref: weakref.ref[ConnectionPool], wake: threading.Event, reaper: Reaper
-) -> None:
-    while not reaper._stopped:
-        pool: Any = pool_ref()
-        if pool is None:
-            return
-        try:
-            wake_at = pool._reap()
-        finally:
-            del pool  # no strong reference while sleeping
-        reaper._wait(wake_at)
+_SHARED = _ReaperThread()
