@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from hintpool.cli import main
-from hintpool.cli._probe_measure import IdleCloseTime, narrow, recommend
+from hintpool.cli._probe_measure import IdleCloseTime, RequestCount, narrow, recommend
 from hintpool.cli._probe_wire import ProbeError, parse_target
 from hintpool.cli.probe import render_text
 
@@ -420,3 +420,101 @@ def test_parse_target() -> None:
     with pytest.raises(ProbeError) as info:
         parse_target("http://h/a b")
     assert info.value.usage
+
+
+# -- bad command-line input with --json -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "url", "words"),
+    [
+        (
+            ["http://127.0.0.1:1/", "--max-wait", "abc"],
+            "http://127.0.0.1:1/",
+            "--max-wait",
+        ),
+        (
+            ["http://127.0.0.1:1/", "--max-requests", "0"],
+            "http://127.0.0.1:1/",
+            "--max-requests",
+        ),
+        (
+            ["http://127.0.0.1:1/", "--no-such-option"],
+            "http://127.0.0.1:1/",
+            "unrecognized",
+        ),
+        ([], None, "url"),
+    ],
+)
+def test_bad_option_with_json_prints_a_json_error(
+    capsys: pytest.CaptureFixture[str], args: list[str], url: str | None, words: str
+) -> None:
+    assert main(["probe", "--json", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    report = json.loads(captured.out)
+    assert report["ok"] is False
+    assert report["url"] == url
+    assert words in report["error"]
+
+
+def test_bad_option_without_json_is_argparse_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["probe", "http://127.0.0.1:1/", "--max-wait", "abc"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "hintpool probe: error: argument --max-wait" in captured.err
+
+
+# -- the note on max says what the server did --------------------------------
+
+
+def max_note(requests: RequestCount) -> str:
+    idle = IdleCloseTime(None, "open", 5.0)
+    rec = recommend(None, reusable=True, idle=idle, round_trip=0.001, requests=requests)
+    [note] = [n for n in rec.notes if "max=" in n or "max down" in n]
+    return note
+
+
+def test_max_note_for_a_countdown_to_zero() -> None:
+    note = max_note(RequestCount(3, "close", 100, [2, 1, 0]))
+    assert note.startswith("It counts max down from 2 to 0")
+    assert "the response that says max=0 (here the 3rd)" in note
+
+
+def test_max_note_for_a_close_that_never_said_max_zero() -> None:
+    note = max_note(RequestCount(2, "close", 100, [1, None]))
+    assert "max=0" in note and "never saying max=0" in note
+    assert "Connection: close on the 2nd response" in note
+    assert "after the response that says max=0" not in note
+
+
+def test_max_note_for_a_silent_close_and_the_probe_limit() -> None:
+    assert "without saying so" in max_note(RequestCount(2, "silent", 100, [5, 4]))
+    note = max_note(RequestCount(3, "limit", 3, [100, 100, 100]))
+    assert note.startswith("It announces max=100 on every response, not counting")
+    assert "still took requests" in note
+
+
+def test_no_max_note_when_no_max_was_announced() -> None:
+    idle = IdleCloseTime(None, "open", 5.0)
+    requests = RequestCount(3, "close", 100, [None, None, None])
+    rec = recommend(None, reusable=True, idle=idle, round_trip=0.0, requests=requests)
+    assert not [n for n in rec.notes if "announces max" in n or "max down" in n]
+
+
+def test_server_saying_max_1_then_connection_close(
+    server_factory: ServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    srv = server_factory(
+        keep_alive="timeout=1, max=1", idle_timeout=0.5, max_requests=2
+    )
+    code, report = probe_json(capsys, srv.url + "/", "--max-wait", "2")
+    assert code == 0
+    assert report["requests"]["max_values"] == [1, 1]
+    notes = " ".join(report["recommendation"]["notes"])
+    assert "never saying max=0" in notes
+    assert "after the response that says max=0" not in notes

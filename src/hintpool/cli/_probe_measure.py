@@ -21,20 +21,18 @@ one origin it was given.
 
 from __future__ import annotations
 
-import math
 import ssl
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from .._hints import KeepAlive, parse_keep_alive
+from ._probe_advice import Recommendation, recommend
 from ._probe_wire import Exchange, ProbeError, Target, Wire
 
 __all__ = ["ProbeOptions", "ProbeReport", "narrow", "probe", "recommend"]
 
-DEFAULT_MARGIN = 1.0
-DEFAULT_EXPIRY = 5.0
 #: Parallel connections per bisection round, and its bounds.
 BISECT_WIDTH = 3
 BISECT_PRECISION = 0.25
@@ -116,13 +114,6 @@ class TlsReport:
     #: connection 2's handshake: resumed, or a second full one.
     second_handshake_ms: float | None
     session_offered: bool
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    keepalive_margin: float
-    keepalive_expiry: float
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -211,6 +202,7 @@ def probe(
             reusable=first_reusable(requests),
             idle=idle,
             round_trip=connect_seconds,
+            requests=requests,
         ),
     )
 
@@ -324,80 +316,3 @@ def narrow(
         dead = [gap for gap, ok in zip(gaps, results) if not ok and gap > new_low]
         low, high = new_low, min(dead, default=high)
     return low, high
-
-
-def _round_up(seconds: float) -> float:
-    return math.ceil(seconds * 2) / 2
-
-
-def _round_down(seconds: float) -> float:
-    return math.floor(seconds * 2) / 2
-
-
-def recommend(
-    hint: KeepAlive | None,
-    *,
-    reusable: bool,
-    idle: IdleCloseTime,
-    round_trip: float,
-) -> Recommendation:
-    """Settings for hintpool's transports that fit what the server did."""
-    if not reusable:
-        return Recommendation(
-            DEFAULT_MARGIN,
-            DEFAULT_EXPIRY,
-            ["The server closes the connection after every response: there is "
-             "nothing to reuse, and no setting changes that."],
-        )  # fmt: skip
-    notes: list[str] = []
-    # A request written just before the deadline still has to reach the
-    # server: keep at least two round trips of headroom.
-    margin = max(DEFAULT_MARGIN, _round_up(2 * round_trip))
-    timeout = hint.timeout if hint is not None else None
-    closed = idle.seconds
-    if timeout is not None and closed is not None and closed < timeout:
-        early = timeout - closed
-        margin = max(margin, _round_up(early + DEFAULT_MARGIN))
-        notes.append(
-            f"It closes idle connections {early:.1f} s before the timeout it "
-            "announces: a larger keepalive_margin keeps hintpool ahead of it."
-        )
-    elif timeout is not None and closed is not None:
-        notes.append(
-            f"It closes idle connections after {closed:.1f} s, not before its "
-            f"announced timeout={timeout:g}: the announced value can be trusted."
-        )
-    elif timeout is not None:
-        notes.append(
-            f"It announces timeout={timeout:g}; an idle connection was still "
-            f"open after {idle.max_wait:g} s."
-        )
-    if timeout is not None:
-        expiry = DEFAULT_EXPIRY
-        if timeout <= margin:
-            notes.append(
-                "The timeout is not longer than the margin: hintpool will not "
-                "reuse a connection once it is idle."
-            )
-        notes.append(
-            "keepalive_expiry does not apply: the server announces its timeout."
-        )
-    elif closed is not None:
-        expiry = _round_down(max(0.0, closed - margin))
-        notes.append(
-            f"It announces no timeout and closes idle connections after "
-            f"{closed:.1f} s: keepalive_expiry must stay below that."
-        )
-    else:
-        verified = _round_down(idle.max_wait - margin)
-        expiry = min(DEFAULT_EXPIRY, verified) if verified > 0 else DEFAULT_EXPIRY
-        notes.append(
-            f"It announces no timeout and kept an idle connection open for "
-            f"{idle.max_wait:g} s: a larger --max-wait tells how much longer."
-        )
-    if hint is not None and hint.max is not None:
-        notes.append(
-            "It announces max: hintpool retires each connection after the "
-            "response that says max=0."
-        )
-    return Recommendation(margin, expiry, notes)

@@ -17,12 +17,12 @@ import argparse
 import json
 import ssl
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from ._probe_measure import ProbeOptions, ProbeReport, probe
 from ._probe_wire import ProbeError, parse_target
 
-__all__ = ["add_arguments", "render_text", "run"]
+__all__ = ["add_arguments", "render_text", "run", "usage_error"]
 
 MAX_WAIT_CAP = 600.0
 
@@ -49,25 +49,28 @@ def _request_count(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, strict: bool = True) -> None:
+    """The probe's options; ``strict=False`` takes every value as text (to
+    find ``--json`` and the URL in input that has a bad value)."""
+    seconds: Any = _positive_seconds if strict else str
     parser.add_argument("url", help="the http:// or https:// URL to probe")
     parser.add_argument(
         "--max-wait",
-        type=_positive_seconds,
+        type=seconds,
         default=30.0,
         metavar="SECONDS",
         help="longest idle time to wait for the server to close (default: 30)",
     )
     parser.add_argument(
         "--max-requests",
-        type=_request_count,
+        type=_request_count if strict else str,
         default=100,
         metavar="N",
         help="most requests to send on one connection (default: 100)",
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="bound on connecting and on waiting for each response (default: 10)",
@@ -83,6 +86,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not verify the server's TLS certificate",
     )
+
+
+class _Lenient(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
+
+
+def usage_error(argv: list[str], message: str) -> int | None:
+    """Bad command-line input: with ``--json``, the JSON error that
+    docs/probe.md promises (exit status 2); else None (argparse's usage)."""
+    lenient = _Lenient(prog="hintpool probe", add_help=False)
+    add_arguments(lenient, strict=False)
+    try:
+        args, _ = lenient.parse_known_args(argv)
+    except ValueError:  # not even the URL is there
+        args = argparse.Namespace(url=None, json="--json" in argv)
+    if not args.json:
+        return None
+    print(json.dumps({"ok": False, "url": args.url, "error": message}))
+    return 2
 
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext:
