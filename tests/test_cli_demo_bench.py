@@ -59,6 +59,32 @@ def test_demo_quick_json_shows_no_failure_for_hintpool(
     hintpool = document["results"]["hintpool"]
     assert hintpool["failed"] == 0, hintpool["errors"]
     assert hintpool["errors"] == {}
+    config = document["config"]
+    assert sum(config["requests_per_origin"]) == config["requests_per_contender"]
+    assert sum(config["bursts_per_origin"]) == config["bursts"]
+    assert len(config["requests_per_origin"]) == config["origins"]
+
+
+def test_demo_heading_says_what_is_per_origin() -> None:
+    from hintpool.cli.demo import heading
+
+    config = {
+        "requests_per_contender": 344,
+        "requests_per_origin": [86, 86, 86, 86],
+        "bursts_per_origin": [22, 22, 22, 22],
+        "origins": 4,
+        "tls_origins": 2,
+        "rtt_ms": 25.0,
+        "keep_alive": "timeout=2, max=5",
+    }
+    title = heading(config)
+    assert title.startswith(
+        "The same 344 requests through each client: 86 requests per origin "
+        "in 22 bursts after idle gaps, x 4 origins (2 TLS, 25 ms RTT)"
+    )
+    config["requests_per_origin"] = [80, 90, 86, 88]
+    config["bursts_per_origin"] = [21, 22, 22, 23]
+    assert "80-90 requests per origin in 21-23 bursts" in heading(config)
 
 
 def test_demo_reports_a_busy_port_in_one_line(

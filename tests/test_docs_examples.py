@@ -95,6 +95,56 @@ def test_the_docs_have_examples() -> None:
     assert {"README.md", "quickstart.md", "httpx.md"} <= files
 
 
+def test_pages_say_how_to_start_the_examples_server() -> None:
+    # A reader meets 127.0.0.1:8000 in the first example of these pages:
+    # above it, each says how to start that server.
+    pages = 0
+    for path in markdown_files():
+        first = next((b for b in python_blocks(path) if PLACEHOLDER in b.source), None)
+        if first is None:
+            continue
+        pages += 1
+        above = "\n".join(path.read_text(encoding="utf-8").splitlines()[: first.line])
+        assert "hintpool serve" in above, first.name
+    assert pages >= 3
+
+
+LOG_LINE = "# hintpool DEBUG "
+
+
+class _Lines(logging.Handler):
+    """The messages as a handler prints them: formatted when logged (a
+    connection's repr changes afterwards)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.usefixtures("restore_hintpool_logger")
+def test_logging_examples_show_the_real_log_lines(
+    server_factory: ServerFactory,
+) -> None:
+    # The "# hintpool DEBUG ..." comments of an example are what it logs.
+    blocks = [b for b in BLOCKS if LOG_LINE in b.source]
+    assert blocks
+    for block in blocks:
+        srv = server_factory(keep_alive="timeout=5, max={left}", max_requests=100)
+        expected = [
+            line[len(LOG_LINE) :].replace(PLACEHOLDER, srv.url)
+            for line in block.source.splitlines()
+            if line.startswith(LOG_LINE)
+        ]
+        handler = _Lines()
+        logging.getLogger("hintpool").addHandler(handler)
+        source = block.source.replace(PLACEHOLDER, srv.url)
+        exec(compile(source, block.name, "exec"), {"__name__": "__main__"})
+        assert handler.lines == expected, block.name
+
+
 def _loopback(host: Any) -> bool:
     if isinstance(host, bytes):
         host = host.decode("ascii", "replace")

@@ -1,4 +1,4 @@
-"""The ``hintpool`` command: ``demo``, ``bench`` and ``probe``.
+"""The ``hintpool`` command: ``demo``, ``bench``, ``probe`` and ``serve``.
 
 Each subcommand lives in its own module, imported only when it runs, so
 ``import hintpool`` never pays for the CLI's dependencies (rich, trustme,
@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "demo": "run a local server and show what hintpool changes against httpx",
     "bench": "measure hintpool against the alternatives on local servers",
     "probe": "tell what a server really does with keep-alive",
+    "serve": "run the local server the documentation's examples use",
 }
 
 

@@ -313,6 +313,8 @@ def _config(
         "duration_s": duration,
         "bursts": sum(len(s) for s in schedules),
         "requests_per_contender": sum(b.requests for s in schedules for b in s),
+        "bursts_per_origin": [len(s) for s in schedules],
+        "requests_per_origin": [sum(b.requests for b in s) for s in schedules],
         "elapsed_s": round(elapsed, 1),
         "versions": {
             "python": sys.version.split()[0],
@@ -370,18 +372,31 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
     ]
 
 
+def _span(values: Sequence[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def heading(config: dict[str, Any]) -> str:
+    """The table's title: what each origin got, then how many origins, so
+    that the total adds up at a glance."""
+    return (
+        f"The same {config['requests_per_contender']} requests through each "
+        f"client: {_span(config['requests_per_origin'])} requests per origin "
+        f"in {_span(config['bursts_per_origin'])} bursts after idle gaps, "
+        f"x {config['origins']} origins ({config['tls_origins']} TLS, "
+        f"{config['rtt_ms']:g} ms RTT); servers sending Keep-Alive: "
+        f"{config['keep_alive']}"
+    )
+
+
 def _print_table(config: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     rtt, timeout = config["rtt_ms"], config["server_idle_timeout_s"]
     table = Table(
-        title=(
-            f"The same {config['requests_per_contender']} requests "
-            f"({config['bursts'] // config['origins']} bursts x {config['origins']} "
-            f"origins, {config['tls_origins']} TLS, {rtt:g} ms RTT), "
-            f"servers sending Keep-Alive: {config['keep_alive']}"
-        ),
+        title=heading(config),
         caption=(
             "Idle gaps fall close to the servers' 2 s timeout. httpx keeps idle "
             "connections 5 s and ignores the header, so a request it writes less "
