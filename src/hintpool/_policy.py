@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._hints import KeepAlive
+from ._options import check_pool_options
 
 __all__ = [
     "MAX_REQUESTS_CAP",
@@ -123,16 +124,12 @@ class LifetimePolicy:
     keepalive_expiry: float | None = 5.0
 
     def __post_init__(self) -> None:
-        if not (self.margin >= 0 and math.isfinite(self.margin)):
-            raise ValueError(f"keepalive_margin must be >= 0, got {self.margin!r}")
-        if not (self.max_timeout >= 0):
-            raise ValueError(
-                f"max_keepalive_timeout must be >= 0, got {self.max_timeout!r}"
-            )
-        if self.keepalive_expiry is not None and not (self.keepalive_expiry >= 0):
-            raise ValueError(
-                f"keepalive_expiry must be >= 0 or None, got {self.keepalive_expiry!r}"
-            )
+        # Named as the pools' keywords that these fields come from.
+        check_pool_options(
+            keepalive_margin=self.margin,
+            max_keepalive_timeout=self.max_timeout,
+            keepalive_expiry=self.keepalive_expiry,
+        )
 
     def idle_window(
         self, hint: KeepAlive | None, learned_timeout: float | None = None
