@@ -11,6 +11,7 @@ import gc
 import os
 import threading
 import time
+import warnings
 import weakref
 
 import anyio
@@ -233,3 +234,33 @@ def test_closing_a_sync_pool_leaves_no_thread_or_socket(server: TestServer) -> N
     assert transport.statistics().open == 0
     assert threading.active_count() == threads
     assert fds_back_to(fds)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_reaper_thread_of_its_own() -> None:
+    pool = idle_pool("timeout=30")
+    assert len(reaper_threads()) == 1
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12 warns about fork() with threads running: that is
+        # the situation under test.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: no thread was inherited; a new idle pool gets one
+        ok = False
+        try:
+            ok = not reaper_threads()
+            other = idle_pool("timeout=30")
+            ok = ok and other._reaper.running and len(reaper_threads()) == 1
+            other.close()
+            ok = ok and not reaper_threads()
+        finally:
+            os.write(write_end, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 1) == b"1"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        pool.close()

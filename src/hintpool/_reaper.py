@@ -35,6 +35,7 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -106,7 +107,7 @@ class AsyncReaper:
 class Reaper:
     """A sync pool's place in the process-wide reaper thread's schedule."""
 
-    __slots__ = ("__weakref__", "_clock", "_pool_ref", "_seq", "_stopped", "_target")
+    __slots__ = ("_clock", "_pool_ref", "_seq", "_stopped", "_target")
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool_ref: weakref.ref[ConnectionPool] = weakref.ref(pool)
@@ -148,6 +149,9 @@ class _ReaperThread:
     """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, Reaper]] = []
         self._counter = itertools.count()
@@ -202,6 +206,17 @@ class _ReaperThread:
                 return  # it has other pools to serve
         thread.join(STOP_TIMEOUT)
 
+    def after_fork_in_child(self) -> None:
+        """The child of a fork has no reaper thread: forget the schedule (and
+        the parent's lock, maybe held at the fork). Each pool is scheduled
+        again when a connection next turns idle; until then expired
+        connections are still never reused (checked at checkout)."""
+        for _, seq, reaper in self._heap:
+            if reaper._seq == seq:
+                reaper._seq = -1
+                reaper._target = math.inf
+        self._reset()
+
     def _unschedule(self, reaper: Reaper) -> None:
         if reaper._seq >= 0:
             self._scheduled -= 1
@@ -249,3 +264,5 @@ class _ReaperThread:
 
 
 _SHARED = _ReaperThread()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_SHARED.after_fork_in_child)
