@@ -8,9 +8,12 @@ timestamp of its last byte until EOF (see ``servers/probe.py``).
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import pytest
+
+import hintpool
 
 from .conftest import StartServer
 from .helpers import HINTING, HINTLESS
@@ -54,3 +57,10 @@ def test_idle_close_time(
     expected = TIMEOUT + LATE_BY.get(kind, 0.0)
     assert closed_after >= TIMEOUT - EARLY, "closed before its idle timeout"
     assert abs(closed_after - expected) <= TOLERANCE
+
+
+@pytest.mark.parametrize("pool", (hintpool.HTTPTransport, hintpool.AsyncConnectionPool))
+def test_default_margin_covers_early_closes(pool: type) -> None:
+    """What a server may close early by stays well inside the default margin."""
+    margin = inspect.signature(pool).parameters["keepalive_margin"].default
+    assert margin >= EARLY * 10
