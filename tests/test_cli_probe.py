@@ -267,7 +267,11 @@ def test_silent_drop_is_found_by_bisection(
     idle = report["idle_close"]
     assert idle["method"] == "bisection"
     assert idle["low"] <= 0.6 + 0.05
-    assert idle["high"] >= 0.6
+    # A request sent after a gap reaches the server's clock later by the
+    # probe's own scheduling delay (up to ~80 ms measured with ten probe
+    # threads on a loaded 2-core machine): a gap a little under 0.6 s may
+    # already count as dead there.
+    assert idle["high"] >= 0.6 - 0.1
     assert abs(idle["seconds"] - 0.6) < TOLERANCE
 
 
