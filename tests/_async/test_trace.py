@@ -13,6 +13,7 @@ same reads on both connection classes, without httpx's test files
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -142,3 +143,33 @@ async def test_tls_details_for_the_verbose_output(
     assert tls["cipher"][0]
     assert tls["peer"]["subjectAltName"] == (("IP Address", "127.0.0.1"),)
     assert tls["alpn"] in (None, "http/1.1")
+
+
+async def httpcore_log(
+    transport: Any, url: str, caplog: pytest.LogCaptureFixture
+) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="httpcore"):
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.get(url)
+    return [
+        f"{r.name} {r.getMessage()}"
+        for r in caplog.records
+        # httpcore logs its connection's close without a request: hintpool's
+        # pool closes connections itself (and logs that as "hintpool").
+        if r.name.startswith("httpcore.") and not r.getMessage().startswith("close.")
+    ]
+
+
+@pytest.mark.anyio
+async def test_debug_log_lines_are_httpcores(
+    server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    theirs = await httpcore_log(httpx.AsyncHTTPTransport(), server.url, caplog)
+    ours = await httpcore_log(hintpool.AsyncHTTPTransport(), server.url, caplog)
+    assert len(theirs) == 12  # connect_tcp, then 5 http11 steps
+    # Object reprs differ (the network stream is hintpool's own): compare
+    # those lines up to the object.
+    assert [line.split("=<")[0] for line in ours] == [
+        line.split("=<")[0] for line in theirs
+    ]
