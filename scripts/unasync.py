@@ -32,6 +32,7 @@ WORDS = [
     ("async_fast_wire_available", "fast_wire_available"),
     ("_asyncio_connection", "_socket_connection"),
     ("async_start_tls", "start_tls"),
+    ("async_logging_trace", "logging_trace"),
     ("handle_async_request", "handle_request"),
     ("async_client", "client"),
     ("async_sleep", "sleep"),

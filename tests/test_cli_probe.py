@@ -83,13 +83,15 @@ def test_close_time_max_and_json_shape(
 def test_human_report(
     server_factory: ServerFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    srv = server_factory(keep_alive=None, idle_timeout=1.5, max_requests=3)
+    # The expiry is rounded down to half seconds: 1.75 s keeps the measured
+    # close (which jitters both ways on a loaded machine) off a rounding edge.
+    srv = server_factory(keep_alive=None, idle_timeout=1.75, max_requests=3)
     assert main(["probe", srv.url, "--max-wait", "5"]) == 0
     out = capsys.readouterr().out
     assert "Keep-Alive" in out
     assert "(not sent)" in out
     assert "s after the response (FIN)" in out
-    assert "keepalive_expiry=0.5" in out  # 1.5 s close minus the 1 s margin
+    assert "keepalive_expiry=0.5" in out  # 1.75 s close minus the 1 s margin
 
 
 def test_server_that_never_closes_and_request_limit(
@@ -265,7 +267,11 @@ def test_silent_drop_is_found_by_bisection(
     idle = report["idle_close"]
     assert idle["method"] == "bisection"
     assert idle["low"] <= 0.6 + 0.05
-    assert idle["high"] >= 0.6
+    # A request sent after a gap reaches the server's clock later by the
+    # probe's own scheduling delay (up to ~80 ms measured with ten probe
+    # threads on a loaded 2-core machine): a gap a little under 0.6 s may
+    # already count as dead there.
+    assert idle["high"] >= 0.6 - 0.1
     assert abs(idle["seconds"] - 0.6) < TOLERANCE
 
 
@@ -299,12 +305,15 @@ def test_render_text_without_rich(
 ) -> None:
     from hintpool.cli._probe_measure import ProbeOptions, probe
 
-    srv = server_factory(keep_alive="timeout=5, max={left}", idle_timeout=0.5)
+    srv = server_factory(keep_alive="timeout=5, max={left}", idle_timeout=0.75)
     report = probe(parse_target(srv.url), ProbeOptions(max_wait=2, max_requests=3))
     text = render_text(report)
     assert "timeout=5, max=100" in text
     assert "at least 3" in text
-    # It closes 4.5 s before the timeout it announces: margin 4.5 + 1.
+    # It closes 4.25 s before the timeout it announces: margin 4.25 + 1,
+    # rounded up to half seconds. With a 0.5 s close the expected margin sat
+    # on the rounding edge: a close measured a few ms early (a loaded CI run)
+    # made it 6.0.
     assert "hintpool.HTTPTransport(keepalive_margin=5.5" in text
     assert "before the timeout it announces" in text
 

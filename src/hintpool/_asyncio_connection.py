@@ -48,6 +48,7 @@ from ._asyncio_protocol import H1Protocol
 from ._exceptions import ConnectError, ConnectTimeout
 from ._h1 import ResponseHead
 from ._stale import _readable
+from ._trace_log import async_logging_trace
 
 __all__ = ["AsyncFastConnection"]
 
@@ -295,7 +296,7 @@ class AsyncFastConnection(H1Protocol):
         self._unconsumed = 0
         self._cycle += 1
         extensions = request.extensions
-        trace = extensions.get("trace")
+        trace = async_logging_trace(extensions.get("trace"))
         timeouts = extensions.get("timeout", _NO_TIMEOUTS)
         self._read_timeout = timeouts.get("read")
         try:

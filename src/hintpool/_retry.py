@@ -27,6 +27,8 @@ import h11
 import httpcore
 import httpx
 
+from ._requests import HTTPCORE_BYTE_STREAM
+
 __all__ = ["IDEMPOTENT_METHODS", "may_retry", "nothing_received"]
 
 IDEMPOTENT_METHODS = frozenset(
@@ -46,7 +48,7 @@ def _has_idempotency_key(headers: Sequence[tuple[bytes, bytes]]) -> bool:
 
 # httpx and httpcore each wrap in-memory bodies (b"" included) in a class of
 # their own; everything else is a caller's iterator, which may be consumed.
-_REPLAYABLE = (httpx.ByteStream, type(httpcore.Request("GET", "http://x/").stream))
+_REPLAYABLE = (httpx.ByteStream, HTTPCORE_BYTE_STREAM)
 
 
 def replayable_body(stream: Any) -> bool:

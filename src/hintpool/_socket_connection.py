@@ -51,6 +51,7 @@ from ._exceptions import (
 from ._h1 import H1Codec, ResponseHead
 from ._socket_open import NetworkStream, Trace, open_socket, ssl_object_of, traced
 from ._stale import _readable
+from ._trace_log import logging_trace
 
 __all__ = ["FastConnection"]
 
@@ -132,7 +133,7 @@ class FastConnection:
             raise RuntimeError(f"connection is not idle: {self!r}")
         self._state = _ACTIVE
         extensions = request.extensions
-        trace = extensions.get("trace")
+        trace = logging_trace(extensions.get("trace"))
         timeouts = extensions.get("timeout")
         read_timeout = write_timeout = None
         if timeouts:

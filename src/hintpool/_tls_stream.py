@@ -220,8 +220,9 @@ class SyncTLSStream(httpcore.NetworkStream):
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self._sock = sock
         # What httpcore's SyncStream hands out: the C-level SSL object, which
-        # (unlike the SSLSocket) still answers ``session_reused`` or
-        # ``version()`` once the connection was closed.
+        # (unlike the SSLSocket) still answers ``session_reused`` once the
+        # connection was closed. ``version()`` turns None if the shutdown met
+        # the peer's EOF: read it while the response is open.
         self._ssl_object: Any = getattr(sock, "_sslobj", None) or sock
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:

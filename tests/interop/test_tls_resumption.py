@@ -31,6 +31,10 @@ def pinned_client_context(
     return ctx
 
 
+def pinned_version(ctx: ssl.SSLContext) -> str:
+    return ctx.maximum_version.name.replace("_", ".")
+
+
 def check(
     server: RunningServer, mark: int, stats_full: int, stats_resumed: int
 ) -> None:
@@ -48,13 +52,19 @@ def test_nginx_resumes_sync(
     mark = nginx_tls.log_mark()
     client, transport = sync_client(tls=pinned_client_context, limits=NO_IDLE)
     with client:
-        for index in range(REQUESTS):
+        for index in range(REQUESTS - 1):
             response = client.get(f"{nginx_tls.url}/resume/{index}")
             assert response.status_code == 200
-        version = response.extensions["network_stream"].get_extra_info("ssl_object")
-        assert version.version() == pinned_client_context.maximum_version.name.replace(
-            "_", "."
-        )
+        # The pinned version, read while the response (and so its connection)
+        # is open: with no idle connections kept the pool closes it as soon
+        # as the response is closed, and a closed SSL object's version() is
+        # None whenever the TLS shutdown met the peer's EOF first.
+        with client.stream("GET", f"{nginx_tls.url}/resume/last") as response:
+            ssl_object = response.extensions["network_stream"].get_extra_info(
+                "ssl_object"
+            )
+            assert ssl_object.version() == pinned_version(pinned_client_context)
+            response.read()
         stats = origin_stats(transport, nginx_tls)
     check(nginx_tls, mark, stats.tls_handshakes_full, stats.tls_handshakes_resumed)
 
@@ -66,8 +76,14 @@ async def test_nginx_resumes_async(
     mark = nginx_tls.log_mark()
     client, transport = async_client(tls=pinned_client_context, limits=NO_IDLE)
     async with client:
-        for index in range(REQUESTS):
+        for index in range(REQUESTS - 1):
             response = await client.get(f"{nginx_tls.url}/aresume/{index}")
             assert response.status_code == 200
+        async with client.stream("GET", f"{nginx_tls.url}/aresume/last") as response:
+            ssl_object = response.extensions["network_stream"].get_extra_info(
+                "ssl_object"
+            )
+            assert ssl_object.version() == pinned_version(pinned_client_context)
+            await response.aread()
         stats = origin_stats(transport, nginx_tls)
     check(nginx_tls, mark, stats.tls_handshakes_full, stats.tls_handshakes_resumed)

@@ -30,6 +30,7 @@ from .._asyncio_connection import AsyncFastConnection
 from .._synchronization import async_fast_wire_available, default_async_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._tls_stream import async_start_tls
+from .._trace_log import async_logging_trace
 
 logger = logging.getLogger("hintpool")
 
@@ -110,7 +111,7 @@ class AsyncConnector:
         if backend is None:
             backend = self._network_backend = default_async_backend()
         connect_timeout = extensions.get("timeout", {}).get("connect")
-        trace = extensions.get("trace")
+        trace = async_logging_trace(extensions.get("trace"))
         delays = _backoff()
         retries_left = self._retries
         while True:
@@ -177,7 +178,7 @@ class AsyncConnector:
                     ssl_context=ctx,
                     server_hostname=sni,
                     session=session,
-                    trace=extensions.get("trace"),
+                    trace=async_logging_trace(extensions.get("trace")),
                 )
                 break
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:

@@ -28,7 +28,13 @@ from dataclasses import dataclass
 
 import h11
 
-from .loop import STOP_TIMEOUT, LocalServerError, LoopThread, abort_with_rst
+from .loop import (
+    STOP_TIMEOUT,
+    LocalServerError,
+    LoopThread,
+    abort_with_rst,
+    close_writer,
+)
 from .routes import READ_SIZE, CloseConnection, Conn, fault, head, route, tokens
 
 __all__ = ["ConnectionRecord", "LocalServer", "LocalServerError", "ServerConfig"]
@@ -226,20 +232,28 @@ class LocalServer(LoopThread):
             self._mark_closed(record, True, close.reason)
             abort_with_rst(conn.writer)
         else:
-            self._mark_closed(record, True, close.reason)
-            await self._half_close_and_linger(conn, record)
+            await self._half_close_and_linger(conn, record, close.reason)
 
     async def _half_close_and_linger(
-        self, conn: Conn, record: ConnectionRecord
+        self, conn: Conn, record: ConnectionRecord, reason: str
     ) -> None:
-        """Send FIN, then watch for (and count) late request bytes."""
+        """Send FIN, then watch for (and count) late request bytes.
+
+        The record says closed only once the FIN (TLS: the close) was sent:
+        a test woken by :meth:`wait_closed` that marked it first could reach
+        the client's stale check before the FIN did (seen on a loaded CI
+        run, where this thread lost the CPU in between).
+        """
         writer = conn.writer
-        if not writer.can_write_eof():  # TLS: no half-close, just close.
-            return
         try:
+            if not writer.can_write_eof():  # TLS: no half-close, just close.
+                await close_writer(writer)
+                return
             writer.write_eof()
         except OSError:
             return
+        finally:
+            self._mark_closed(record, True, reason)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LINGER_TIMEOUT
         while (remaining := deadline - loop.time()) > 0:

@@ -31,6 +31,7 @@ from .._socket_connection import FastConnection
 from .._synchronization import fast_wire_available, default_sync_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._tls_stream import start_tls
+from .._trace_log import logging_trace
 
 logger = logging.getLogger("hintpool")
 
@@ -111,7 +112,7 @@ class Connector:
         if backend is None:
             backend = self._network_backend = default_sync_backend()
         connect_timeout = extensions.get("timeout", {}).get("connect")
-        trace = extensions.get("trace")
+        trace = logging_trace(extensions.get("trace"))
         delays = _backoff()
         retries_left = self._retries
         while True:
@@ -178,7 +179,7 @@ class Connector:
                     ssl_context=ctx,
                     server_hostname=sni,
                     session=session,
-                    trace=extensions.get("trace"),
+                    trace=logging_trace(extensions.get("trace")),
                 )
                 break
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:

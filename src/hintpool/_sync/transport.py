@@ -13,6 +13,7 @@ import httpx
 
 from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
 from .._options import check_transport_options
+from .._requests import checked_request
 from .._state import PoolStatistics
 from .._tls import DEFAULT_TLS_SESSION_TTL
 from .connection_pool import ConnectionPool
@@ -131,18 +132,27 @@ class HTTPTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
         url = request.url
-        req = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=url.raw_scheme,
-                host=url.raw_host,
-                port=url.port,
-                target=url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
+        core_url = httpcore.URL(
+            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
         )
+        extensions = request.extensions
+        # httpx has checked every part already.
+        if "target" in extensions:  # httpcore's constructor rewrites the URL
+            req = httpcore.Request(
+                method=request.method,
+                url=core_url,
+                headers=request.headers.raw,
+                content=request.stream,
+                extensions=extensions,
+            )
+        else:
+            req = checked_request(
+                request.method.encode("ascii"),
+                core_url,
+                request.headers.raw,
+                request.stream,
+                extensions,
+            )
         try:
             resp = self._pool.handle_request(req)
         except Exception as exc:
