@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from collections.abc import Iterable
 from typing import Any, Callable
 
-__all__ = ["connect", "wrap_bio"]
+__all__ = ["connect"]
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
@@ -92,23 +91,3 @@ async def _connected_socket(
     if len(errors) == 1:
         raise errors[0]
     raise OSError("Multiple exceptions: " + ", ".join(str(e) for e in errors))
-
-
-def wrap_bio(
-    ctx: ssl.SSLContext,
-    incoming: ssl.MemoryBIO,
-    outgoing: ssl.MemoryBIO,
-    server_hostname: str | None,
-    session: ssl.SSLSession | None,
-) -> ssl.SSLObject:
-    try:
-        return ctx.wrap_bio(
-            incoming, outgoing, server_hostname=server_hostname, session=session
-        )
-    except ValueError:
-        if session is None:
-            raise
-        # A session the context does not accept (another context's): the
-        # cache's keying prevents it, but it must never cost more than a
-        # full handshake.
-        return ctx.wrap_bio(incoming, outgoing, server_hostname=server_hostname)

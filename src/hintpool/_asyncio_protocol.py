@@ -35,7 +35,6 @@ import asyncio
 import ssl
 from typing import Any, cast
 
-from ._asyncio_open import wrap_bio
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
@@ -46,6 +45,7 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._h1 import H1Codec
+from ._tls_stream import wrap_bio
 
 __all__ = ["H1Protocol"]
 

@@ -37,7 +37,13 @@ from typing import Any, Callable, TypeVar
 import anyio
 import httpcore
 
-__all__ = ["AsyncTLSStream", "SyncTLSStream", "async_start_tls", "start_tls"]
+__all__ = [
+    "AsyncTLSStream",
+    "SyncTLSStream",
+    "async_start_tls",
+    "start_tls",
+    "wrap_bio",
+]
 
 READ_SIZE = 65_536
 #: Bound on sending our close_notify: closing never hangs on a stuck peer.
@@ -46,7 +52,7 @@ CLOSE_NOTIFY_TIMEOUT = 0.1
 _T = TypeVar("_T")
 
 
-def _wrap_bio(
+def wrap_bio(
     ctx: ssl.SSLContext,
     incoming: ssl.MemoryBIO,
     outgoing: ssl.MemoryBIO,
@@ -79,7 +85,7 @@ class AsyncTLSStream(httpcore.AsyncNetworkStream):
         self._transport = transport
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._ssl = _wrap_bio(
+        self._ssl = wrap_bio(
             ssl_context, self._incoming, self._outgoing, server_hostname, session
         )
         self._handshake_done = False
