@@ -159,7 +159,9 @@ def _floor(connections: int, close: bool) -> Any:
 def _uvloop_loop() -> asyncio.AbstractEventLoop:
     import uvloop
 
-    return uvloop.new_event_loop()
+    # uvloop is optional: where it is not installed mypy sees Any here.
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 # -- sync ---------------------------------------------------------------------
