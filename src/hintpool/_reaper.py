@@ -23,7 +23,8 @@ idle age teaches the pool that origin's timeout.
   next request and at ``aclose()``.
 * Sync (:class:`Reaper`): one daemon thread per pool, started when the first
   connection turns idle. It holds only a weak reference to the pool between
-  wake-ups and stops when the pool is closed or garbage-collected.
+  wake-ups and stops when the pool is closed or garbage-collected; a closed
+  pool that is used again starts a new one.
 """
 
 from __future__ import annotations
@@ -116,6 +117,13 @@ class Reaper:
         self._wake.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(5)
+        with self._lock:
+            if thread is None or not thread.is_alive():
+                # A closed pool stays usable: the next idle connection
+                # starts a new thread.
+                self._thread = None
+                self._stopped = False
+                self._target = math.inf
 
     def notify(self, deadline: float) -> None:
         if deadline >= self._target:
