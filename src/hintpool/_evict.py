@@ -28,7 +28,7 @@ reverse. ``benchmarks/bench_eviction.py`` measured both and the rule kept,
 O(1) amortized (a stack of unproven idle connections, stale entries skipped
 lazily) or O(log n) (the deadline heap).
 
-When limit evictions dominate (more than half of the connections opened,
+When evictions by one limit dominate (more than half of the requests,
 after ``LOG_AFTER`` of them), one INFO line names the limit to raise.
 """
 
@@ -45,7 +45,7 @@ __all__ = ["EvictionLog", "pick_victim"]
 logger = logging.getLogger("hintpool")
 
 STRATEGIES: Final = ("unproven", "deadline", "newest")
-#: Connections opened before a verdict on evictions is given.
+#: Requests sent before a verdict on evictions is given.
 LOG_AFTER: Final = 200
 
 IDLE_LIMIT: Final = "max_keepalive_connections"
@@ -81,18 +81,19 @@ class EvictionLog:
         self.by_limit = {IDLE_LIMIT: 0, OPEN_LIMIT: 0}
         self.logged = False
 
-    def evicted(self, limit: str, opened: int, value: float) -> None:
+    def evicted(self, limit: str, requests: int, value: float) -> None:
         count = self.by_limit[limit] = self.by_limit[limit] + 1
-        if self.logged or opened < LOG_AFTER or 2 * count <= opened:
+        if self.logged or requests < LOG_AFTER or 2 * count <= requests:
             return
         self.logged = True
         logger.info(
-            "%d of %d connections opened were closed while still usable to "
-            "stay within %s=%s: raise %s (to the number of origins in use at "
-            "once for max_keepalive_connections, to the number of concurrent "
-            "requests for max_connections) so connections are reused",
+            "%d connections were closed while still usable, in %d requests, "
+            "to stay within %s=%s: raise %s (to the number of origins in use "
+            "at once for max_keepalive_connections, above the number of "
+            "concurrent requests for max_connections) so connections are "
+            "reused",
             count,
-            opened,
+            requests,
             limit,
             int(value) if value != float("inf") else None,
             limit,

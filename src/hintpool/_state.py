@@ -503,7 +503,7 @@ class PoolState:
     def _count_eviction(self, origin: OriginState, limit: str) -> None:
         self.count(origin, "evicted")
         value = self.max_idle if limit == IDLE_LIMIT else self.max_connections
-        self.evictions.evicted(limit, self.totals.connections_opened, value)
+        self.evictions.evicted(limit, self.totals.requests, value)
 
     def statistics(
         self, lock: AbstractContextManager[Any] | None = None
