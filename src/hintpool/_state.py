@@ -7,14 +7,16 @@ pool under its lock), then do the I/O this module asks for -- open a
 connection, close these, wake that waiter. Nothing here awaits, so on an
 event loop each call is atomic.
 
-* Origins are ``(scheme, host, port)`` tuples. Each has a LIFO stack of idle
-  connections: the most recently used one has the furthest deadline, and the
-  older ones are left to age out.
-* One global heap orders every idle connection by idle deadline, so finding
-  expired connections and the oldest idle one costs O(log n) whatever the
-  number of origins. Entries are invalidated lazily (a connection's
-  ``heap_seq`` changes when it leaves the idle state) and the heap is
-  compacted when stale entries outnumber live ones.
+* Origins are ``(scheme, host, port)`` tuples (``hintpool._origin``). Idle
+  connections sit on per-origin LIFO stacks plus one deadline heap
+  (``hintpool._idle``): checkout is O(1), finding expired connections or an
+  eviction victim (``hintpool._evict``) O(log n), whatever the number of
+  origins.
+* Every counter is kept per origin and in ``totals`` at once
+  (``hintpool._stats``): ``statistics()`` is O(1).
+* ``close_all()`` starts a new ``generation``: connections out at that
+  moment are closed when their response ends, never reused, and the pool
+  stays usable.
 * ``open_count`` counts every connection slot in use, connecting ones
   included, against ``max_connections``; ``idle_count`` counts idle ones
   against ``max_keepalive_connections`` (httpcore counts all connections
@@ -27,13 +29,13 @@ event loop each call is atomic.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Union
 
 from ._evict import IDLE_LIMIT, OPEN_LIMIT, EvictionLog, pick_victim
+from ._idle import IdleConnections
 from ._origin import (
     MAX_WATCHED,
     RELEARN_AFTER,
@@ -44,7 +46,7 @@ from ._origin import (
     WaiterLike,
     _Sentinel,
 )
-from ._policy import WATCH_INTERVAL, LifetimePolicy
+from ._policy import LifetimePolicy
 from ._stats import (
     Counters,
     OriginKey,
@@ -74,7 +76,7 @@ __all__ = [
 CheckoutResult = Union[PooledConnection, _Sentinel]
 
 
-class PoolState:
+class PoolState(IdleConnections):
     """The pool's bookkeeping; see the module docstring."""
 
     def __init__(
@@ -93,15 +95,8 @@ class PoolState:
         self.max_origins = max_origins
         self.origins: dict[OriginKey, OriginState] = {}
         self.open_count = 0
-        self.idle_count = 0
+        super().__init__()
         self.waiters: deque[WaiterLike] = deque()
-        #: Idle connections the reaper watches for a server hang-up: at most
-        #: one per hint-less origin still learning its timeout.
-        self.watched: set[PooledConnection] = set()
-        self._heap: list[tuple[float, int, PooledConnection]] = []
-        self._seq = 0
-        # Totals of origins forgotten by the LRU bound, so pool totals stay
-        # right however many origins come and go.
         #: Every counter of every origin, summed as it is counted, so that
         #: statistics() is O(1) and survives forgotten origins.
         self.totals = Counters()
@@ -110,9 +105,6 @@ class PoolState:
         self.evictions = EvictionLog()
         #: Which idle connection a limit closes: see hintpool._evict.
         self.eviction = "unproven"
-        #: Idle connections of origins that never reused one, newest last,
-        #: as (heap_seq, connection); stale entries are skipped lazily.
-        self.unproven: list[tuple[int, PooledConnection]] = []
 
     # -- origins -----------------------------------------------------------
 
@@ -189,14 +181,6 @@ class PoolState:
             conn.origin.learn_idle_close(now - lifetime.idle_since, now)
             return False
         return True
-
-    def _unidle(self, conn: PooledConnection) -> None:
-        """Bookkeeping for a connection leaving the idle set (not the stack)."""
-        conn.heap_seq = -1
-        self.idle_count -= 1
-        if conn.origin.watched is conn:
-            conn.origin.watched = None
-            self.watched.discard(conn)
 
     def _start_reused(self, conn: PooledConnection) -> None:
         conn.lifetime.start_request()
@@ -337,47 +321,11 @@ class PoolState:
             self._count_eviction(conn.origin, OPEN_LIMIT)
             self._drop(conn, to_close)
             return
-        origin = conn.origin
-        origin.idle.append(conn)
-        self.idle_count += 1
-        self._seq += 1
-        conn.heap_seq = self._seq
-        heapq.heappush(self._heap, (conn.lifetime.idle_deadline, self._seq, conn))
-        if not origin.reused:
-            self.unproven.append((self._seq, conn))
-        if (
-            origin.watched is None
-            and len(self.watched) < MAX_WATCHED
-            and origin.needs_watching(conn.lifetime.idle_since)
-        ):
-            origin.watched = conn
-            self.watched.add(conn)
+        self.push_idle(conn)
         if self.idle_count > self.max_idle:
             self._evict(pick_victim(self, conn), to_close, IDLE_LIMIT)
-        elif len(self._heap) > 2 * self.idle_count + 64:
-            self._compact_heap()
-        if len(self.unproven) > 2 * self.idle_count + 64:
-            self.unproven = [e for e in self.unproven if e[1].heap_seq == e[0]]
 
     # -- idle connections --------------------------------------------------
-
-    def pop_nearest_deadline(self) -> PooledConnection:
-        """Take the idle connection with the nearest deadline off the pool."""
-        heap = self._heap
-        while True:
-            _, seq, conn = heapq.heappop(heap)
-            if conn.heap_seq == seq:
-                return self.take_idle(conn)
-
-    def take_idle(self, conn: PooledConnection) -> PooledConnection:
-        """Take this idle connection off its stack (its heap entry goes stale)."""
-        stack = conn.origin.idle
-        if stack[-1] is conn:
-            stack.pop()
-        else:
-            stack.remove(conn)
-        self._unidle(conn)
-        return conn
 
     def evict_expired(self, now: float, to_close: list[PooledConnection]) -> None:
         """Move every idle connection whose deadline has passed to ``to_close``."""
@@ -392,24 +340,6 @@ class PoolState:
             conn.origin.open -= 1
             self.open_count -= 1
             to_close.append(conn)
-
-    def wake_time(self, conn: PooledConnection) -> float:
-        """When the reaper must look at this idle connection next."""
-        deadline = conn.lifetime.idle_deadline
-        if conn.origin.watched is conn:
-            return min(deadline, conn.lifetime.idle_since + WATCH_INTERVAL)
-        return deadline
-
-    def next_deadline(self) -> float:
-        """The earliest idle deadline (inf when nothing is idle)."""
-        heap = self._heap
-        while heap and heap[0][2].heap_seq != heap[0][1]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else math.inf
-
-    def _compact_heap(self) -> None:
-        self._heap = [entry for entry in self._heap if entry[2].heap_seq == entry[1]]
-        heapq.heapify(self._heap)
 
     def idle_closed_by_server(
         self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
@@ -471,20 +401,11 @@ class PoolState:
         those connections free serve them (the pool stays usable, as
         httpx's own transport does after ``close()``)."""
         self.generation += 1
-        for origin in self.origins.values():
-            for conn in origin.idle:
-                conn.lifetime.close()
-                conn.heap_seq = -1
-                origin.open -= 1
-                self.open_count -= 1
-                to_close.append(conn)
-            origin.idle.clear()
-        self.unproven.clear()
-        self.idle_count = 0
-        self._heap.clear()
-        for conn in self.watched:
-            conn.origin.watched = None
-        self.watched.clear()
+        for conn in self.clear_idle():
+            conn.lifetime.close()
+            conn.origin.open -= 1
+            self.open_count -= 1
+            to_close.append(conn)
 
     # -- counting --------------------------------------------------------------
 
