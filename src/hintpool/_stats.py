@@ -15,7 +15,8 @@ O(1); iterating costs O(origins), only for who asks for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import operator
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -91,7 +92,10 @@ class Counters:
     network_errors: int
 
     def values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in COUNTER_FIELDS}
+        return dict(zip(COUNTER_FIELDS, _read_counters(self)))
+
+
+_read_counters: Final = operator.attrgetter(*COUNTER_FIELDS)
 
 
 # Most specific first: ConnectTimeout is a TimeoutException, ConnectError a
@@ -196,10 +200,10 @@ class OriginsView(Mapping[str, OriginStatistics]):
     def __init__(
         self,
         origins: dict[OriginKey, OriginState],
-        lock: AbstractContextManager[Any] | Callable[[], Any],
+        lock: AbstractContextManager[Any],
     ) -> None:
         self._origins = origins
-        self._lock: Any = lock
+        self._lock = lock
 
     def __getitem__(self, label: str) -> OriginStatistics:
         key = _label_key(label) if isinstance(label, str) else None
@@ -216,6 +220,19 @@ class OriginsView(Mapping[str, OriginStatistics]):
         with self._lock:
             keys = list(self._origins)
         return map(origin_label, keys)
+
+    def snapshot(self) -> dict[str, OriginStatistics]:
+        """Every origin's entry, built now: O(origins)."""
+        with self._lock:
+            states = list(self._origins.items())
+        return {origin_label(key): origin_statistics(s) for key, s in states}
+
+    # Built from the states directly, without parsing each label back.
+    def items(self) -> ItemsView[str, OriginStatistics]:
+        return self.snapshot().items()
+
+    def values(self) -> ValuesView[OriginStatistics]:
+        return self.snapshot().values()
 
     def __repr__(self) -> str:
         return f"<OriginsView of {len(self)} origins>"
