@@ -297,6 +297,22 @@ def test_closed_pool_opens_a_new_connection() -> None:
     pool.close()
 
 
+def test_a_request_waiting_at_close_is_served() -> None:
+    pool = make_pool([response("timeout=5")] * 2, max_connections=1)
+    with TaskGroup() as tg:
+        with pool.stream("GET", "http://example.test/") as first:
+            tg.start_soon(pool.request, "GET", "http://example.test/")
+            tg.wait_until(waiting(pool, 1))
+            pool.close()  # used to fail the waiter with PoolClosed
+            first.read()
+    stats = pool.statistics()
+    # The connection out at close time was not handed on: the waiter got
+    # its slot and a new connection.
+    assert (stats.requests, stats.connections_opened, stats.reused) == (2, 2, 0)
+    assert (stats.waiting, stats.idle) == (0, 1)
+    pool.close()
+
+
 def test_close_closes_idle_connections() -> None:
     pool = make_pool([response("timeout=5")])
     with pool:
