@@ -214,6 +214,38 @@ def test_the_info_line_names_max_connections_for_make_way_evictions(
     assert "max_connections=5" in line.getMessage()
 
 
+class Waiter:
+    def __init__(self, k: OriginKey) -> None:
+        self.key, self.cancelled, self.assigned, self.result = k, False, False, None
+
+    def assign(self, result: Any) -> None:
+        self.assigned, self.result = True, result
+
+
+def test_making_way_for_other_origins_names_max_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """More workers than max_connections, one origin each: every released
+    connection is closed for the request at the head of the queue."""
+    state = make_state(max_connections=1, max_idle=20)
+    conn = PooledConnection(state.origin(key(0)), object())
+    state.checkout(conn.origin, 0.0, [])
+    state.connection_opened(conn)
+    with caplog.at_level(logging.INFO, logger="hintpool"):
+        for i in range(1, 300):
+            waiter = Waiter(key(i))
+            state.waiters.append(waiter)
+            closed: list[PooledConnection] = []
+            conn.lifetime.response_headers(KeepAlive(60.0, None), False)
+            state.release(conn, 0.0, True, closed)
+            assert closed == [conn] and waiter.result is not None
+            conn = PooledConnection(state.origin(key(i)), object())
+            state.connection_opened(conn)
+    assert state.statistics().evicted == 299
+    (line,) = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert "max_connections=1: raise max_connections" in line.getMessage()
+
+
 def test_origin_label_round_trip() -> None:
     state = make_state()
     for k in (key(3), (b"https", b"::1", 443), (b"http", b"127.0.0.1", 1)):

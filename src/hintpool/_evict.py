@@ -50,6 +50,10 @@ LOG_AFTER: Final = 200
 
 IDLE_LIMIT: Final = "max_keepalive_connections"
 OPEN_LIMIT: Final = "max_connections"
+_ADVICE: Final = {
+    IDLE_LIMIT: "to about the number of origins in use at once",
+    OPEN_LIMIT: "to at least the number of requests in flight at once",
+}
 
 
 def pick_victim(
@@ -88,13 +92,12 @@ class EvictionLog:
         self.logged = True
         logger.info(
             "%d connections were closed while still usable, in %d requests, "
-            "to stay within %s=%s: raise %s (to the number of origins in use "
-            "at once for max_keepalive_connections, above the number of "
-            "concurrent requests for max_connections) so connections are "
-            "reused",
+            "to stay within %s=%s: raise %s %s so that connections are "
+            "reused (see 'Limits for crawlers' in the configuration docs)",
             count,
             requests,
             limit,
             int(value) if value != float("inf") else None,
             limit,
+            _ADVICE[limit],
         )
