@@ -92,6 +92,7 @@ def main() -> None:
         f"max_connections={w}, max_keepalive={n}": (w, n),
         f"max_connections=100, max_keepalive={n}": (100, n),
         f"max_connections={w}, max_keepalive=20": (w, 20),
+        f"max_connections={w + n}, max_keepalive={n}": (w + n, n),
     }
     with start_bench_server(loopback_hosts(n)) as server:
         urls = server.urls("/")
@@ -101,7 +102,7 @@ def main() -> None:
             "hot-tail": lambda: hot_tail(urls, per),
         }
         print(f"{n} origins, {w} workers, {n * per} GETs per run")
-        print(f"{'workload':12} {'limits':36} {'strategy':9} opened reused evicted")
+        print(f"{'workload':12} {'limits':38} {'strategy':9} opened reused evicted")
         for name, make in workloads.items():
             for label, limits in limit_sets.items():
                 for strategy in args.strategies.split(","):
@@ -109,7 +110,7 @@ def main() -> None:
                         run(make, w, strategy, limits)
                     )
                     print(
-                        f"{name:12} {label:36} {strategy:9} "
+                        f"{name:12} {label:38} {strategy:9} "
                         f"{opened:6} {reused:6} {evicted:7}",
                         flush=True,
                     )

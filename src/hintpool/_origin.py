@@ -21,11 +21,12 @@ __all__ = [
     "WAIT",
     "OriginState",
     "PooledConnection",
+    "Sentinel",
     "WaiterLike",
 ]
 
 
-class _Sentinel:
+class Sentinel:
     __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
@@ -36,9 +37,9 @@ class _Sentinel:
 
 
 #: checkout result: a slot is reserved, open a new connection in it.
-RESERVED: Final = _Sentinel("RESERVED")
+RESERVED: Final = Sentinel("RESERVED")
 #: checkout result: no slot, queue a waiter.
-WAIT: Final = _Sentinel("WAIT")
+WAIT: Final = Sentinel("WAIT")
 
 #: Seconds after which a learned idle timeout is re-measured.
 RELEARN_AFTER: Final = 600.0

@@ -44,7 +44,7 @@ from ._origin import (
     OriginState,
     PooledConnection,
     WaiterLike,
-    _Sentinel,
+    Sentinel,
 )
 from ._policy import LifetimePolicy
 from ._stats import (
@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 
-CheckoutResult = Union[PooledConnection, _Sentinel]
+CheckoutResult = Union[PooledConnection, Sentinel]
 
 
 class PoolState(IdleConnections):
@@ -216,7 +216,7 @@ class PoolState(IdleConnections):
         self.open_count -= 1
         to_close.append(conn)
 
-    def _reserve(self, origin: OriginState) -> _Sentinel:
+    def _reserve(self, origin: OriginState) -> Sentinel:
         self.open_count += 1
         origin.open += 1
         return RESERVED
@@ -355,7 +355,7 @@ class PoolState(IdleConnections):
 
     def recycle(
         self, conn: PooledConnection, to_close: list[PooledConnection]
-    ) -> _Sentinel:
+    ) -> Sentinel:
         """Close a connection handed to a waiter that wants a fresh one; the
         waiter keeps the slot (same origin) and opens a new connection."""
         conn.lifetime.close()
