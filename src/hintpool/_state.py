@@ -43,8 +43,8 @@ from ._origin import (
     WAIT,
     OriginState,
     PooledConnection,
-    WaiterLike,
     Sentinel,
+    WaiterLike,
 )
 from ._policy import LifetimePolicy
 from ._stats import (
