@@ -12,10 +12,12 @@ Prints connections opened, requests sent on a reused connection and
 connections evicted. Counts, not times, are the result: they do not depend
 on the machine.
 
-Workloads (every one sends origins x per-origin GETs):
+Workloads (every one sends origins x per-origin GETs, with ``workers``
+requests in flight):
 
-* ``per-origin``: each worker crawls one origin, its GETs one after another
-  (workers > origins share origins round-robin).
+* ``depth-first``: each worker crawls its share of the origins one after
+  another, all GETs of one origin before the next (worker w takes origins
+  w, w + workers, ...).
 * ``round-robin``: one queue of URLs cycling through the origins (a
   breadth-first crawl); the workers take the next URL when done.
 * ``hot-tail``: one queue; 4 of 5 URLs go to 5 hot origins, the rest spread
@@ -37,8 +39,10 @@ from hintpool._local.origins import loopback_hosts
 Limits = tuple[Optional[int], Optional[int]]
 
 
-def per_origin(urls: list[str], workers: int, per: int) -> list[list[str]]:
-    return [[urls[w % len(urls)]] * per for w in range(workers)]
+def depth_first(urls: list[str], workers: int, per: int) -> list[list[str]]:
+    return [
+        [url for url in urls[w::workers] for _ in range(per)] for w in range(workers)
+    ]
 
 
 def round_robin(urls: list[str], per: int) -> list[str]:
@@ -97,7 +101,7 @@ def main() -> None:
     with start_bench_server(loopback_hosts(n)) as server:
         urls = server.urls("/")
         workloads: dict[str, Callable[[], list[list[str]] | list[str]]] = {
-            "per-origin": lambda: per_origin(urls, w, per),
+            "depth-first": lambda: depth_first(urls, w, per),
             "round-robin": lambda: round_robin(urls, per),
             "hot-tail": lambda: hot_tail(urls, per),
         }

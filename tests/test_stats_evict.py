@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hintpool._evict import GHOST_SLACK
 from hintpool._hints import KeepAlive
 from hintpool._policy import LifetimePolicy
 from hintpool._state import OriginKey, PooledConnection, PoolState, origin_label
@@ -139,6 +140,60 @@ def test_the_old_rule_reuses_nothing_on_that_crawl() -> None:
         for i in range(10):
             request(state, key(i), now + i / 100)
     assert state.statistics().reused == 0
+
+
+def crawl(state: PoolState, queues: list[list[int]]) -> None:
+    """Workers, one request in flight each, taking turns: each releases its
+    connection and sends its next request."""
+    active: list[Any] = [None] * len(queues)
+    iters = [iter(q) for q in queues]
+    now = 0.0
+    while True:
+        busy = False
+        for w, it in enumerate(iters):
+            now += 0.001
+            if active[w] is not None:
+                state.release(active[w], now, True, [])
+                active[w] = None
+            i = next(it, None)
+            if i is None:
+                continue
+            busy = True
+            origin = state.origin(key(i))
+            conn = state.checkout(origin, now, [])
+            if not isinstance(conn, PooledConnection):
+                conn = PooledConnection(origin, object())
+                state.connection_opened(conn)
+            conn.lifetime.response_headers(KeepAlive(60.0, None), False)
+            active[w] = conn
+        if not busy:
+            return
+
+
+def test_a_depth_first_crawl_reuses_connections() -> None:
+    """20 workers, each crawling its 10 origins one after another, 20 GETs
+    each, 20 idle kept: the finished origins' connections go first. Without
+    the ghosts, each new origin's first connection was the newest unproven
+    one, closed at once, and so on for its every request (380 reused)."""
+    state = make_state(max_connections=100, max_idle=20)
+    crawl(state, [[o for o in range(w, 200, 20) for _ in range(20)] for w in range(20)])
+    stats = state.statistics()
+    assert stats.requests == 4000
+    assert stats.reused >= 3600  # 3,800 at best: one connection per origin
+
+
+def test_a_cycling_crawl_with_workers_keeps_a_stable_set() -> None:
+    state = make_state(max_connections=100, max_idle=20)
+    urls = [i for _ in range(20) for i in range(200)]
+    crawl(state, [urls[w::20] for w in range(20)])
+    assert state.statistics().reused >= 360  # the old rule: 0
+
+
+def test_ghosts_stay_few() -> None:
+    state = make_state(max_connections=100, max_idle=2)
+    for i in range(1000):
+        request(state, key(i))
+    assert len(state.ghosts) <= GHOST_SLACK + 1
 
 
 def test_origins_that_reuse_keep_their_connections() -> None:

@@ -9,24 +9,32 @@ queued one) closes an idle connection to take its slot.
 
 Which one matters when more origins are in use than idle connections are
 kept. Closing the connection nearest its deadline (least recently used, the
-old rule) is right when a few origins take most requests, and exactly wrong
-for a crawl that cycles through its origins: the connection closed is the
-one needed next, and nothing is ever reused. Closing the newest is the
-reverse. ``benchmarks/bench_eviction.py`` measured both and the rule kept,
-``"unproven"`` (figures and command in docs/configuration.md):
+old rule) is right when a few origins take most requests, or when a crawl
+finishes one origin before the next (the finished ones go), and exactly
+wrong for a crawl that cycles through its origins: the connection closed is
+the one needed next, and nothing is ever reused. Closing the newest is the
+reverse. ``benchmarks/bench_eviction.py`` measured them and the rule kept,
+``"unproven"`` (a form of 2Q; figures and command in
+docs/configuration.md):
 
-* an origin that never reused a connection is unproven; the newest idle
-  connection of an unproven origin is closed first. A crawl that cycles
-  through more origins than there are idle slots then keeps a stable set of
-  connections that get reused on the next cycle, instead of rotating every
-  origin out just before its turn;
-* when every idle connection belongs to an origin that did reuse one, the
-  one nearest its deadline goes (least recently used): busy origins keep
-  their connections.
+* a connection that turns idle is on probation (unproven) when its origin
+  never reused a connection and is not a ghost. The newest such connection
+  is closed first: a crawl that cycles through more origins than there are
+  idle slots keeps a stable set of connections, reused on every cycle,
+  instead of rotating every origin out just before its turn;
+* an origin whose probationary connection was closed becomes a ghost for a
+  short while (a bounded FIFO: as many origins as requests in flight, plus
+  ``GHOST_SLACK``). If it turns a connection idle again meanwhile, that
+  one is not on probation: a depth-first crawl loses one connection per new
+  origin, not all of them, while a cycle long enough to be worth keeping
+  comes back only after its ghost is gone;
+* with no probationary connection idle, the one nearest its deadline goes
+  (least recently used): busy origins keep their connections, finished ones
+  go.
 
 ``"deadline"`` and ``"newest"`` are kept for the benchmark. A pick costs
-O(1) amortized (a stack of unproven idle connections, stale entries skipped
-lazily) or O(log n) (the deadline heap).
+O(1) amortized (a stack of probationary connections and the ghost FIFO,
+stale entries skipped lazily) or O(log n) (the deadline heap).
 
 When evictions by one limit dominate (more than half of the requests,
 after ``LOG_AFTER`` of them), one INFO line names the limit to raise.
@@ -45,6 +53,8 @@ __all__ = ["EvictionLog", "pick_victim"]
 logger = logging.getLogger("hintpool")
 
 STRATEGIES: Final = ("unproven", "deadline", "newest")
+#: Origins remembered as ghosts beyond the number of requests in flight.
+GHOST_SLACK: Final = 4
 #: Requests sent before a verdict on evictions is given.
 LOG_AFTER: Final = 200
 
@@ -70,6 +80,14 @@ def pick_victim(
         while stack:
             seq, conn = stack.pop()
             if conn.heap_seq == seq and not conn.origin.reused:
+                ghosts = state.ghosts
+                ghosts.pop(conn.origin, None)
+                ghosts[conn.origin] = None
+                # Room for every request in flight to come back for its
+                # origin, far fewer than the evictions of a whole cycle.
+                limit = state.open_count - state.idle_count + GHOST_SLACK
+                while len(ghosts) > limit:
+                    del ghosts[next(iter(ghosts))]
                 return state.take_idle(conn)
     elif strategy == "newest" and just_idled is not None:
         return state.take_idle(just_idled)

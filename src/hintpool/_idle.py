@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from ._origin import MAX_WATCHED, PooledConnection
+from ._origin import MAX_WATCHED, OriginState, PooledConnection
 from ._policy import WATCH_INTERVAL
 
 __all__ = ["IdleConnections"]
@@ -34,6 +34,9 @@ class IdleConnections:
         self._seq = 0
         #: (heap_seq, connection), newest last; stale entries skipped lazily.
         self.unproven: list[tuple[int, PooledConnection]] = []
+        #: Origins whose unproven connection a limit closed lately, oldest
+        #: first (a dict as an ordered set; see hintpool._evict).
+        self.ghosts: dict[OriginState, None] = {}
 
     def push_idle(self, conn: PooledConnection) -> None:
         """``conn`` turned idle: onto its origin's stack and the heap."""
@@ -43,7 +46,7 @@ class IdleConnections:
         self._seq += 1
         conn.heap_seq = self._seq
         heapq.heappush(self._heap, (conn.lifetime.idle_deadline, self._seq, conn))
-        if not origin.reused:
+        if not origin.reused and origin not in self.ghosts:
             self.unproven.append((self._seq, conn))
         if (
             origin.watched is None
@@ -114,6 +117,7 @@ class IdleConnections:
             conn.origin.watched = None
         self._heap.clear()
         self.unproven.clear()
+        self.ghosts.clear()
         self.watched.clear()
         self.idle_count = 0
         return idle
