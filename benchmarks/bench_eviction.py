@@ -105,6 +105,9 @@ def main() -> None:
             "round-robin": lambda: round_robin(urls, per),
             "hot-tail": lambda: hot_tail(urls, per),
         }
+        # The first crawl of a process meets cold caches and a cold server:
+        # its timing hiccups can start a cascade of evictions in a full pool.
+        asyncio.run(run(workloads["round-robin"], w, "deadline", (w + n, n)))
         print(f"{n} origins, {w} workers, {n * per} GETs per run")
         print(f"{'workload':12} {'limits':38} {'strategy':9} opened reused evicted")
         for name, make in workloads.items():

@@ -23,8 +23,8 @@ docs/configuration.md):
   idle slots keeps a stable set of connections, reused on every cycle,
   instead of rotating every origin out just before its turn;
 * an origin whose probationary connection was closed becomes a ghost for a
-  short while (a bounded FIFO: as many origins as requests in flight, plus
-  ``GHOST_SLACK``). If it turns a connection idle again meanwhile, that
+  short while (a bounded FIFO: as many origins as the most requests seen in
+  flight at an eviction, plus ``GHOST_SLACK``). If it turns a connection idle again meanwhile, that
   one is not on probation: a depth-first crawl loses one connection per new
   origin, not all of them, while a cycle long enough to be worth keeping
   comes back only after its ghost is gone;
@@ -84,9 +84,12 @@ def pick_victim(
                 ghosts.pop(conn.origin, None)
                 ghosts[conn.origin] = None
                 # Room for every request in flight to come back for its
-                # origin, far fewer than the evictions of a whole cycle.
-                limit = state.open_count - state.idle_count + GHOST_SLACK
-                while len(ghosts) > limit:
+                # origin, far fewer than the evictions of a whole cycle. The
+                # peak, since in-flight requests dip while a burst of
+                # responses is handed back.
+                in_flight = state.open_count - state.idle_count
+                state.ghost_room = room = max(state.ghost_room, in_flight)
+                while len(ghosts) > room + GHOST_SLACK:
                     del ghosts[next(iter(ghosts))]
                 return state.take_idle(conn)
     elif strategy == "newest" and just_idled is not None:

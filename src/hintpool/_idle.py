@@ -37,6 +37,7 @@ class IdleConnections:
         #: Origins whose unproven connection a limit closed lately, oldest
         #: first (a dict as an ordered set; see hintpool._evict).
         self.ghosts: dict[OriginState, None] = {}
+        self.ghost_room = 0
 
     def push_idle(self, conn: PooledConnection) -> None:
         """``conn`` turned idle: onto its origin's stack and the heap."""
