@@ -235,7 +235,8 @@ class OriginsView(Mapping[str, OriginStatistics]):
         return self.snapshot().values()
 
     def __repr__(self) -> str:
-        return f"<OriginsView of {len(self)} origins>"
+        # Printed as the dict it used to be (builds every entry).
+        return repr(self.snapshot())
 
 
 @dataclass(frozen=True)
