@@ -24,10 +24,10 @@ docs/configuration.md):
   instead of rotating every origin out just before its turn;
 * an origin whose probationary connection was closed becomes a ghost for a
   short while (a bounded FIFO: as many origins as the most requests seen in
-  flight at an eviction, plus ``GHOST_SLACK``). If it turns a connection idle again meanwhile, that
-  one is not on probation: a depth-first crawl loses one connection per new
-  origin, not all of them, while a cycle long enough to be worth keeping
-  comes back only after its ghost is gone;
+  flight at an eviction, plus ``GHOST_SLACK``). If it turns a connection
+  idle again meanwhile, that one is not on probation: a depth-first crawl
+  loses one connection per new origin, not all of them, while a cycle long
+  enough to be worth keeping comes back only after its ghost is gone;
 * with no probationary connection idle, the one nearest its deadline goes
   (least recently used): busy origins keep their connections, finished ones
   go.
