@@ -113,6 +113,19 @@ def test_sync_reaper_closes_idle_connections_on_time() -> None:
     assert not reaper_threads()
 
 
+def test_a_sync_pool_used_after_close_gets_its_reaper_back() -> None:
+    pool = ConnectionPool(network_backend=httpcore.MockBackend([response("timeout=5")]))
+    pool.request("GET", "http://example.test/")
+    assert pool._reaper.running
+    pool.close()
+    assert not pool._reaper.running
+    pool.request("GET", "http://example.test/")  # a closed pool stays usable
+    assert pool._reaper.running  # and its idle connection is watched again
+    assert pool.statistics().connections_opened == 2
+    pool.close()
+    assert not pool._reaper.running
+
+
 def test_sync_reaper_thread_does_not_keep_the_pool_alive() -> None:
     pool = ConnectionPool(
         network_backend=httpcore.MockBackend([response("timeout=1.1")]),

@@ -23,7 +23,6 @@ from hypothesis.stateful import (
 from hintpool._hints import KeepAlive
 from hintpool._policy import FINAL_STATES, LifetimePolicy, State
 from hintpool._state import (
-    POOL_CLOSED,
     RESERVED,
     WAIT,
     OriginKey,
@@ -351,8 +350,12 @@ def test_server_closed_is_not_asked_when_expired() -> None:
     assert asked[0] in (conn, conn.connection)
 
 
-def test_max_idle_evicts_nearest_deadline() -> None:
+def test_max_idle_evicts_nearest_deadline_among_proven_origins() -> None:
     pool = Pool(max_idle=2)
+    for key in (A, B):  # both origins reused a connection: both proven
+        pool.release(pool.open(key))
+        conn, _ = pool.checkout(key)
+        pool.release(conn, reusable=False)
     a1, b1, a2 = pool.open(A), pool.open(B), pool.open(A)
     pool.release(a1, now=0.0, hint=KeepAlive(10.0, None))  # deadline 9
     pool.release(b1, now=0.0, hint=KeepAlive(3.0, None))  # deadline 2
@@ -623,16 +626,25 @@ def test_close_all() -> None:
     pool.state.close_all(to_close)
     assert sorted(to_close, key=id) == sorted([idle_a, idle_b], key=id)
     assert all(c.lifetime.state is State.CLOSED for c in to_close)
-    assert waiter.result is POOL_CLOSED
-    assert not cancelled.assigned
-    assert not pool.state.waiters
+    assert not waiter.assigned  # still queued: the pool stays usable
     assert pool.state.idle_count == 0
     assert pool.state.open_count == 1  # the active one is still out
     assert pool.state.next_deadline() == math.inf
     assert pool.state._heap == []
     assert active.lifetime.state is State.ACTIVE
     stats = pool.state.statistics()
-    assert (stats.open, stats.idle, stats.active) == (1, 0, 1)
+    assert (stats.open, stats.idle, stats.active, stats.waiting) == (1, 0, 1, 1)
+    # The connection out at close time is closed when its response ends,
+    # never reused, and its slot goes to the waiter.
+    assert pool.release(active) == [active]
+    assert active.lifetime.state is State.CLOSED
+    assert waiter.result is RESERVED
+    assert not cancelled.assigned
+    # Connections opened after the close are reused as usual.
+    conn = PooledConnection(pool.state.origin(C), object())
+    pool.state.connection_opened(conn)
+    assert pool.release(conn) == []
+    assert pool.checkout(C)[0] is conn
 
 
 # -- heap, origins, statistics -------------------------------------------------
@@ -802,6 +814,9 @@ class PoolMachine(RuleBasedStateMachine):
         self.all_conns: list[PooledConnection] = []
         self.opened = 0
         self.plain_closes = 0
+        # Connections out (active or handed to a waiter) when the pool was
+        # closed: never to be reused.
+        self.doomed: set[int] = set()
         self.reuses = 0
 
     @initialize(
@@ -847,7 +862,7 @@ class PoolMachine(RuleBasedStateMachine):
             assert waiter.times_assigned == 1
             self.queued.remove(waiter)
             self.assigned.append(waiter)
-            if waiter.result is not RESERVED and waiter.result is not POOL_CLOSED:
+            if waiter.result is not RESERVED:
                 conn = waiter.result
                 assert isinstance(conn, PooledConnection)
                 assert conn.origin.key == waiter.key
@@ -858,6 +873,7 @@ class PoolMachine(RuleBasedStateMachine):
     def took(self, conn: PooledConnection, before: State, deadline: float) -> None:
         """``conn`` was handed out for a new request."""
         assert before is State.IDLE
+        assert id(conn) not in self.doomed, "reused after the pool was closed"
         assert self.now < deadline
         assert conn.lifetime.requests_left != 0
         assert not conn.lifetime.will_close
@@ -934,6 +950,10 @@ class PoolMachine(RuleBasedStateMachine):
             else:
                 assert lifetime.state is State.CLOSED
                 self.plain_closes += 1
+        elif id(conn) in self.doomed:
+            assert id(conn) in self.closed, "reused after the pool was closed"
+            if conn.lifetime.state is State.CLOSED:
+                self.plain_closes += 1
         if conn.lifetime.state is State.IDLE:
             assert conn.lifetime.idle_deadline > self.now
             assert conn.lifetime.idle_since == self.now
@@ -942,7 +962,10 @@ class PoolMachine(RuleBasedStateMachine):
         event(f"abandon a waiter holding {waiter.result!r:.16}")
         if waiter in self.assigned:
             self.assigned.remove(waiter)
+        doomed = waiter.assigned and id(waiter.result) in self.doomed
         self.run(lambda to_close: self.state.abandon(waiter, to_close))
+        if doomed:
+            self.plain_closes += 1
         assert waiter.cancelled
         assert waiter not in self.queued
 
@@ -1060,6 +1083,8 @@ class PoolMachine(RuleBasedStateMachine):
             event(f"claim -> {got!r:.16}")
             if got is RESERVED:
                 assert id(result) in self.closed
+                if id(result) in self.doomed:
+                    self.plain_closes += 1
                 self.reserved.append(self.state.origin(waiter.key))
                 if connect is not None:
                     self._connect(len(self.reserved) - 1, fail=not connect)
@@ -1067,7 +1092,7 @@ class PoolMachine(RuleBasedStateMachine):
                 assert got is result
                 self.took(result, *before)
         else:
-            assert result is POOL_CLOSED
+            raise AssertionError(f"a waiter was given {result!r}")
 
     @rule(pick=st.integers(0, 99))
     def waiter_gives_up(self, pick: int) -> None:
@@ -1095,14 +1120,19 @@ class PoolMachine(RuleBasedStateMachine):
         """Pool shutdown, now and then (it empties the pool)."""
         if dice != 17:
             return
-        # The bookkeeping keeps working afterwards (the pool itself refuses
-        # new requests once closed); queued waiters get POOL_CLOSED.
+        # The pool stays usable; queued waiters keep waiting for the slots
+        # the connections still out will free.
         idle = {id(c) for c in self.idle_conns()}
         self.run(lambda to_close: self.state.close_all(to_close))
         assert idle <= self.closed
         self.plain_closes += len(idle)
         assert self.state.idle_count == 0
-        assert not self.queued
+        self.doomed |= {id(c) for c in self.active}
+        self.doomed |= {
+            id(w.result)
+            for w in self.assigned
+            if isinstance(w.result, PooledConnection)
+        }
 
     def teardown(self) -> None:
         if hasattr(self, "state"):

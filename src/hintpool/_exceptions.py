@@ -44,10 +44,6 @@ class UnsupportedConfiguration(HintpoolError, ValueError):
     """An option hintpool does not support (yet), such as ``http2=True``."""
 
 
-class PoolClosed(HintpoolError, RuntimeError):
-    """A request was sent through a pool that has been closed."""
-
-
 class UnsupportedProtocol(HintpoolError, httpcore.UnsupportedProtocol):
     """The URL's scheme is not ``http`` or ``https``, or it has no host."""
 
@@ -102,6 +98,15 @@ class WriteError(NetworkError, httpcore.WriteError):
 
 class CloseError(NetworkError):
     pass
+
+
+class PoolClosed(ConnectError):
+    """Not raised any more: a closed pool stays usable, as httpx's does.
+
+    Kept so that code naming it still imports. It was a ``RuntimeError``
+    that no httpx ``except`` clause caught; it is a :class:`ConnectError`
+    now, should anything raise it.
+    """
 
 
 # httpcore class -> ours. Looked up by exact type first, then along the MRO,

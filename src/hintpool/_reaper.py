@@ -25,7 +25,8 @@ idle age teaches the pool that origin's timeout.
   pool, from a heap of the pools' next wake-ups. It starts when a first
   connection turns idle, holds a pool only while reaping it (weak references
   otherwise), and exits once no pool has a wake-up scheduled: when all are
-  closed, garbage-collected or have nothing idle. One thread per pool cost a
+  closed, garbage-collected or have nothing idle (a closed
+  pool that is used again is scheduled again). One thread per pool cost a
   thread (and its stack) for every pool a program forgot to close.
 """
 
@@ -130,6 +131,9 @@ class Reaper:
 
     def stop(self) -> None:
         _SHARED.remove(self)
+        # A closed pool stays usable: its next idle connection schedules it
+        # again.
+        self._stopped = False
 
     def notify(self, deadline: float) -> None:
         """A connection turned idle with this deadline (on the pool's clock)."""

@@ -7,14 +7,16 @@ pool under its lock), then do the I/O this module asks for -- open a
 connection, close these, wake that waiter. Nothing here awaits, so on an
 event loop each call is atomic.
 
-* Origins are ``(scheme, host, port)`` tuples. Each has a LIFO stack of idle
-  connections: the most recently used one has the furthest deadline, and the
-  older ones are left to age out.
-* One global heap orders every idle connection by idle deadline, so finding
-  expired connections and the oldest idle one costs O(log n) whatever the
-  number of origins. Entries are invalidated lazily (a connection's
-  ``heap_seq`` changes when it leaves the idle state) and the heap is
-  compacted when stale entries outnumber live ones.
+* Origins are ``(scheme, host, port)`` tuples (``hintpool._origin``). Idle
+  connections sit on per-origin LIFO stacks plus one deadline heap
+  (``hintpool._idle``): checkout is O(1), finding expired connections or an
+  eviction victim (``hintpool._evict``) O(log n), whatever the number of
+  origins.
+* Every counter is kept per origin and in ``totals`` at once
+  (``hintpool._stats``): ``statistics()`` is O(1).
+* ``close_all()`` starts a new ``generation``: connections out at that
+  moment are closed when their response ends, never reused, and the pool
+  stays usable.
 * ``open_count`` counts every connection slot in use, connecting ones
   included, against ``max_connections``; ``idle_count`` counts idle ones
   against ``max_keepalive_connections`` (httpcore counts all connections
@@ -27,239 +29,54 @@ event loop each call is atomic.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, Union
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Union
 
-from ._hints import KeepAlive
-from ._policy import WATCH_INTERVAL, Lifetime, LifetimePolicy
+from ._evict import IDLE_LIMIT, OPEN_LIMIT, EvictionLog, pick_victim
+from ._idle import IdleConnections
+from ._origin import (
+    MAX_WATCHED,
+    RELEARN_AFTER,
+    RESERVED,
+    WAIT,
+    OriginState,
+    PooledConnection,
+    Sentinel,
+    WaiterLike,
+)
+from ._policy import LifetimePolicy
+from ._stats import (
+    Counters,
+    OriginKey,
+    OriginStatistics,
+    OriginsView,
+    PoolStatistics,
+    failure_counter,
+    origin_label,
+)
 
 __all__ = [
+    "MAX_WATCHED",
+    "RELEARN_AFTER",
     "RESERVED",
     "WAIT",
+    "Counters",
     "OriginKey",
+    "OriginState",
     "OriginStatistics",
     "PoolState",
     "PoolStatistics",
     "PooledConnection",
+    "origin_label",
 ]
 
-OriginKey = tuple[bytes, bytes, int]
+
+CheckoutResult = Union[PooledConnection, Sentinel]
 
 
-class _Sentinel:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-#: checkout result: a slot is reserved, open a new connection in it.
-RESERVED: Final = _Sentinel("RESERVED")
-#: checkout result: no slot, queue a waiter.
-WAIT: Final = _Sentinel("WAIT")
-#: waiter result: the pool was closed while waiting.
-POOL_CLOSED: Final = _Sentinel("POOL_CLOSED")
-
-#: Seconds after which a learned idle timeout is re-measured.
-RELEARN_AFTER: Final = 600.0
-#: Idle connections watched for a server hang-up at once, all origins.
-MAX_WATCHED: Final = 256
-
-
-class WaiterLike(Protocol):
-    key: Any
-    cancelled: bool
-    assigned: bool
-    result: Any
-
-    def assign(self, result: Any) -> None: ...
-
-
-def origin_label(key: OriginKey) -> str:
-    scheme, host, port = key
-    host_text = host.decode("ascii", "replace")
-    if ":" in host_text:  # IPv6 literal
-        host_text = f"[{host_text}]"
-    return f"{scheme.decode('ascii')}://{host_text}:{port}"
-
-
-class OriginState:
-    """What the pool knows and counts about one origin."""
-
-    __slots__ = (
-        "closed_by_server",
-        "connections_opened",
-        "evicted",
-        "expired",
-        "idle",
-        "key",
-        "last_hint",
-        "learned_at",
-        "learned_timeout",
-        "open",
-        "requests",
-        "retired_by_close",
-        "retired_by_max",
-        "retries",
-        "reused",
-        "tls_handshake_seconds",
-        "tls_handshakes_full",
-        "tls_handshakes_resumed",
-        "watched",
-    )
-
-    def __init__(self, key: OriginKey) -> None:
-        self.key = key
-        self.idle: list[PooledConnection] = []
-        self.open = 0
-        self.last_hint: KeepAlive | None = None
-        self.learned_timeout: float | None = None
-        self.learned_at = 0.0
-        #: The one idle connection the reaper watches for this origin.
-        self.watched: PooledConnection | None = None
-        self.connections_opened = 0
-        self.requests = 0
-        self.reused = 0
-        self.retired_by_max = 0
-        self.retired_by_close = 0
-        self.expired = 0
-        self.evicted = 0
-        self.closed_by_server = 0
-        self.retries = 0
-        self.tls_handshakes_full = 0
-        self.tls_handshakes_resumed = 0
-        self.tls_handshake_seconds = 0.0
-
-    def learn_idle_close(self, age: float, now: float) -> None:
-        """The server closed one of our idle connections ``age`` s after use.
-
-        Only for origins that send no timeout hint (a hint always wins). The
-        estimate is the smallest age seen; it is forgotten after
-        ``RELEARN_AFTER`` seconds so a one-off early close (a restart) does
-        not stop reuse for good.
-        """
-        hint = self.last_hint
-        if hint is not None and hint.timeout is not None:
-            return
-        age = max(0.0, age)
-        learned = self.learned_timeout
-        if learned is None or age < learned or now - self.learned_at > RELEARN_AFTER:
-            self.learned_timeout = age
-            self.learned_at = now
-
-    def needs_watching(self, now: float) -> bool:
-        """Should the reaper watch this origin's idle connections for closes?"""
-        hint = self.last_hint
-        if hint is not None and hint.timeout is not None:
-            return False
-        if self.learned_timeout is None:
-            return True
-        if now - self.learned_at > RELEARN_AFTER:
-            self.learned_timeout = None
-            return True
-        return False
-
-
-class PooledConnection:
-    """One connection as the pool sees it: the wire object plus its lifetime."""
-
-    __slots__ = ("connection", "heap_seq", "lifetime", "origin", "sock", "tls")
-
-    def __init__(
-        self, origin: OriginState, connection: Any, sock: Any = None, tls: Any = None
-    ) -> None:
-        self.origin = origin
-        self.connection = connection
-        # The raw socket (anything with fileno()), for the stale check; None
-        # when the stream has none (mock streams).
-        self.sock = sock
-        # hintpool._tls.TLSConnectionInfo for a TLS connection we started.
-        self.tls = tls
-        self.lifetime = Lifetime()
-        self.heap_seq = -1
-
-    def __repr__(self) -> str:
-        return (
-            f"<PooledConnection {origin_label(self.origin.key)} "
-            f"{self.lifetime.state.value} served={self.lifetime.requests_served}>"
-        )
-
-
-@dataclass(frozen=True)
-class OriginStatistics:
-    """Counters for one origin, as of the :meth:`statistics` call."""
-
-    connections_opened: int
-    requests: int
-    reused: int
-    retired_by_max: int
-    retired_by_close: int
-    expired: int
-    evicted: int
-    closed_by_server: int
-    retries: int
-    last_hint: KeepAlive | None
-    learned_timeout: float | None
-    open: int
-    idle: int
-    active: int
-    tls_handshakes_full: int = 0
-    tls_handshakes_resumed: int = 0
-    #: Seconds spent in TLS handshakes, all of this origin's connections.
-    tls_handshake_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class PoolStatistics:
-    """Totals over the pool's life, current counts, and the per-origin view.
-
-    ``origins`` is keyed ``"scheme://host:port"``.
-    """
-
-    connections_opened: int
-    requests: int
-    reused: int
-    retired_by_max: int
-    retired_by_close: int
-    expired: int
-    evicted: int
-    closed_by_server: int
-    retries: int
-    open: int
-    idle: int
-    active: int
-    waiting: int
-    tls_handshakes_full: int = 0
-    tls_handshakes_resumed: int = 0
-    tls_handshake_seconds: float = 0.0
-    origins: dict[str, OriginStatistics] = field(default_factory=dict)
-
-
-_TOTAL_FIELDS: Final = (
-    "connections_opened",
-    "requests",
-    "reused",
-    "retired_by_max",
-    "retired_by_close",
-    "expired",
-    "evicted",
-    "closed_by_server",
-    "retries",
-    "tls_handshakes_full",
-    "tls_handshakes_resumed",
-    "tls_handshake_seconds",
-)
-
-CheckoutResult = Union[PooledConnection, _Sentinel]
-
-
-class PoolState:
+class PoolState(IdleConnections):
     """The pool's bookkeeping; see the module docstring."""
 
     def __init__(
@@ -278,16 +95,16 @@ class PoolState:
         self.max_origins = max_origins
         self.origins: dict[OriginKey, OriginState] = {}
         self.open_count = 0
-        self.idle_count = 0
+        super().__init__()
         self.waiters: deque[WaiterLike] = deque()
-        #: Idle connections the reaper watches for a server hang-up: at most
-        #: one per hint-less origin still learning its timeout.
-        self.watched: set[PooledConnection] = set()
-        self._heap: list[tuple[float, int, PooledConnection]] = []
-        self._seq = 0
-        # Totals of origins forgotten by the LRU bound, so pool totals stay
-        # right however many origins come and go.
-        self._forgotten = dict.fromkeys(_TOTAL_FIELDS, 0)
+        #: Every counter of every origin, summed as it is counted, so that
+        #: statistics() is O(1) and survives forgotten origins.
+        self.totals = Counters()
+        #: Bumped by close_all(): connections of an older one are not reused.
+        self.generation = 0
+        self.evictions = EvictionLog()
+        #: Which idle connection a limit closes: see hintpool._evict.
+        self.eviction = "unproven"
 
     # -- origins -----------------------------------------------------------
 
@@ -308,8 +125,6 @@ class PoolState:
                 break
             state = self.origins[key]
             if state.open == 0 and key != keep:
-                for name in _TOTAL_FIELDS:
-                    self._forgotten[name] += getattr(state, name)
                 del self.origins[key]
                 excess -= 1
 
@@ -345,7 +160,7 @@ class PoolState:
             if self.open_count < self.max_connections:
                 return self._reserve(origin)
             if self.idle_count:
-                self._evict(self._pop_oldest_idle(), to_close)
+                self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
                 return self._reserve(origin)
         return WAIT
 
@@ -358,49 +173,50 @@ class PoolState:
         lifetime = conn.lifetime
         if now >= lifetime.idle_deadline:
             lifetime.expire()
-            conn.origin.expired += 1
+            self.count(conn.origin, "expired")
             return False
         if self.server_closed(conn):
             lifetime.close()
-            conn.origin.closed_by_server += 1
+            self.count(conn.origin, "closed_by_server")
             conn.origin.learn_idle_close(now - lifetime.idle_since, now)
             return False
         return True
-
-    def _unidle(self, conn: PooledConnection) -> None:
-        """Bookkeeping for a connection leaving the idle set (not the stack)."""
-        conn.heap_seq = -1
-        self.idle_count -= 1
-        if conn.origin.watched is conn:
-            conn.origin.watched = None
-            self.watched.discard(conn)
 
     def _start_reused(self, conn: PooledConnection) -> None:
         conn.lifetime.start_request()
         origin = conn.origin
         origin.requests += 1
         origin.reused += 1
+        totals = self.totals
+        totals.requests += 1
+        totals.reused += 1
 
     def claim(
         self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
     ) -> CheckoutResult:
         """A waiter takes the idle connection handed to it, or, if that one
         went stale meanwhile, keeps its slot for a new connection."""
+        if conn.generation != self.generation:  # the pool was closed meanwhile
+            conn.lifetime.close()
+            to_close.append(conn)
+            return RESERVED
         if self._usable(conn, now):
             self._start_reused(conn)
             return conn
         to_close.append(conn)
         return RESERVED
 
-    def _evict(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:
+    def _evict(
+        self, conn: PooledConnection, to_close: list[PooledConnection], limit: str
+    ) -> None:
         """Close an idle connection (already off the pool) to respect a limit."""
         conn.lifetime.close()
-        conn.origin.evicted += 1
+        self._count_eviction(conn.origin, limit)
         conn.origin.open -= 1
         self.open_count -= 1
         to_close.append(conn)
 
-    def _reserve(self, origin: OriginState) -> _Sentinel:
+    def _reserve(self, origin: OriginState) -> Sentinel:
         self.open_count += 1
         origin.open += 1
         return RESERVED
@@ -417,14 +233,18 @@ class PoolState:
         origin = conn.origin
         origin.connections_opened += 1
         origin.requests += 1
+        totals = self.totals
+        totals.connections_opened += 1
+        totals.requests += 1
+        conn.generation = self.generation
         conn.lifetime.start_request()
         tls = conn.tls
         if tls is not None:
             if tls.resumed:
-                origin.tls_handshakes_resumed += 1
+                self.count(origin, "tls_handshakes_resumed")
             else:
-                origin.tls_handshakes_full += 1
-            origin.tls_handshake_seconds += tls.handshake_seconds
+                self.count(origin, "tls_handshakes_full")
+            self.count(origin, "tls_handshake_seconds", tls.handshake_seconds)
 
     def release_slot(self, origin: OriginState) -> None:
         """A reserved slot was not used (connect failed): pass it on."""
@@ -459,7 +279,7 @@ class PoolState:
         """
         origin = conn.origin
         lifetime = conn.lifetime
-        if not reusable:
+        if not reusable or conn.generation != self.generation:
             # httpcore already closed it (the server said Connection: close,
             # the body was not read, an error): retired if the server had
             # announced the end, closed otherwise.
@@ -470,9 +290,9 @@ class PoolState:
                 self._make_idle(conn, to_close)
                 return
         if lifetime.retired_by_max:
-            origin.retired_by_max += 1
+            self.count(origin, "retired_by_max")
         elif lifetime.retired_by_close:
-            origin.retired_by_close += 1
+            self.count(origin, "retired_by_close")
         self._drop(conn, to_close)
 
     def _drop(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:
@@ -498,38 +318,14 @@ class PoolState:
             # FIFO: the first waiter wants another origin. Its turn comes
             # first, so this connection makes way for it.
             conn.lifetime.close()
-            conn.origin.evicted += 1
+            self._count_eviction(conn.origin, OPEN_LIMIT)
             self._drop(conn, to_close)
             return
-        origin = conn.origin
-        origin.idle.append(conn)
-        self.idle_count += 1
-        self._seq += 1
-        conn.heap_seq = self._seq
-        heapq.heappush(self._heap, (conn.lifetime.idle_deadline, self._seq, conn))
-        if (
-            origin.watched is None
-            and len(self.watched) < MAX_WATCHED
-            and origin.needs_watching(conn.lifetime.idle_since)
-        ):
-            origin.watched = conn
-            self.watched.add(conn)
+        self.push_idle(conn)
         if self.idle_count > self.max_idle:
-            self._evict(self._pop_oldest_idle(), to_close)
-        elif len(self._heap) > 2 * self.idle_count + 64:
-            self._compact_heap()
+            self._evict(pick_victim(self, conn), to_close, IDLE_LIMIT)
 
     # -- idle connections --------------------------------------------------
-
-    def _pop_oldest_idle(self) -> PooledConnection:
-        """Take the idle connection with the nearest deadline off the pool."""
-        heap = self._heap
-        while True:
-            _, seq, conn = heapq.heappop(heap)
-            if conn.heap_seq == seq:
-                conn.origin.idle.remove(conn)
-                self._unidle(conn)
-                return conn
 
     def evict_expired(self, now: float, to_close: list[PooledConnection]) -> None:
         """Move every idle connection whose deadline has passed to ``to_close``."""
@@ -538,31 +334,12 @@ class PoolState:
             _, seq, conn = heapq.heappop(heap)
             if conn.heap_seq != seq:
                 continue
-            conn.origin.idle.remove(conn)
-            self._unidle(conn)
+            self.take_idle(conn)
             conn.lifetime.expire()
-            conn.origin.expired += 1
+            self.count(conn.origin, "expired")
             conn.origin.open -= 1
             self.open_count -= 1
             to_close.append(conn)
-
-    def wake_time(self, conn: PooledConnection) -> float:
-        """When the reaper must look at this idle connection next."""
-        deadline = conn.lifetime.idle_deadline
-        if conn.origin.watched is conn:
-            return min(deadline, conn.lifetime.idle_since + WATCH_INTERVAL)
-        return deadline
-
-    def next_deadline(self) -> float:
-        """The earliest idle deadline (inf when nothing is idle)."""
-        heap = self._heap
-        while heap and heap[0][2].heap_seq != heap[0][1]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else math.inf
-
-    def _compact_heap(self) -> None:
-        self._heap = [entry for entry in self._heap if entry[2].heap_seq == entry[1]]
-        heapq.heapify(self._heap)
 
     def idle_closed_by_server(
         self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
@@ -570,20 +347,19 @@ class PoolState:
         """The reaper saw the server hang up on an idle connection."""
         if conn.heap_seq < 0:  # no longer idle: someone took it meanwhile
             return
-        conn.origin.idle.remove(conn)
-        self._unidle(conn)
+        self.take_idle(conn)
         conn.lifetime.close()
-        conn.origin.closed_by_server += 1
+        self.count(conn.origin, "closed_by_server")
         conn.origin.learn_idle_close(now - conn.lifetime.idle_since, now)
         self._drop(conn, to_close)
 
     def recycle(
         self, conn: PooledConnection, to_close: list[PooledConnection]
-    ) -> _Sentinel:
+    ) -> Sentinel:
         """Close a connection handed to a waiter that wants a fresh one; the
         waiter keeps the slot (same origin) and opens a new connection."""
         conn.lifetime.close()
-        conn.origin.evicted += 1
+        self.count(conn.origin, "evicted")
         to_close.append(conn)
         return RESERVED
 
@@ -592,7 +368,7 @@ class PoolState:
     ) -> None:
         """A reused connection failed before any response byte: the server
         had closed it. Counted and learned from, then dropped."""
-        conn.origin.closed_by_server += 1
+        self.count(conn.origin, "closed_by_server")
         conn.origin.learn_idle_close(now - conn.lifetime.idle_since, now)
         self.discard(conn, to_close)
 
@@ -611,62 +387,58 @@ class PoolState:
         if result is RESERVED:
             self.release_slot(self.origin(waiter.key))
         elif isinstance(result, PooledConnection):
-            # Still idle and untouched: offer it to the next in line.
-            self._make_idle(result, to_close)
+            if result.generation != self.generation:
+                result.lifetime.close()
+                self._drop(result, to_close)
+            else:
+                # Still idle and untouched: offer it to the next in line.
+                self._make_idle(result, to_close)
 
     def close_all(self, to_close: list[PooledConnection]) -> None:
-        """Pool shutdown: every idle connection to ``to_close``, waiters out."""
-        for origin in self.origins.values():
-            for conn in origin.idle:
-                conn.lifetime.close()
-                conn.heap_seq = -1
-                origin.open -= 1
-                self.open_count -= 1
-                to_close.append(conn)
-            origin.idle.clear()
-        self.idle_count = 0
-        self._heap.clear()
-        for conn in self.watched:
-            conn.origin.watched = None
-        self.watched.clear()
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.cancelled:
-                waiter.assign(POOL_CLOSED)
+        """Pool close: every idle connection to ``to_close``, and a new
+        generation, so the connections still active are closed when their
+        response ends instead of turning idle. Waiters stay queued: slots
+        those connections free serve them (the pool stays usable, as
+        httpx's own transport does after ``close()``)."""
+        self.generation += 1
+        for conn in self.clear_idle():
+            conn.lifetime.close()
+            conn.origin.open -= 1
+            self.open_count -= 1
+            to_close.append(conn)
 
-    # -- statistics ----------------------------------------------------------
+    # -- counting --------------------------------------------------------------
 
-    def statistics(self) -> PoolStatistics:
-        origins = {}
-        totals = dict(self._forgotten)
-        for key, state in self.origins.items():
-            idle = len(state.idle)
-            origins[origin_label(key)] = OriginStatistics(
-                connections_opened=state.connections_opened,
-                requests=state.requests,
-                reused=state.reused,
-                retired_by_max=state.retired_by_max,
-                retired_by_close=state.retired_by_close,
-                expired=state.expired,
-                evicted=state.evicted,
-                closed_by_server=state.closed_by_server,
-                retries=state.retries,
-                last_hint=state.last_hint,
-                learned_timeout=state.learned_timeout,
-                open=state.open,
-                idle=idle,
-                active=state.open - idle,
-                tls_handshakes_full=state.tls_handshakes_full,
-                tls_handshakes_resumed=state.tls_handshakes_resumed,
-                tls_handshake_seconds=state.tls_handshake_seconds,
-            )
-            for name in _TOTAL_FIELDS:
-                totals[name] += getattr(state, name)
+    def count(self, origin: OriginState, name: str, amount: float = 1) -> None:
+        """Add to one counter of ``origin`` and to the pool's total."""
+        setattr(origin, name, getattr(origin, name) + amount)
+        totals = self.totals
+        setattr(totals, name, getattr(totals, name) + amount)
+
+    def count_failure(self, origin: OriginState, exc: BaseException) -> None:
+        """Count a connect, timeout, protocol or network error of ``origin``."""
+        name = failure_counter(exc)
+        if name is not None:
+            self.count(origin, name)
+
+    def _count_eviction(self, origin: OriginState, limit: str) -> None:
+        self.count(origin, "evicted")
+        value = self.max_idle if limit == IDLE_LIMIT else self.max_connections
+        self.evictions.evicted(limit, self.totals.requests, value)
+
+    def statistics(
+        self, lock: AbstractContextManager[Any] | None = None
+    ) -> PoolStatistics:
+        """O(1): the totals, and a view that builds per-origin entries when
+        read (under ``lock``, the pool's)."""
+        waiting = len(self.waiters)
+        if waiting:
+            waiting = sum(1 for w in self.waiters if not w.cancelled)
         return PoolStatistics(
             open=self.open_count,
             idle=self.idle_count,
             active=self.open_count - self.idle_count,
-            waiting=sum(1 for w in self.waiters if not w.cancelled),
-            origins=origins,
-            **totals,
+            waiting=waiting,
+            origins=OriginsView(self.origins, lock or nullcontext()),
+            **self.totals.values(),
         )

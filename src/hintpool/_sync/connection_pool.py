@@ -19,10 +19,10 @@ from typing import Any, Callable
 import httpcore
 
 from .._exceptions import (
-    PoolClosed,
     PoolTimeout,
     UnsupportedProtocol,
     raise_translated,
+    translate,
 )
 from .._hints import response_keep_alive
 from .._options import check_pool_options
@@ -32,7 +32,6 @@ from .._requests import HeaderTypes, build_request
 from .._retry import may_retry
 from .._stale import server_closed
 from .._state import (
-    POOL_CLOSED,
     RESERVED,
     WAIT,
     CheckoutResult,
@@ -157,7 +156,6 @@ class ConnectionPool:
         )
         self._clock = clock
         self._lock = BookkeepingLock()
-        self._closed = False
         self._retry_stale = retry_stale
         self._reaper = Reaper(self)
 
@@ -173,15 +171,16 @@ class ConnectionPool:
         return self._connector.tls_session_cache
 
     def statistics(self) -> PoolStatistics:
-        """A frozen snapshot of the pool's counters (see PoolStatistics)."""
+        """The pool's totals and current counts, O(1) whatever the number of
+        origins; ``origins`` builds each origin's entry when it is read (see
+        PoolStatistics)."""
         with self._lock:
-            return self._state.statistics()
+            return self._state.statistics(self._lock)
 
     def __repr__(self) -> str:
         state = self._state
-        closed = " closed" if self._closed else ""
         return (
-            f"<{type(self).__name__}{closed} open={state.open_count} "
+            f"<{type(self).__name__} open={state.open_count} "
             f"idle={state.idle_count} origins={len(state.origins)}>"
         )
 
@@ -229,8 +228,6 @@ class ConnectionPool:
     def handle_request(
         self, request: httpcore.Request
     ) -> httpcore.Response:
-        if self._closed:
-            raise PoolClosed("the connection pool has been closed")
         url = request.url
         scheme = url.scheme
         default_port = _DEFAULT_PORTS.get(scheme)
@@ -259,18 +256,19 @@ class ConnectionPool:
                 and conn.lifetime.requests_served > 1
                 and may_retry(request, exc, conn.connection)
             ):
-                self._discard(conn)
+                self._discard(conn, exc)
                 raise_translated(exc)
             # The keep-alive race: the server closed this reused connection
             # as the request went out. Once more, on a new connection.
             logger.debug("retrying %r on a new connection: %r", request, exc)
             self._discard(conn, failed_on_reuse=True)
             conn = self._acquire(key, request, fresh=True)
-            conn.origin.retries += 1
+            with self._lock:
+                self._state.count(conn.origin, "retries")
             try:
                 response = conn.connection.handle_request(request)
             except BaseException as retry_exc:
-                self._discard(conn)
+                self._discard(conn, retry_exc)
                 raise_translated(retry_exc)
         hint, will_close = response_keep_alive(response.headers)
         conn.lifetime.response_headers(hint, will_close)
@@ -282,10 +280,13 @@ class ConnectionPool:
 
     def close(self) -> None:
         """Stop the reaper and close every idle connection; active ones close
-        when their response is closed."""
+        when their response is closed.
+
+        The pool stays usable, as httpx's and httpcore's do: a later request
+        opens a new connection (a transport shared by several clients keeps
+        working when one of them is closed)."""
         to_close: list[PooledConnection] = []
         with self._lock:
-            self._closed = True
             self._state.close_all(to_close)
         self._reaper.stop()
         self._close_connections(to_close)
@@ -354,8 +355,6 @@ class ConnectionPool:
             raise PoolTimeout("timed out waiting for a connection slot")
         result = waiter.result
         assert result is not None
-        if result is POOL_CLOSED:
-            raise PoolClosed("the connection pool was closed while waiting")
         if isinstance(result, PooledConnection):
             with self._lock:
                 if fresh:
@@ -373,6 +372,7 @@ class ConnectionPool:
             )
         except BaseException as exc:
             with self._lock:
+                self._state.count_failure(origin, translate(exc))
                 self._state.release_slot(origin)
             raise_translated(exc)
         conn = PooledConnection(origin, connection, sock, tls)
@@ -386,7 +386,7 @@ class ConnectionPool:
     def _response_closed(self, conn: PooledConnection) -> None:
         to_close: list[PooledConnection] = []
         with self._lock:
-            reusable = not self._closed and conn.connection.is_idle()
+            reusable = conn.connection.is_idle()
             self._state.release(conn, self._clock(), reusable, to_close)
             if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
                 self._reaper.notify(self._state.wake_time(conn))
@@ -394,15 +394,24 @@ class ConnectionPool:
             self._close_connections(to_close)
 
     def _discard(
-        self, conn: PooledConnection, failed_on_reuse: bool = False
+        self,
+        conn: PooledConnection,
+        error: BaseException | None = None,
+        failed_on_reuse: bool = False,
     ) -> None:
         to_close: list[PooledConnection] = []
         with self._lock:
+            if error is not None:
+                self._state.count_failure(conn.origin, translate(error))
             if failed_on_reuse:
                 self._state.failed_on_reuse(conn, self._clock(), to_close)
             else:
                 self._state.discard(conn, to_close)
         self._close_connections(to_close)
+
+    def _body_failed(self, conn: PooledConnection, exc: BaseException) -> None:
+        with self._lock:
+            self._state.count_failure(conn.origin, translate(exc))
 
     def _reap(self) -> float:
         """Close expired idle connections and watch for server hang-ups.
@@ -474,6 +483,7 @@ class PoolByteStream:
             for chunk in self._stream:
                 yield chunk
         except BaseException as exc:
+            self._pool._body_failed(self._conn, exc)
             with ShieldCancellation():
                 self.close()
             raise_translated(exc)

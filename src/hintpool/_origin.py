@@ -1,0 +1,146 @@
+"""What the pool knows about one origin and one connection.
+
+``OriginState`` holds an origin's idle stack, counters (see
+``hintpool._stats``) and what was learned of its idle timeout;
+``PooledConnection`` is one wire connection with its lifetime (see
+``hintpool._policy``). ``hintpool._state`` does the bookkeeping over them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Protocol
+
+from ._hints import KeepAlive
+from ._policy import Lifetime
+from ._stats import Counters, OriginKey, origin_label
+
+__all__ = [
+    "MAX_WATCHED",
+    "RELEARN_AFTER",
+    "RESERVED",
+    "WAIT",
+    "OriginState",
+    "PooledConnection",
+    "Sentinel",
+    "WaiterLike",
+]
+
+
+class Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: checkout result: a slot is reserved, open a new connection in it.
+RESERVED: Final = Sentinel("RESERVED")
+#: checkout result: no slot, queue a waiter.
+WAIT: Final = Sentinel("WAIT")
+
+#: Seconds after which a learned idle timeout is re-measured.
+RELEARN_AFTER: Final = 600.0
+#: Idle connections watched for a server hang-up at once, all origins.
+MAX_WATCHED: Final = 256
+
+
+class WaiterLike(Protocol):
+    key: Any
+    cancelled: bool
+    assigned: bool
+    result: Any
+
+    def assign(self, result: Any) -> None: ...
+
+
+class OriginState(Counters):
+    """What the pool knows and counts about one origin."""
+
+    __slots__ = (
+        "idle",
+        "key",
+        "last_hint",
+        "learned_at",
+        "learned_timeout",
+        "open",
+        "watched",
+    )
+
+    def __init__(self, key: OriginKey) -> None:
+        super().__init__()
+        self.key = key
+        self.idle: list[PooledConnection] = []
+        self.open = 0
+        self.last_hint: KeepAlive | None = None
+        self.learned_timeout: float | None = None
+        self.learned_at = 0.0
+        #: The one idle connection the reaper watches for this origin.
+        self.watched: PooledConnection | None = None
+
+    def learn_idle_close(self, age: float, now: float) -> None:
+        """The server closed one of our idle connections ``age`` s after use.
+
+        Only for origins that send no timeout hint (a hint always wins). The
+        estimate is the smallest age seen; it is forgotten after
+        ``RELEARN_AFTER`` seconds so a one-off early close (a restart) does
+        not stop reuse for good.
+        """
+        hint = self.last_hint
+        if hint is not None and hint.timeout is not None:
+            return
+        age = max(0.0, age)
+        learned = self.learned_timeout
+        if learned is None or age < learned or now - self.learned_at > RELEARN_AFTER:
+            self.learned_timeout = age
+            self.learned_at = now
+
+    def needs_watching(self, now: float) -> bool:
+        """Should the reaper watch this origin's idle connections for closes?"""
+        hint = self.last_hint
+        if hint is not None and hint.timeout is not None:
+            return False
+        if self.learned_timeout is None:
+            return True
+        if now - self.learned_at > RELEARN_AFTER:
+            self.learned_timeout = None
+            return True
+        return False
+
+
+class PooledConnection:
+    """One connection as the pool sees it: the wire object plus its lifetime."""
+
+    __slots__ = (
+        "connection",
+        "generation",
+        "heap_seq",
+        "lifetime",
+        "origin",
+        "sock",
+        "tls",
+    )
+
+    def __init__(
+        self, origin: OriginState, connection: Any, sock: Any = None, tls: Any = None
+    ) -> None:
+        self.origin = origin
+        self.connection = connection
+        # The raw socket (anything with fileno()), for the stale check; None
+        # when the stream has none (mock streams).
+        self.sock = sock
+        # hintpool._tls.TLSConnectionInfo for a TLS connection we started.
+        self.tls = tls
+        self.lifetime = Lifetime()
+        self.heap_seq = -1
+        # The pool's generation when opened: close() starts a new one, and
+        # connections of an older one are never reused.
+        self.generation = -1
+
+    def __repr__(self) -> str:
+        return (
+            f"<PooledConnection {origin_label(self.origin.key)} "
+            f"{self.lifetime.state.value} served={self.lifetime.requests_served}>"
+        )
