@@ -249,7 +249,13 @@ def contenders() -> list[Contender]:
         Contender(URLLIB3, "sync", sync_session=_urllib3, requires="urllib3"),
     ]
     absent = set(missing())
-    return [c for c in found if c.requires not in absent and (wire or not c.needs_wire)]
+    return [
+        c
+        for c in found
+        if c.requires not in absent
+        and (c.requires is None or importlib.util.find_spec(c.requires) is not None)
+        and (wire or not c.needs_wire)
+    ]
 
 
 def missing() -> list[str]:

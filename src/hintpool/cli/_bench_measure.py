@@ -88,7 +88,11 @@ def run_on_loop(
     """
     if loop_factory is None:
         return asyncio.run(coroutine)
-    loop = loop_factory()
+    try:
+        loop = loop_factory()
+    except BaseException:
+        coroutine.close()  # never started: say so, or Python warns at GC
+        raise
     try:
         return loop.run_until_complete(coroutine)
     finally:
