@@ -48,10 +48,10 @@ async def test_cancel_while_reading_the_body_closes_the_connection(
 ) -> None:
     transport = hintpool.AsyncHTTPTransport()
     async with httpx.AsyncClient(transport=transport) as client:
-        # Larger than any receive buffer, so the body cannot all be in
-        # already (hintpool's asyncio connection hands out buffered bytes
-        # without a trip through the event loop, as asyncio's streams do).
-        async with client.stream("GET", server.url + "/chunked/4000000") as r:
+        # A body that never completes, so the read surely waits (hintpool's
+        # asyncio connection hands out bytes already received without a
+        # trip through the event loop, as asyncio's streams do).
+        async with client.stream("GET", server.url + "/fault/stall-body") as r:
             with anyio.CancelScope() as scope:
                 scope.cancel()
                 await r.aread()

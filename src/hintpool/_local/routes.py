@@ -150,6 +150,15 @@ async def fault(conn: Conn, name: str) -> None:
     if name == "trickle":
         await _trickle(conn)
         raise CloseConnection("error")
+    if name == "stall-body":
+        # A body that never completes: 10 of 1000 bytes, then nothing until
+        # the client gives up (bounded), so a client is surely mid-body.
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        try:
+            data = await conn.read(TRICKLE_DURATION)
+        except asyncio.TimeoutError:
+            raise CloseConnection("error") from None
+        raise CloseConnection("client" if not data else "error", "peer")
     if name == "huge-headers":
         headers = [(f"X-Huge-{i:03d}", "a" * 1000) for i in range(200)]
         headers.append(("Content-Length", "5"))
