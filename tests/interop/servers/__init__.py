@@ -8,6 +8,7 @@ live next to this file (``asgi_app.py``, ``wsgi_app.py``, ``node_server.js``).
 from __future__ import annotations
 
 from .launch import (
+    HTTP2_KINDS,
     KINDS,
     AccessRecord,
     RunningServer,
@@ -20,6 +21,7 @@ from .launch import (
 )
 
 __all__ = [
+    "HTTP2_KINDS",
     "KINDS",
     "AccessRecord",
     "RunningServer",
