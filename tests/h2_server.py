@@ -38,6 +38,9 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
+#: Seconds a connection stays open after its GOAWAY'd streams are answered.
+LINGER = 0.3
+
 
 class H2Server:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -149,8 +152,10 @@ class _Connection:
         self.heads: dict[int, tuple[str, str]] = {}
         self.ready: list[int] = []  # complete requests not answered yet
         self.arrived = 0
+        self.highest = 0  # the last_stream_id of a GOAWAY: all processed
         self.last: int | None = None  # GOAWAY sent: streams above are ignored
         self.first_ready = 0.0
+        self.done_at = 0.0
 
     def run(self) -> None:
         h2c = self.h2
@@ -173,8 +178,13 @@ class _Connection:
             self.answer_ready()
             self.flush()
             if self.last is not None and not self.ready and not self.bodies:
-                self.sock.shutdown(socket.SHUT_RDWR)
-                return
+                # Closed after a linger, as nginx does: a request already on
+                # its way meets an ignored stream, not a reset.
+                if not self.done_at:
+                    self.done_at = time.monotonic()
+                elif time.monotonic() - self.done_at > LINGER:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                    return
 
     def on_event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
@@ -206,6 +216,7 @@ class _Connection:
             if refuse:
                 server.refuse -= 1
         self.arrived += 1
+        self.highest = max(self.highest, sid)
         if refuse or server.reset_code is not None:
             code = h2.errors.ErrorCodes.REFUSED_STREAM if refuse else server.reset_code
             del self.bodies[sid]
@@ -219,7 +230,7 @@ class _Connection:
             or self.number <= server.goaway_connections
         )
         if goaway_here and self.arrived == server.goaway_after:
-            last = sid if server.goaway_last is None else server.goaway_last
+            last = self.highest if server.goaway_last is None else server.goaway_last
             self.last = last
             # Written as a raw frame: h2 refuses to answer streams after its
             # own GOAWAY, and a graceful server answers those up to ``last``.
