@@ -131,7 +131,7 @@ def _refused_stream(stream_id: int) -> h2.events.StreamReset:
     try:
         event = h2.events.StreamReset(stream_id=stream_id)  # h2 >= 4.2
     except TypeError:  # pragma: no cover - older h2: no dataclass fields
-        event = h2.events.StreamReset()
+        event = h2.events.StreamReset()  # type: ignore[call-arg]
         event.stream_id = stream_id
     event.error_code = _REFUSED
     return event
