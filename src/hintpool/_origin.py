@@ -60,12 +60,16 @@ class OriginState(Counters):
     """What the pool knows and counts about one origin."""
 
     __slots__ = (
+        "http_version",
         "idle",
         "key",
         "last_hint",
         "learned_at",
         "learned_timeout",
         "open",
+        "opening",
+        "shared",
+        "streams_peak",
         "watched",
     )
 
@@ -79,6 +83,14 @@ class OriginState(Counters):
         self.learned_at = 0.0
         #: The one idle connection the reaper watches for this origin.
         self.watched: PooledConnection | None = None
+        #: HTTP/2 (``hintpool._multiplex``): active connections with a free
+        #: stream (a dict as an ordered set), the gate requests wait at while
+        #: a connection that may turn out HTTP/2 is opening, what the last
+        #: connection spoke, and the most streams one connection carried.
+        self.shared: dict[PooledConnection, None] = {}
+        self.opening: Any = None
+        self.http_version: str | None = None
+        self.streams_peak = 0
 
     def learn_idle_close(self, age: float, now: float) -> None:
         """The server closed one of our idle connections ``age`` s after use.
@@ -116,10 +128,13 @@ class PooledConnection:
     __slots__ = (
         "connection",
         "generation",
+        "goaway",
         "heap_seq",
+        "http2",
         "lifetime",
         "origin",
         "sock",
+        "streams",
         "tls",
     )
 
@@ -138,6 +153,11 @@ class PooledConnection:
         # The pool's generation when opened: close() starts a new one, and
         # connections of an older one are never reused.
         self.generation = -1
+        #: An HTTP/2 connection carries ``streams`` requests at once; one
+        #: that received GOAWAY takes no new stream.
+        self.http2 = False
+        self.streams = 0
+        self.goaway = False
 
     def __repr__(self) -> str:
         return (

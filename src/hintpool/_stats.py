@@ -59,6 +59,8 @@ COUNTER_FIELDS: Final = (
     "write_timeouts",
     "protocol_errors",
     "network_errors",
+    "goaways_received",
+    "goaway_retries",
 )
 
 
@@ -90,6 +92,8 @@ class Counters:
     write_timeouts: int
     protocol_errors: int
     network_errors: int
+    goaways_received: int
+    goaway_retries: int
 
     def values(self) -> dict[str, Any]:
         return dict(zip(COUNTER_FIELDS, _read_counters(self)))
@@ -173,11 +177,23 @@ class OriginStatistics:
     protocol_errors: int = 0
     #: Reads or writes that failed on an open connection (a reset, say).
     network_errors: int = 0
+    #: "HTTP/1.1" or "HTTP/2": what the latest connection speaks (None
+    #: before the first one).
+    http_version: str | None = None
+    #: The most requests one HTTP/2 connection carried at once.
+    concurrent_streams_peak: int = 0
+    #: HTTP/2 connections ended by the server's GOAWAY.
+    goaways_received: int = 0
+    #: Requests the server had not processed when it sent GOAWAY (or
+    #: refused with REFUSED_STREAM), sent again on another connection.
+    goaway_retries: int = 0
 
 
 def origin_statistics(state: OriginState) -> OriginStatistics:
     idle = len(state.idle)
     return OriginStatistics(
+        http_version=state.http_version,
+        concurrent_streams_peak=state.streams_peak,
         last_hint=state.last_hint,
         learned_timeout=state.learned_timeout,
         open=state.open,
@@ -269,4 +285,6 @@ class PoolStatistics:
     write_timeouts: int = 0
     protocol_errors: int = 0
     network_errors: int = 0
+    goaways_received: int = 0
+    goaway_retries: int = 0
     origins: Mapping[str, OriginStatistics] = field(default_factory=dict)

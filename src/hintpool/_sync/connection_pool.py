@@ -25,11 +25,12 @@ from .._exceptions import (
     translate,
 )
 from .._hints import response_keep_alive
+from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
 from .._requests import HeaderTypes, build_request
-from .._retry import may_retry
+from .._retry import may_retry, replayable_body
 from .._stale import server_closed
 from .._state import (
     RESERVED,
@@ -53,10 +54,14 @@ logger = logging.getLogger("hintpool")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
+#: Attempts at sending a request the server did not process (HTTP/2 GOAWAY,
+#: REFUSED_STREAM), each on another connection.
+MAX_UNPROCESSED_RETRIES = 5
 
 
 class ConnectionPool:
-    """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints.
+    """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
+    (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 
     Use it directly (httpcore's ``request()`` / ``stream()`` /
     ``handle_request()`` API), or through
@@ -78,6 +83,10 @@ class ConnectionPool:
     :param wire: ``"auto"`` (default): hintpool's own HTTP/1.1 connection
         where it can run (asyncio and sync, no custom ``network_backend``),
         httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.
+    :param http1: speak HTTP/1.1 (default True).
+    :param http2: offer HTTP/2 by ALPN on ``https://`` (needs the ``h2``
+        package: ``pip install hintpool[http2]``); with ``http1=False``,
+        HTTP/2 with prior knowledge on ``http://`` too. See docs/http2.md.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
     """
@@ -101,6 +110,8 @@ class ConnectionPool:
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         wire: str = "auto",
+        http1: bool = True,
+        http2: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         check_pool_options(
@@ -120,8 +131,12 @@ class ConnectionPool:
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
             wire=wire,
+            http1=http1,
+            http2=http2,
             clock=clock,
         )
+        if not (http1 or http2):
+            raise ValueError("http1 and http2 cannot both be False")
         if socket_options is not None:
             # Every new connection applies them: an iterator would be used up
             # by the first one.
@@ -153,6 +168,8 @@ class ConnectionPool:
             socket_options=socket_options,
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
             wire=wire,
+            http1=http1,
+            http2=http2,
         )
         self._clock = clock
         self._lock = BookkeepingLock()
@@ -251,25 +268,11 @@ class ConnectionPool:
                 request
             )
         except BaseException as exc:
-            if not (
-                self._retry_stale
-                and conn.lifetime.requests_served > 1
-                and may_retry(request, exc, conn.connection)
-            ):
-                self._discard(conn, exc)
-                raise_translated(exc)
-            # The keep-alive race: the server closed this reused connection
-            # as the request went out. Once more, on a new connection.
-            logger.debug("retrying %r on a new connection: %r", request, exc)
-            self._discard(conn, failed_on_reuse=True)
-            conn = self._acquire(key, request, fresh=True)
-            with self._lock:
-                self._state.count(conn.origin, "retries")
-            try:
-                response = conn.connection.handle_request(request)
-            except BaseException as retry_exc:
-                self._discard(conn, retry_exc)
-                raise_translated(retry_exc)
+            response, conn = self._send_again(key, request, conn, exc)
+        if conn.http2:
+            assert isinstance(response.stream, Iterable)
+            response.stream = PoolByteStream(response.stream, self, conn)
+            return response
         hint, will_close = response_keep_alive(response.headers)
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
@@ -277,6 +280,88 @@ class ConnectionPool:
         assert isinstance(response.stream, Iterable)
         response.stream = PoolByteStream(response.stream, self, conn)
         return response
+
+    def _send_again(
+        self,
+        key: tuple[bytes, bytes, int],
+        request: httpcore.Request,
+        conn: PooledConnection,
+        exc: BaseException,
+    ) -> tuple[httpcore.Response, PooledConnection]:
+        """After ``conn`` failed with ``exc``: send the request once more
+        where a rule allows it (else raise the mapped error)."""
+        if conn.http2:
+            return self._send_unprocessed(key, request, conn, exc)
+        if not (
+            self._retry_stale
+            and conn.lifetime.requests_served > 1
+            and may_retry(request, exc, conn.connection)
+        ):
+            self._discard(conn, exc)
+            raise_translated(exc)
+        # The keep-alive race: the server closed this reused connection
+        # as the request went out. Once more, on a new connection.
+        logger.debug("retrying %r on a new connection: %r", request, exc)
+        self._discard(conn, failed_on_reuse=True)
+        conn = self._acquire(key, request, fresh=True)
+        with self._lock:
+            self._state.count(conn.origin, "retries")
+        try:
+            response = conn.connection.handle_request(request)
+        except BaseException as retry_exc:
+            if conn.http2:
+                return self._send_unprocessed(key, request, conn, retry_exc)
+            self._discard(conn, retry_exc)
+            raise_translated(retry_exc)
+        return response, conn
+
+    def _send_unprocessed(
+        self,
+        key: tuple[bytes, bytes, int],
+        request: httpcore.Request,
+        conn: PooledConnection,
+        exc: BaseException,
+    ) -> tuple[httpcore.Response, PooledConnection]:
+        """An HTTP/2 stream failed. One the server did not process (GOAWAY
+        below its id, REFUSED_STREAM: ConnectionNotAvailable) goes again on
+        another connection whatever its method (RFC 9113 §6.8), while its
+        body can be sent again."""
+        for _ in range(MAX_UNPROCESSED_RETRIES):
+            unprocessed = isinstance(exc, httpcore.ConnectionNotAvailable)
+            retry = unprocessed and replayable_body(request.stream)
+            self._stream_failed(conn, None if unprocessed else exc)
+            if not retry:
+                break
+            logger.debug("sending %r again: the server did not process it", request)
+            with self._lock:
+                counter = "goaway_retries" if conn.goaway else "retries"
+                self._state.count(conn.origin, counter)
+            conn = self._acquire(key, request)
+            try:
+                response = conn.connection.handle_request(request)
+            except BaseException as again_exc:
+                if not conn.http2:
+                    self._discard(conn, again_exc)
+                    raise_translated(again_exc)
+                exc = again_exc
+                continue
+            return response, conn
+        if isinstance(exc, httpcore.ConnectionNotAvailable):
+            exc = httpcore.RemoteProtocolError(
+                "the server did not process the request (HTTP/2 GOAWAY or "
+                "REFUSED_STREAM) and it could not be sent again"
+            )
+        raise_translated(exc)
+
+    def _stream_failed(
+        self, conn: PooledConnection, error: BaseException | None
+    ) -> None:
+        to_close: list[PooledConnection] = []
+        with self._lock:
+            if error is not None:
+                self._state.count_failure(conn.origin, translate(error))
+            stream_done(self._state, conn, self._clock(), to_close)
+        self._close_connections(to_close)
 
     def close(self) -> None:
         """Stop the reaper and close every idle connection; active ones close
@@ -314,12 +399,29 @@ class ConnectionPool:
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
-        with self._lock:
-            origin = self._state.origin(key)
-            result = self._state.checkout(origin, self._clock(), to_close, fresh)
-            if result is WAIT:
-                waiter: Waiter[CheckoutResult] = Waiter(key)
-                self._state.waiters.append(waiter)
+        while True:
+            with self._lock:
+                origin = self._state.origin(key)
+                if origin.shared and not fresh:
+                    shared = take_stream(self._state, origin)
+                    if shared is not None:
+                        return shared
+                gate = self._http2_gate(origin)
+                if gate is None:
+                    result = self._state.checkout(
+                        origin, self._clock(), to_close, fresh
+                    )
+                    if result is WAIT:
+                        waiter: Waiter[CheckoutResult] = Waiter(key)
+                        self._state.waiters.append(waiter)
+                    elif result is RESERVED and self._connector.may_speak_http2(key[0]):
+                        # Until it is known whether it speaks HTTP/2, the next
+                        # requests to this origin wait for this connection.
+                        origin.opening = Waiter(key)
+            if gate is None:
+                break
+            if not gate.wait(request.extensions.get("timeout", {}).get("pool")):
+                raise PoolTimeout("timed out waiting for a connection slot")
         if to_close:
             self._close_connections(to_close)
         if result is WAIT:
@@ -331,7 +433,17 @@ class ConnectionPool:
         if result is RESERVED:
             return self._open(origin, request)
         assert isinstance(result, PooledConnection)
+        if result.http2:
+            with self._lock:
+                first_stream(self._state, result)
         return result
+
+    def _http2_gate(self, origin: Any) -> Waiter[None] | None:
+        """The opening connection to wait for, if it may speak HTTP/2."""
+        gate: Waiter[None] | None = origin.opening
+        if gate is not None and gate.assigned:
+            return None
+        return gate
 
     def _wait(
         self,
@@ -374,10 +486,16 @@ class ConnectionPool:
             with self._lock:
                 self._state.count_failure(origin, translate(exc))
                 self._state.release_slot(origin)
+                _open_gate(origin)
             raise_translated(exc)
         conn = PooledConnection(origin, connection, sock, tls)
         with self._lock:
             self._state.connection_opened(conn)
+            if hasattr(connection, "goaway"):
+                first_stream(self._state, conn)
+            else:
+                origin.http_version = "HTTP/1.1"
+            _open_gate(origin)
         logger.debug("opened %r", conn)
         return conn
 
@@ -386,8 +504,11 @@ class ConnectionPool:
     def _response_closed(self, conn: PooledConnection) -> None:
         to_close: list[PooledConnection] = []
         with self._lock:
-            reusable = conn.connection.is_idle()
-            self._state.release(conn, self._clock(), reusable, to_close)
+            if conn.http2:
+                stream_done(self._state, conn, self._clock(), to_close)
+            else:
+                reusable = conn.connection.is_idle()
+                self._state.release(conn, self._clock(), reusable, to_close)
             if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
                 self._reaper.notify(self._state.wake_time(conn))
         if to_close:
@@ -449,6 +570,15 @@ class ConnectionPool:
                     conn.connection.close()
                 except Exception as exc:  # closing is best effort
                     logger.debug("error closing %r: %r", conn, exc)
+
+
+def _open_gate(origin: Any) -> None:
+    """The connection opened (or failed): requests waiting to learn whether
+    it speaks HTTP/2 go on."""
+    gate = origin.opening
+    if gate is not None:
+        origin.opening = None
+        gate.assign(None)
 
 
 def _ask_for_keep_alive(request: httpcore.Request) -> None:
