@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
-import pytest
 
 import hintpool
 
@@ -24,7 +23,6 @@ __all__ = [
     "h2_spec",
     "logged_paths",
     "ports",
-    "requires_hintpool_http2",
     "run_concurrently",
     "sync_h2_client",
 ]
@@ -36,19 +34,6 @@ LOG_WAIT = 5.0
 SERVER_STREAM_LIMITS = {"nginx": 128, "hypercorn": 100, "node": None}
 #: httpcore's HTTP/2 connection allows 100 streams at once of its own.
 CLIENT_STREAM_LIMIT = 100
-
-
-def _hintpool_speaks_http2() -> bool:
-    try:
-        hintpool.HTTPTransport(http2=True).close()
-    except hintpool.UnsupportedConfiguration:
-        return False
-    return True
-
-
-requires_hintpool_http2 = pytest.mark.skipif(
-    not _hintpool_speaks_http2(), reason="hintpool has no HTTP/2 yet (issue #14)"
-)
 
 
 def h2_spec(kind: str, tls: TLSFiles, **overrides: object) -> ServerSpec:

@@ -24,14 +24,13 @@ from .h2_helpers import (
     h2_spec,
     logged_paths,
     ports,
-    requires_hintpool_http2,
     run_concurrently,
     sync_h2_client,
 )
 from .servers import RunningServer, TLSFiles, connections, ssl_session_reused
 from .servers.tls import client_context
 
-pytestmark = [pytest.mark.interop, requires_hintpool_http2]
+pytestmark = pytest.mark.interop
 
 
 def alpn(response: httpx.Response) -> str | None:

@@ -34,13 +34,12 @@ from .h2_helpers import (
     h2_spec,
     logged_paths,
     ports,
-    requires_hintpool_http2,
     run_concurrently,
     sync_h2_client,
 )
 from .servers import TLSFiles
 
-pytestmark = [pytest.mark.interop, requires_hintpool_http2]
+pytestmark = pytest.mark.interop
 
 #: Streams per connection before the server sends GOAWAY.
 LIMIT = 30

@@ -28,12 +28,11 @@ from .h2_helpers import (
     HTTP2_KINDS,
     h2_spec,
     logged_paths,
-    requires_hintpool_http2,
     sync_h2_client,
 )
 from .servers import TLSFiles
 
-pytestmark = [pytest.mark.interop, requires_hintpool_http2]
+pytestmark = pytest.mark.interop
 
 TIMEOUT = 1.0
 MARGIN = 0.25
