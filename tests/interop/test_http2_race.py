@@ -20,12 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 
+import anyio
 import httpx
 import pytest
 
 from .conftest import StartServer
 from .h2_helpers import (
     HTTP2_KINDS,
+    async_h2_client,
     h2_spec,
     logged_paths,
     sync_h2_client,
@@ -111,3 +113,41 @@ def test_no_failures_across_idle_timeout_behind_latency(
     assert len(paths) == requests + 1
     if kind == "hypercorn":
         assert len(baseline) >= SURELY_CLOSED
+
+
+ASYNC_GAPS = (0.72, 0.99, 1.01, 0.74, 1.0, 1.3)
+
+
+@pytest.mark.anyio
+async def test_no_failures_across_idle_timeout_behind_latency_async(
+    real_servers: StartServer,
+    tls_files: TLSFiles,
+    tls_client_context: ssl.SSLContext,
+    delay_proxy_factory: Callable[..., object],
+) -> None:
+    """The async pool against Hypercorn's silent idle close."""
+    server = real_servers(h2_spec("hypercorn", tls_files, idle_timeout=TIMEOUT))
+    proxy = delay_proxy_factory(server.host, server.port)
+    base = proxy.url("https")  # type: ignore[attr-defined]
+    client, transport = async_h2_client(tls_client_context, keepalive_margin=MARGIN)
+    failures: list[BaseException] = []
+    async with client:
+        assert (await client.get(f"{base}/ah2race/learn")).http_version == "HTTP/2"
+        await anyio.sleep(TIMEOUT + 0.3)  # the reaper sees the server's close
+        learned = transport.statistics().origins[base].learned_timeout
+        assert learned is not None
+        assert TIMEOUT - 0.05 <= learned <= TIMEOUT + LATE
+        for round_index, gap in enumerate(ASYNC_GAPS):
+            await anyio.sleep(gap * TIMEOUT)
+            for index in range(BURST):
+                try:
+                    url = f"{base}/ah2race/{round_index}/{index}"
+                    (await client.get(url)).raise_for_status()
+                except httpx.HTTPError as exc:
+                    failures.append(exc)
+        stats = transport.statistics().origins[base]
+    assert failures == []
+    assert stats.http_version == "HTTP/2"
+    if learned <= TIMEOUT + MARGIN / 2:
+        assert stats.closed_by_server == 1
+        assert stats.retries == 0
