@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ __all__ = [
 
 IO_TIMEOUT = 5.0
 SETTLE = 0.2
+SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
+_TIMESPEC = struct.Struct("@ll")
 
 
 @dataclass
@@ -57,9 +61,8 @@ class H2Probe:
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext) -> None:
         tls.set_alpn_protocols(["h2", "http/1.1"])
-        raw = socket.create_connection((host, port), timeout=IO_TIMEOUT)
-        self.sock = tls.wrap_socket(raw, server_hostname=host)
-        self.alpn = self.sock.selected_alpn_protocol()
+        self.sock = StampedTLS(host, port, tls)
+        self.alpn = self.sock.tls.selected_alpn_protocol()
         self.host = host
         self.conn = _GoawayTolerant(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
@@ -68,7 +71,8 @@ class H2Probe:
         self._flush()
         self.ending = Ending()
         self.done: set[int] = set()
-        self.last_end = time.monotonic()
+        #: ``time.time()`` clock: when the last response's end arrived.
+        self.last_end = time.time()
         self.closed = False
 
     def close(self) -> None:
@@ -118,26 +122,23 @@ class H2Probe:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            self.sock.settimeout(left)
             try:
-                data = self.sock.recv(65536)
+                data, stamp = self.sock.recv(left)
             except (TimeoutError, socket.timeout):
                 return
-            except (ConnectionResetError, ssl.SSLError):
-                data = b""
             if not data:
                 self.closed = True
-                self.ending.closed_after = time.monotonic() - self.last_end
+                self.ending.closed_after = time.time() - self.last_end
                 return
-            self._handle(self.conn.receive_data(data))
+            self._handle(self.conn.receive_data(data), stamp)
             self._flush()
 
-    def _handle(self, events: list[h2.events.Event]) -> None:
+    def _handle(self, events: list[h2.events.Event], stamp: float) -> None:
         for event in events:
             if isinstance(event, h2.events.StreamEnded):
                 self.done.add(event.stream_id)
                 self.ending.answered.append(event.stream_id)
-                self.last_end = time.monotonic()
+                self.last_end = stamp
             elif isinstance(event, h2.events.StreamReset):
                 self.done.add(event.stream_id)
                 self.ending.reset[event.stream_id] = _code(event.error_code)
@@ -146,7 +147,7 @@ class H2Probe:
                     event.flow_controlled_length, event.stream_id
                 )
             elif isinstance(event, h2.events.ConnectionTerminated):
-                self.ending.goaway_after = time.monotonic() - self.last_end
+                self.ending.goaway_after = stamp - self.last_end
                 self.ending.last_stream_id = event.last_stream_id
                 self.ending.error_code = _code(event.error_code)
 
@@ -155,6 +156,90 @@ class H2Probe:
         self.ending.answered.clear()
         self.pump(lambda: False, bound)
         return self.ending
+
+
+class StampedTLS:
+    """TLS over a memory BIO on a plain socket, so each read carries the
+    kernel's arrival time of its bytes (SO_TIMESTAMPNS, as in probe.py):
+    an idle close is timed from when the response's end arrived, not from
+    when this thread, maybe descheduled on a loaded machine, read it. (An
+    ``ssl.SSLSocket`` cannot read ancillary data.) The close itself is seen
+    from user space: late, never early."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext) -> None:
+        self.raw = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+        self.stamped = False
+        if SO_TIMESTAMPNS is not None:
+            try:
+                self.raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self.stamped = True
+            except OSError:
+                pass
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = tls.wrap_bio(self.incoming, self.outgoing, server_hostname=host)
+        deadline = time.monotonic() + IO_TIMEOUT
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._receive(max(0.01, deadline - time.monotonic()))[0]:
+                    raise ConnectionError("closed during the TLS handshake") from None
+        self._flush()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def sendall(self, data: bytes) -> None:
+        self.tls.write(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.raw.sendall(data)
+
+    def _receive(self, bound: float) -> tuple[bytes, float]:
+        """Raw bytes and their arrival time (b"" at EOF or a reset)."""
+        self.raw.settimeout(bound)
+        try:
+            if not self.stamped:
+                data = self.raw.recv(65536)
+                return data, time.time()
+            data, ancillary, _, _ = self.raw.recvmsg(65536, socket.CMSG_SPACE(16))
+        except (ConnectionResetError, BrokenPipeError):
+            return b"", time.time()
+        stamp = time.time()
+        for level, kind, payload in ancillary:
+            if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):
+                seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                stamp = seconds + nanoseconds / 1e9
+        if data:
+            self.incoming.write(data)
+        return data, stamp
+
+    def recv(self, bound: float) -> tuple[bytes, float]:
+        """Decrypted bytes and when they arrived (b"": the peer closed);
+        ``socket.timeout`` after ``bound`` seconds without any."""
+        deadline = time.monotonic() + bound
+        while True:
+            try:
+                return self.tls.read(65536), self._last_stamp
+            except ssl.SSLWantReadError:
+                pass
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b"", time.time()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no data")
+            raw, self._last_stamp = self._receive(left)
+            if not raw:
+                return b"", time.time()
+            self._flush()
+
+    _last_stamp = 0.0
 
 
 class _GoawayTolerant(h2.connection.H2Connection):
