@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
 from .conftest import skip_or_fail
-from .servers import ServerSpec, ServerStartError, ServerUnavailable, launch
+from .servers import (
+    ServerSpec,
+    ServerStartError,
+    ServerUnavailable,
+    TLSFiles,
+    launch,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -55,3 +62,10 @@ def test_busy_port_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
             assert server.port != busy.getsockname()[1]
             assert server.process.poll() is None
         assert server.process.poll() is not None
+
+
+def test_http2_needs_tls_and_a_server_that_speaks_it() -> None:
+    with pytest.raises(ValueError, match="http2=True needs tls"):
+        ServerSpec("node", http2=True)
+    with pytest.raises(ValueError, match="nginx, node, hypercorn"):
+        ServerSpec("apache", http2=True, tls=TLSFiles(Path("c"), Path("k")))
