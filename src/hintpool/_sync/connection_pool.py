@@ -406,7 +406,7 @@ class ConnectionPool:
                     shared = take_stream(self._state, origin)
                     if shared is not None:
                         return shared
-                gate = self._http2_gate(origin)
+                gate = origin.opening
                 if gate is None:
                     result = self._state.checkout(
                         origin, self._clock(), to_close, fresh
@@ -414,7 +414,11 @@ class ConnectionPool:
                     if result is WAIT:
                         waiter: Waiter[CheckoutResult] = Waiter(key)
                         self._state.waiters.append(waiter)
-                    elif result is RESERVED and self._connector.may_speak_http2(key[0]):
+                    elif (
+                        result is RESERVED
+                        and origin.http_version != "HTTP/1.1"
+                        and self._connector.may_speak_http2(key[0])
+                    ):
                         # Until it is known whether it speaks HTTP/2, the next
                         # requests to this origin wait for this connection.
                         origin.opening = Waiter(key)
@@ -437,13 +441,6 @@ class ConnectionPool:
             with self._lock:
                 first_stream(self._state, result)
         return result
-
-    def _http2_gate(self, origin: Any) -> Waiter[None] | None:
-        """The opening connection to wait for, if it may speak HTTP/2."""
-        gate: Waiter[None] | None = origin.opening
-        if gate is not None and gate.assigned:
-            return None
-        return gate
 
     def _wait(
         self,
