@@ -143,3 +143,20 @@ def test_hypercorn_sync_threads_and_tls_resumption(
         stats = transport.statistics()
     assert stats.connections_opened == 2
     assert (stats.tls_handshakes_full, stats.tls_handshakes_resumed) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_hypercorn_sequential_requests_reuse_the_idle_connection(
+    hypercorn: Hypercorn, client_ctx: ssl.SSLContext
+) -> None:
+    # Nothing the server sends after a response may look like a close to
+    # the idle check (it would be learned as a tiny idle timeout).
+    transport = hintpool.AsyncHTTPTransport(verify=client_ctx, http2=True)
+    async with httpx.AsyncClient(transport=transport) as client:
+        for i in range(20):
+            response = await client.post(f"{hypercorn.url}/{i}", content=b"x" * i)
+            assert response.http_version == "HTTP/2"
+            await anyio.sleep(0.01)  # frames sent after the response arrive
+        stats = transport.statistics()
+    assert stats.connections_opened == 1
+    assert stats.closed_by_server == 0

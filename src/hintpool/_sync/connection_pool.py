@@ -326,11 +326,12 @@ class ConnectionPool:
         below its id, REFUSED_STREAM: ConnectionNotAvailable) goes again on
         another connection whatever its method (RFC 9113 §6.8), while its
         body can be sent again."""
-        for _ in range(MAX_UNPROCESSED_RETRIES):
+        for attempt in range(MAX_UNPROCESSED_RETRIES + 1):
             unprocessed = isinstance(exc, httpcore.ConnectionNotAvailable)
-            retry = unprocessed and replayable_body(request.stream)
             self._stream_failed(conn, None if unprocessed else exc)
-            if not retry:
+            if not unprocessed or not replayable_body(request.stream):
+                break
+            if attempt == MAX_UNPROCESSED_RETRIES:
                 break
             logger.debug("sending %r again: the server did not process it", request)
             with self._lock:
@@ -351,6 +352,8 @@ class ConnectionPool:
                 "the server did not process the request (HTTP/2 GOAWAY or "
                 "REFUSED_STREAM) and it could not be sent again"
             )
+            with self._lock:
+                self._state.count_failure(conn.origin, exc)
         raise_translated(exc)
 
     def _stream_failed(
