@@ -35,8 +35,7 @@ transport), else 1. httpx's test server listens on 127.0.0.1:8000: that port
 must be free.
 
 Known, expected failures with hintpool (httpx 0.28.1, ``--all --compare``):
-tests that ask for ``http2=True`` (``client/test_*client.py::test_get``,
-``test_server_extensions``) or a ``proxy=`` / proxy environment variables
+tests that ask for a ``proxy=`` / proxy environment variables
 (``client/test_proxies.py``), which hintpool refuses with
 ``UnsupportedConfiguration``; and ``test_api.py::test_httpcore_lazy_loading``,
 which unloads httpx and asserts that httpcore is imported only on the first

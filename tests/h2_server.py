@@ -54,6 +54,8 @@ class H2Server:
         self.goaway_connections: int | None = None  # None: all of them
         self.refuse = 0
         self.reset_code: int | None = None
+        #: Answer in HTTP/1.1 although ALPN chose h2.
+        self.speak_http1 = False
         self.connections = 0
         self.requests: list[tuple[int, int, str, str, bytes]] = []
         self._lock = threading.Lock()
@@ -158,6 +160,10 @@ class _Connection:
         self.done_at = 0.0
 
     def run(self) -> None:
+        if self.server.speak_http1:
+            self.sock.recv(65536)
+            self.sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            return
         h2c = self.h2
         h2c.initiate_connection()
         h2c.update_settings(

@@ -215,6 +215,46 @@ async def test_streamed_body_is_not_sent_again(plain_server: H2Server) -> None:
         assert (stats.open, stats.goaway_retries) == (0, 0)
 
 
+async def test_zero_streams_allowed_ends_in_a_mapped_error(
+    plain_server: H2Server,
+) -> None:
+    plain_server.max_streams = 0
+    plain_server.refuse = 100  # and what it gets anyway, it refuses
+    async with h2c_client() as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"{plain_server.url}/z")
+        stats = origin_stats(client)
+        assert stats.active == 0
+        assert stats.retries == 5  # then it gave up
+        assert stats.protocol_errors == 1
+
+
+async def test_goaway_last_stream_above_what_was_opened(
+    plain_server: H2Server,
+) -> None:
+    plain_server.goaway_after = 1
+    plain_server.goaway_last = 2**31 - 1
+    plain_server.goaway_connections = 1
+    async with h2c_client() as client:
+        assert (await client.get(f"{plain_server.url}/a")).text == "GET /a 0"
+        assert (await client.get(f"{plain_server.url}/b")).text == "GET /b 0"
+        stats = origin_stats(client)
+    assert (stats.goaways_received, stats.goaway_retries) == (1, 0)
+    assert plain_server.connections == 2
+
+
+async def test_h2_by_alpn_then_http11_spoken(
+    tls_server: H2Server, client_ctx: ssl.SSLContext
+) -> None:
+    tls_server.speak_http1 = True
+    transport = hintpool.AsyncHTTPTransport(verify=client_ctx, http2=True)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(tls_server.url)
+        stats = origin_stats(client)
+        assert (stats.protocol_errors, stats.open) == (1, 0)
+
+
 async def test_idle_http2_connection_expires_at_keepalive_expiry(
     plain_server: H2Server,
 ) -> None:

@@ -14,7 +14,9 @@ streams; this subclass changes what happens when the server says GOAWAY:
   ``ConnectionNotAvailable``: RFC 9113 §6.8 and §8.7 say it is safe to send
   again, whatever its method, and the pool does.
 
-``goaway`` is the last GOAWAY received (None before one).
+``goaway`` is the last GOAWAY received (None before one). Frames h2
+rejects fail the streams with ``RemoteProtocolError`` (httpcore would let
+h2's own exception escape from a response body).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import h2.connection
 import h2.errors
 import h2.events
+import h2.exceptions
 import httpcore
 
 __all__ = ["AsyncH2Connection"]
@@ -84,6 +87,8 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
         event = exc.args[0] if exc.args else None
         if isinstance(event, h2.events.StreamReset):
             return event.error_code == _REFUSED
+        if isinstance(event, h2.exceptions.TooManyStreamsError):
+            return True  # the server lowered its stream limit (even to 0)
         goaway = self.goaway
         if goaway is None:
             return False
@@ -108,7 +113,17 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
     async def _read_incoming_data(
         self, request: httpcore.Request
     ) -> list[h2.events.Event]:
-        events = await super()._read_incoming_data(request)
+        try:
+            events = await super()._read_incoming_data(request)
+        except h2.exceptions.ProtocolError as exc:
+            # The server broke HTTP/2 (or never spoke it: an HTTP/1.1 answer
+            # after ALPN chose h2). Every stream on it fails the same way.
+            error = httpcore.RemoteProtocolError(
+                f"invalid HTTP/2 from the server: {exc}"
+            )
+            self._read_exception = error
+            self._connection_error = True
+            raise error from exc
         kept = []
         for event in events:
             if isinstance(event, h2.events.ConnectionTerminated):

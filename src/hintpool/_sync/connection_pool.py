@@ -326,11 +326,12 @@ class ConnectionPool:
         below its id, REFUSED_STREAM: ConnectionNotAvailable) goes again on
         another connection whatever its method (RFC 9113 §6.8), while its
         body can be sent again."""
-        for _ in range(MAX_UNPROCESSED_RETRIES):
+        for attempt in range(MAX_UNPROCESSED_RETRIES + 1):
             unprocessed = isinstance(exc, httpcore.ConnectionNotAvailable)
-            retry = unprocessed and replayable_body(request.stream)
             self._stream_failed(conn, None if unprocessed else exc)
-            if not retry:
+            if not unprocessed or not replayable_body(request.stream):
+                break
+            if attempt == MAX_UNPROCESSED_RETRIES:
                 break
             logger.debug("sending %r again: the server did not process it", request)
             with self._lock:
@@ -351,6 +352,8 @@ class ConnectionPool:
                 "the server did not process the request (HTTP/2 GOAWAY or "
                 "REFUSED_STREAM) and it could not be sent again"
             )
+            with self._lock:
+                self._state.count_failure(conn.origin, exc)
         raise_translated(exc)
 
     def _stream_failed(
@@ -406,7 +409,7 @@ class ConnectionPool:
                     shared = take_stream(self._state, origin)
                     if shared is not None:
                         return shared
-                gate = self._http2_gate(origin)
+                gate = origin.opening
                 if gate is None:
                     result = self._state.checkout(
                         origin, self._clock(), to_close, fresh
@@ -414,7 +417,11 @@ class ConnectionPool:
                     if result is WAIT:
                         waiter: Waiter[CheckoutResult] = Waiter(key)
                         self._state.waiters.append(waiter)
-                    elif result is RESERVED and self._connector.may_speak_http2(key[0]):
+                    elif (
+                        result is RESERVED
+                        and origin.http_version != "HTTP/1.1"
+                        and self._connector.may_speak_http2(key[0])
+                    ):
                         # Until it is known whether it speaks HTTP/2, the next
                         # requests to this origin wait for this connection.
                         origin.opening = Waiter(key)
@@ -437,13 +444,6 @@ class ConnectionPool:
             with self._lock:
                 first_stream(self._state, result)
         return result
-
-    def _http2_gate(self, origin: Any) -> Waiter[None] | None:
-        """The opening connection to wait for, if it may speak HTTP/2."""
-        gate: Waiter[None] | None = origin.opening
-        if gate is not None and gate.assigned:
-            return None
-        return gate
 
     def _wait(
         self,
