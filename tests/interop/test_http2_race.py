@@ -37,15 +37,19 @@ from .servers import TLSFiles
 pytestmark = pytest.mark.interop
 
 TIMEOUT = 1.0
-MARGIN = 0.25
+#: Wider than test_race.py's 0.25: the learned timeout may come out up to
+#: LATE long, and the pool must still retire connections before the server
+#: closes them (on HTTP/2 a request that crosses a silent close is not sent
+#: again: there is no GOAWAY to say it was not processed).
+MARGIN = 0.4
 #: Idle gaps in units of the server's timeout: around the reuse window
 #: (TIMEOUT - MARGIN) and around the timeout itself; 1.3 is past it for sure.
-GAPS = (0.5, 0.70, 0.74, 0.97, 0.99, 1.0, 1.01, 1.03, 0.72, 0.98, 1.02, 1.3)
+GAPS = (0.5, 0.56, 0.62, 0.97, 0.99, 1.0, 1.01, 1.03, 0.58, 0.98, 1.02, 1.3)
 #: Gaps after which the server has closed for sure (a timer late by < 0.3 s).
 SURELY_CLOSED = sum(1 for gap in GAPS if gap >= 1.3)
 BURST = 2
 #: How late the learned timeout may be (the sync reaper was seen 0.26 s late
-#: on a 2-core machine with load average 7).
+#: on a 2-core machine with load average 7); below MARGIN by a 25 ms RTT.
 LATE = 0.35
 
 
@@ -100,22 +104,18 @@ def test_no_failures_across_idle_timeout_behind_latency(
     requests = len(GAPS) * BURST
     record_property("httpx_http2_failures", f"{len(baseline)}/{requests}")
     print(f"{kind}: httpx's HTTP/2 transport failed {len(baseline)}/{requests}")
-    record_property("hintpool_retries", stats.retries + stats.goaway_retries)
     assert failures == []
-    if learned <= TIMEOUT + MARGIN / 2:
-        # Retired before the server's close: nothing needed sending again.
-        # (A later estimate lets a request cross the close now and then;
-        # the one safe retry keeps it from failing.)
-        assert stats.closed_by_server == 1  # only the close it learned from
-        assert stats.retries == 0, "0 failures without retrying"
-        assert stats.goaway_retries == 0
+    # Retired before the server's close: nothing needed sending again.
+    assert stats.closed_by_server == 1  # only the close it learned from
+    assert stats.retries == 0, "0 failures without retrying"
+    assert stats.goaway_retries == 0
     paths = logged_paths(server, mark, "/h2race/", requests + 1)
     assert len(paths) == requests + 1
     if kind == "hypercorn":
         assert len(baseline) >= SURELY_CLOSED
 
 
-ASYNC_GAPS = (0.72, 0.99, 1.01, 0.74, 1.0, 1.3)
+ASYNC_GAPS = (0.58, 0.99, 1.01, 0.62, 1.0, 1.3)
 
 
 @pytest.mark.anyio
@@ -148,6 +148,5 @@ async def test_no_failures_across_idle_timeout_behind_latency_async(
         stats = transport.statistics().origins[base]
     assert failures == []
     assert stats.http_version == "HTTP/2"
-    if learned <= TIMEOUT + MARGIN / 2:
-        assert stats.closed_by_server == 1
-        assert stats.retries == 0
+    assert stats.closed_by_server == 1
+    assert stats.retries == stats.goaway_retries == 0
