@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -37,7 +37,7 @@ from .h2_helpers import (
     run_concurrently,
     sync_h2_client,
 )
-from .servers import TLSFiles
+from .servers import RunningServer, TLSFiles
 
 pytestmark = pytest.mark.interop
 
@@ -98,55 +98,84 @@ async def test_request_limit_goaway_loses_nothing(
     print(f"{kind}: httpx's HTTP/2 transport failed {lost}/{CONCURRENT}")
 
 
+async def retire_mid_load(
+    get: Callable[[str], Awaitable[httpx.Response]],
+    server: RunningServer,
+    prefix: str,
+    replaced: Callable[[], bool],
+) -> tuple[int, list[BaseException]]:
+    """Waves of 100 until ``replaced()`` (and one more), the server told to
+    retire its connections when half of the first wave is answered: the
+    number of waves and the failures."""
+    sent = False
+
+    def retire_at_half(done: int) -> None:
+        nonlocal sent
+        if done == CONCURRENT // 2 and not sent:
+            sent = True
+            os.kill(server.process.pid, RETIRE[server.spec.kind])
+
+    failures: list[BaseException] = []
+    waves = 0
+    replaced_at = None
+    while waves < MAX_WAVES and (replaced_at is None or waves <= replaced_at):
+        wave_urls = urls(server.url, f"{prefix}{waves}-", CONCURRENT)
+        hook = retire_at_half if waves == 0 else None
+        failures += (await run_concurrently(get, wave_urls, hook))[1]
+        waves += 1
+        if replaced_at is None and replaced():
+            replaced_at = waves
+    assert sent
+    assert replaced_at is not None, f"the connection outlived {waves} waves"
+    return waves, failures
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["nginx", "node"])
 async def test_retiring_busy_connections_loses_nothing(
     real_servers: StartServer,
     tls_files: TLSFiles,
     tls_client_context: ssl.SSLContext,
+    record_property: Callable[[str, object], None],
     kind: str,
 ) -> None:
-    """The signal goes out when half of a wave of 100 has been answered.
-    nginx's old worker finishes the streams in flight and sends its GOAWAY
-    once the connection is idle, maybe between two waves: waves go on until
-    the pool has replaced the connection, and one wave more (bounded)."""
+    """nginx's old worker finishes the streams in flight and sends its
+    GOAWAY once the connection is idle, maybe between two waves: waves go on
+    until the retired connection has been replaced."""
     server = real_servers(h2_spec(kind, tls_files))
     mark = server.log_mark()
     prefix = f"/retire-{kind}/"
-    sent = {"signal": False}
-
-    def retire_at_half(done: int) -> None:
-        if done == CONCURRENT // 2 and not sent["signal"]:
-            sent["signal"] = True
-            os.kill(server.process.pid, RETIRE[kind])
-
     client, transport = async_h2_client(tls_client_context)
-    failures: list[BaseException] = []
-    waves = 0
-    replaced_at = None
     async with client:
-        while waves < MAX_WAVES and (replaced_at is None or waves <= replaced_at):
-            wave_urls = urls(server.url, f"{prefix}{waves}-", CONCURRENT)
-            hook = retire_at_half if waves == 0 else None
-            _, lost = await run_concurrently(client.get, wave_urls, hook)
-            failures += lost
-            waves += 1
-            stats = transport.statistics().origins[server.url]
-            if replaced_at is None and stats.connections_opened > 1:
-                replaced_at = waves
+
+        def replaced() -> bool:
+            return transport.statistics().origins[server.url].connections_opened > 1
+
+        waves, failures = await retire_mid_load(client.get, server, prefix, replaced)
+        stats = transport.statistics().origins[server.url]
     print(
         f"{kind} retire: {waves} waves, {stats.connections_opened} connections, "
         f"{stats.goaways_received} GOAWAYs read, {stats.closed_by_server} closes "
         f"seen idle, learned {stats.learned_timeout}"
     )
-    assert sent["signal"]
     assert failures == []
-    assert replaced_at is not None, f"the connection outlived {waves} waves"
     # Read by a stream, or seen by the reaper on the idle connection.
     assert stats.goaways_received + stats.closed_by_server >= 1
     paths = logged_paths(server, mark, prefix, waves * CONCURRENT)
     assert len(paths) == len(set(paths)) == waves * CONCURRENT
     assert len(ports(server, mark, prefix)) >= 2
+
+    # The same with httpx's own HTTP/2 transport, for the record.
+    mark = server.log_mark()
+    prefix = f"/retire-httpx-{kind}/"
+    async with httpx.AsyncClient(
+        http2=True, verify=tls_client_context, timeout=10.0
+    ) as plain:
+        waves, lost = await retire_mid_load(
+            plain.get, server, prefix, lambda: len(ports(server, mark, prefix)) > 1
+        )
+    record_property("httpx_http2_failures", f"{len(lost)}/{waves * CONCURRENT}")
+    print(f"{kind}: httpx's HTTP/2 transport failed {len(lost)}/{waves * CONCURRENT}")
 
 
 def test_hypercorn_shutdown_between_bursts_loses_nothing(
