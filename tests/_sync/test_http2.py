@@ -158,7 +158,9 @@ def test_goaway_resends_unprocessed_streams_whatever_the_method(
     # Sent again: the ones above last_stream_id (6 when the ten streams
     # opened in order, as tasks do; threads may open them in any order).
     assert stats.goaway_retries == stats.requests - 10
-    assert plain_server.connections == 1 + (stats.goaway_retries > 0)
+    # (A thread that starts after the GOAWAY was read opens the second
+    # connection without a retry.)
+    assert 1 + (stats.goaway_retries > 0) <= plain_server.connections <= 2
     assert stats.goaways_received == 1
     assert stats.protocol_errors == 0
     # Every POST reached the server once.
