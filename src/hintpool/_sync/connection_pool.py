@@ -30,7 +30,6 @@ from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
 from .._requests import HeaderTypes, build_request
-from .._retry import may_retry, replayable_body
 from .._stale import server_closed
 from .._state import (
     RESERVED,
@@ -47,6 +46,7 @@ from .._synchronization import (
 )
 from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
 from .connect import Connector
+from .resend import Resend
 
 __all__ = ["ConnectionPool"]
 
@@ -54,12 +54,9 @@ logger = logging.getLogger("hintpool")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
-#: Attempts at sending a request the server did not process (HTTP/2 GOAWAY,
-#: REFUSED_STREAM), each on another connection.
-MAX_UNPROCESSED_RETRIES = 5
 
 
-class ConnectionPool:
+class ConnectionPool(Resend):
     """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
     (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 
@@ -280,91 +277,6 @@ class ConnectionPool:
         assert isinstance(response.stream, Iterable)
         response.stream = PoolByteStream(response.stream, self, conn)
         return response
-
-    def _send_again(
-        self,
-        key: tuple[bytes, bytes, int],
-        request: httpcore.Request,
-        conn: PooledConnection,
-        exc: BaseException,
-    ) -> tuple[httpcore.Response, PooledConnection]:
-        """After ``conn`` failed with ``exc``: send the request once more
-        where a rule allows it (else raise the mapped error)."""
-        if conn.http2:
-            return self._send_unprocessed(key, request, conn, exc)
-        if not (
-            self._retry_stale
-            and conn.lifetime.requests_served > 1
-            and may_retry(request, exc, conn.connection)
-        ):
-            self._discard(conn, exc)
-            raise_translated(exc)
-        # The keep-alive race: the server closed this reused connection
-        # as the request went out. Once more, on a new connection.
-        logger.debug("retrying %r on a new connection: %r", request, exc)
-        self._discard(conn, failed_on_reuse=True)
-        conn = self._acquire(key, request, fresh=True)
-        with self._lock:
-            self._state.count(conn.origin, "retries")
-        try:
-            response = conn.connection.handle_request(request)
-        except BaseException as retry_exc:
-            if conn.http2:
-                return self._send_unprocessed(key, request, conn, retry_exc)
-            self._discard(conn, retry_exc)
-            raise_translated(retry_exc)
-        return response, conn
-
-    def _send_unprocessed(
-        self,
-        key: tuple[bytes, bytes, int],
-        request: httpcore.Request,
-        conn: PooledConnection,
-        exc: BaseException,
-    ) -> tuple[httpcore.Response, PooledConnection]:
-        """An HTTP/2 stream failed. One the server did not process (GOAWAY
-        below its id, REFUSED_STREAM: ConnectionNotAvailable) goes again on
-        another connection whatever its method (RFC 9113 §6.8), while its
-        body can be sent again."""
-        for attempt in range(MAX_UNPROCESSED_RETRIES + 1):
-            unprocessed = isinstance(exc, httpcore.ConnectionNotAvailable)
-            self._stream_failed(conn, None if unprocessed else exc)
-            if not unprocessed or not replayable_body(request.stream):
-                break
-            if attempt == MAX_UNPROCESSED_RETRIES:
-                break
-            logger.debug("sending %r again: the server did not process it", request)
-            with self._lock:
-                counter = "goaway_retries" if conn.goaway else "retries"
-                self._state.count(conn.origin, counter)
-            conn = self._acquire(key, request)
-            try:
-                response = conn.connection.handle_request(request)
-            except BaseException as again_exc:
-                if not conn.http2:
-                    self._discard(conn, again_exc)
-                    raise_translated(again_exc)
-                exc = again_exc
-                continue
-            return response, conn
-        if isinstance(exc, httpcore.ConnectionNotAvailable):
-            exc = httpcore.RemoteProtocolError(
-                "the server did not process the request (HTTP/2 GOAWAY or "
-                "REFUSED_STREAM) and it could not be sent again"
-            )
-            with self._lock:
-                self._state.count_failure(conn.origin, exc)
-        raise_translated(exc)
-
-    def _stream_failed(
-        self, conn: PooledConnection, error: BaseException | None
-    ) -> None:
-        to_close: list[PooledConnection] = []
-        with self._lock:
-            if error is not None:
-                self._state.count_failure(conn.origin, translate(error))
-            stream_done(self._state, conn, self._clock(), to_close)
-        self._close_connections(to_close)
 
     def close(self) -> None:
         """Stop the reaper and close every idle connection; active ones close
