@@ -13,7 +13,7 @@ import time
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httpcore
 
@@ -27,7 +27,7 @@ from .._hints import response_keep_alive
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
-from .._requests import HeaderTypes, build_request
+from .._requests import HeaderTypes, build_request, hint_headers
 from .._retry import may_retry
 from .._stale import server_closed
 from .._state import (
@@ -200,7 +200,9 @@ class AsyncConnectionPool:
         stream = response.stream
         assert isinstance(stream, AsyncPoolByteStream)
         try:
-            content_read = b"".join([chunk async for chunk in stream])
+            content_read = stream.read_now()
+            if content_read is None:
+                content_read = b"".join([chunk async for chunk in stream])
         finally:
             await stream.aclose()
         response._content = content_read  # what aread() would have stored
@@ -269,12 +271,12 @@ class AsyncConnectionPool:
             except BaseException as retry_exc:
                 await self._discard(conn, retry_exc)
                 raise_translated(retry_exc)
-        hint, will_close = response_keep_alive(response.headers)
+        hint, will_close = response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
-        assert isinstance(response.stream, AsyncIterable)
-        response.stream = AsyncPoolByteStream(response.stream, self, conn)
+        stream = cast("AsyncIterable[bytes]", response.stream)
+        response.stream = AsyncPoolByteStream(stream, self, conn)
         return response
 
     async def aclose(self) -> None:
@@ -477,6 +479,17 @@ class AsyncPoolByteStream:
         self._conn = conn
         self._closed = False
 
+    def read_now(self) -> bytes | None:
+        """The whole body, if the connection has every byte of it already
+        (taken without iterating: see ``request()``); else None."""
+        take = getattr(self._stream, "take_complete", None)
+        if take is None:
+            return None
+        content: bytes | None = take()
+        if content is not None:
+            self._body_read()
+        return content
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
@@ -487,18 +500,20 @@ class AsyncPoolByteStream:
                 await self.aclose()
             raise_translated(exc)
         else:
-            # Servers start their idle timer when the response is written:
-            # the idle deadline counts from the last byte, not from when the
-            # caller closes the response.
-            self._conn.lifetime.body_end = self._pool._clock()
-            # The whole response was read: the TLS session (and, for TLS
-            # 1.3, its ticket, which comes after the handshake) is worth
-            # keeping now.
-            tls = self._conn.tls
-            if tls is not None and not tls.stored:
-                cache = self._pool.tls_session_cache
-                if cache is not None:
-                    cache.response_read(tls)
+            self._body_read()
+
+    def _body_read(self) -> None:
+        # Servers start their idle timer when the response is written: the
+        # idle deadline counts from the last byte, not from when the caller
+        # closes the response.
+        self._conn.lifetime.body_end = self._pool._clock()
+        # The whole response was read: the TLS session (and, for TLS 1.3,
+        # its ticket, which comes after the handshake) is worth keeping now.
+        tls = self._conn.tls
+        if tls is not None and not tls.stored:
+            cache = self._pool.tls_session_cache
+            if cache is not None:
+                cache.response_read(tls)
 
     async def aclose(self) -> None:
         if self._closed:

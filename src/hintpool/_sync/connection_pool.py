@@ -14,7 +14,7 @@ import time
 import types
 from collections.abc import Iterable, Iterator, Iterable
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httpcore
 
@@ -28,7 +28,7 @@ from .._hints import response_keep_alive
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
-from .._requests import HeaderTypes, build_request
+from .._requests import HeaderTypes, build_request, hint_headers
 from .._retry import may_retry
 from .._stale import server_closed
 from .._state import (
@@ -201,7 +201,9 @@ class ConnectionPool:
         stream = response.stream
         assert isinstance(stream, PoolByteStream)
         try:
-            content_read = b"".join([chunk for chunk in stream])
+            content_read = stream.read_now()
+            if content_read is None:
+                content_read = b"".join([chunk for chunk in stream])
         finally:
             stream.close()
         response._content = content_read  # what read() would have stored
@@ -270,12 +272,12 @@ class ConnectionPool:
             except BaseException as retry_exc:
                 self._discard(conn, retry_exc)
                 raise_translated(retry_exc)
-        hint, will_close = response_keep_alive(response.headers)
+        hint, will_close = response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
-        assert isinstance(response.stream, Iterable)
-        response.stream = PoolByteStream(response.stream, self, conn)
+        stream = cast("Iterable[bytes]", response.stream)
+        response.stream = PoolByteStream(stream, self, conn)
         return response
 
     def close(self) -> None:
@@ -478,6 +480,17 @@ class PoolByteStream:
         self._conn = conn
         self._closed = False
 
+    def read_now(self) -> bytes | None:
+        """The whole body, if the connection has every byte of it already
+        (taken without iterating: see ``request()``); else None."""
+        take = getattr(self._stream, "take_complete", None)
+        if take is None:
+            return None
+        content: bytes | None = take()
+        if content is not None:
+            self._body_read()
+        return content
+
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._stream:
@@ -488,18 +501,20 @@ class PoolByteStream:
                 self.close()
             raise_translated(exc)
         else:
-            # Servers start their idle timer when the response is written:
-            # the idle deadline counts from the last byte, not from when the
-            # caller closes the response.
-            self._conn.lifetime.body_end = self._pool._clock()
-            # The whole response was read: the TLS session (and, for TLS
-            # 1.3, its ticket, which comes after the handshake) is worth
-            # keeping now.
-            tls = self._conn.tls
-            if tls is not None and not tls.stored:
-                cache = self._pool.tls_session_cache
-                if cache is not None:
-                    cache.response_read(tls)
+            self._body_read()
+
+    def _body_read(self) -> None:
+        # Servers start their idle timer when the response is written: the
+        # idle deadline counts from the last byte, not from when the caller
+        # closes the response.
+        self._conn.lifetime.body_end = self._pool._clock()
+        # The whole response was read: the TLS session (and, for TLS 1.3,
+        # its ticket, which comes after the handshake) is worth keeping now.
+        tls = self._conn.tls
+        if tls is not None and not tls.stored:
+            cache = self._pool.tls_session_cache
+            if cache is not None:
+                cache.response_read(tls)
 
     def close(self) -> None:
         if self._closed:
