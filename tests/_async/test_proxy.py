@@ -443,3 +443,37 @@ async def test_environment_proxies_work_with_hintpool_standing_in(
     finally:
         await client.aclose()
     assert proxy.requests == [("GET", srv.url + "/")]
+
+
+# -- https:// proxies -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_https_proxy_forwards_and_tunnels_tls_in_tls(
+    server_factory: ServerFactory,
+    proxy_factory: ProxyFactory,
+    tls_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+) -> None:
+    plain = server_factory()
+    secure = server_factory(tls=tls_ctx, max_requests=1)
+    proxy = proxy_factory(tls=tls_ctx)
+    config = httpx.Proxy(proxy.url, ssl_context=client_ctx)
+    async with hintpool.AsyncConnectionPool(
+        proxy=config, ssl_context=client_ctx
+    ) as pool:
+        for _ in range(3):
+            await get(pool, plain.url + "/")
+            await get(pool, secure.url + "/")
+        stats = pool.statistics()
+    assert proxy.url.startswith("https://")
+    # One TLS connection to the proxy forwards; each https request had its
+    # own tunnel (the origin closes after one request).
+    assert proxy.connections == 1 + 3
+    assert [m for m, _ in proxy.requests].count("CONNECT") == 3
+    forward = stats.origins[proxy.url]
+    assert forward.requests == 3 and forward.tls_handshakes_full == 1
+    origin = stats.origins[secure.url]
+    assert origin.tls_handshakes_full == 1
+    assert origin.tls_handshakes_resumed == 2
+    assert sum(bool(r.tls_resumed) for r in secure.connections) == 2
