@@ -65,6 +65,7 @@ class ProxyConfig:
         "remote_dns",
         "scheme",
         "ssl_context",
+        "url",
     )
 
     def __init__(
@@ -76,8 +77,11 @@ class ProxyConfig:
         auth: tuple[bytes, bytes] | None = None,
         headers: Sequence[tuple[bytes, bytes]] = (),
         ssl_context: Any = None,
+        url: httpcore.URL | None = None,
     ) -> None:
         self.scheme = scheme
+        #: As httpx hands it to httpcore (no default port, target "/").
+        self.url = url or httpcore.URL(scheme=scheme, host=host, port=port, target="/")
         self.host = host
         self.port = port
         self._auth = auth
@@ -168,6 +172,9 @@ def parse_proxy(value: Any, name: str = "proxy") -> ProxyConfig | None:
         auth=proxy.raw_auth,
         headers=proxy.headers.raw,
         ssl_context=proxy.ssl_context,
+        url=httpcore.URL(
+            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target="/"
+        ),
     )
 
 

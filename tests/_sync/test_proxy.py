@@ -443,7 +443,9 @@ def test_https_proxy_forwards_and_tunnels_tls_in_tls(
     secure = server_factory(tls=tls_ctx, max_requests=1)
     proxy = proxy_factory(tls=tls_ctx)
     config = httpx.Proxy(proxy.url, ssl_context=client_ctx)
-    with hintpool.ConnectionPool(proxy=config, ssl_context=client_ctx) as pool:
+    with hintpool.ConnectionPool(
+        proxy=config, ssl_context=client_ctx
+    ) as pool:
         for _ in range(3):
             get(pool, plain.url + "/")
             get(pool, secure.url + "/")

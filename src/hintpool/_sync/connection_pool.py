@@ -186,6 +186,12 @@ class ConnectionPool:
         return None if self._proxy is None else self._proxy.label
 
     @property
+    def _proxy_url(self) -> httpcore.URL | None:
+        # httpcore's proxy pools' name for it, which httpx's own tests read.
+        proxy = self._proxy
+        return None if proxy is None else proxy.url
+
+    @property
     def tls_session_cache(self) -> TLSSessionCache | None:
         """The TLS sessions kept for resumption (None when turned off)."""
         return self._connector.tls_session_cache
