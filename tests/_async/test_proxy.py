@@ -430,18 +430,12 @@ async def test_environment_proxies_work_with_hintpool_standing_in(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "localhost")
-    # Not ``async with``: httpx enters the mounted transports after its own
-    # and exits them in the same order, which the reapers' task groups
-    # (async pools) do not allow.
-    client = httpx.AsyncClient()
-    try:
+    async with httpx.AsyncClient() as client:
         assert (await client.get(srv.url + "/")).status_code == 200
         assert (await client.get(f"http://localhost:{other.port}/")).status_code == 200
         transports = [t for t in client._mounts.values() if t is not None]
         assert transports
         assert all(isinstance(t, hintpool.AsyncHTTPTransport) for t in transports)
-    finally:
-        await client.aclose()
     assert proxy.requests == [("GET", srv.url + "/")]
 
 

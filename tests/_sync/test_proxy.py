@@ -415,18 +415,12 @@ def test_environment_proxies_work_with_hintpool_standing_in(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "localhost")
-    # Not ``with``: httpx enters the mounted transports after its own
-    # and exits them in the same order, which the reapers' task groups
-    # (async pools) do not allow.
-    client = httpx.Client()
-    try:
+    with httpx.Client() as client:
         assert (client.get(srv.url + "/")).status_code == 200
         assert (client.get(f"http://localhost:{other.port}/")).status_code == 200
         transports = [t for t in client._mounts.values() if t is not None]
         assert transports
         assert all(isinstance(t, hintpool.HTTPTransport) for t in transports)
-    finally:
-        client.close()
     assert proxy.requests == [("GET", srv.url + "/")]
 
 
