@@ -146,6 +146,38 @@ def test_forwarded_request_carries_proxy_headers_and_decoded_credentials(
     assert headers["proxy-authorization"].startswith("Basic ")
 
 
+def test_a_forwarded_post_carries_its_body(
+    server: Any, proxy_factory: ProxyFactory
+) -> None:
+    proxy = proxy_factory()
+    body = b"x" * 100_000
+    with hintpool.ConnectionPool(proxy=proxy.url) as pool:
+        response = pool.request("POST", server.url + "/echo", content=body)
+        assert response.status == 200
+        assert response.content == body
+    assert proxy.requests == [("POST", server.url + "/echo")]
+
+
+def test_a_forward_connection_closed_while_idle_is_retried_as_stale(
+    server: Any, proxy_factory: ProxyFactory
+) -> None:
+    # The proxy closes after each forwarded response without saying so.
+    proxy = proxy_factory(max_forwarded=1)
+    pool = hintpool.ConnectionPool(proxy=proxy.url)
+    pool._state.server_closed = lambda conn: False
+    with pool:
+        get(pool, server.url + "/")
+        for _ in range(200):  # until the proxy's side is closed
+            if proxy.open_connections == 0:
+                break
+            sleep(0.01)
+        get(pool, server.url + "/")
+        stats = pool.statistics()
+    assert stats.connections_opened == 2
+    assert stats.retries == stats.reused <= 1
+    assert stats.network_errors == stats.protocol_errors == 0
+
+
 def test_forwarded_407_is_the_response(
     server: Any, proxy_factory: ProxyFactory
 ) -> None:
@@ -322,6 +354,28 @@ def test_http10_200_answer_to_connect_is_accepted(
         proxy=proxy.url, ssl_context=client_ctx
     ) as pool:
         get(pool, origin.url + "/")
+
+
+def test_a_proxy_that_never_answers_connect_times_out(
+    server_factory: ServerFactory,
+    proxy_factory: ProxyFactory,
+    client_ctx: ssl.SSLContext,
+    tls_ctx: ssl.SSLContext,
+) -> None:
+    origin = server_factory(tls=tls_ctx)
+    proxy = proxy_factory(stall_connect=True)
+    baseline = open_fds()
+    with hintpool.ConnectionPool(
+        proxy=proxy.url, ssl_context=client_ctx
+    ) as pool:
+        timeout = {"connect": 0.2, "read": 5.0, "write": 5.0, "pool": 5.0}
+        with pytest.raises(hintpool.ConnectTimeout, match="did not open a tunnel"):
+            pool.request(
+                "GET", origin.url + "/", extensions={"timeout": timeout}
+            )
+        assert pool.statistics().open == 0
+        assert pool.statistics().connect_timeouts == 1
+    fds_settle(baseline)
 
 
 def test_connect_accepted_then_closed_is_a_connect_error(
