@@ -526,3 +526,34 @@ async def test_https_proxy_forwards_and_tunnels_tls_in_tls(
     assert origin.tls_handshakes_full == 1
     assert origin.tls_handshakes_resumed == 2
     assert sum(bool(r.tls_resumed) for r in secure.connections) == 2
+
+
+@pytest.mark.anyio
+async def test_credentials_stay_out_of_debug_logs(
+    server_factory: ServerFactory,
+    proxy_factory: ProxyFactory,
+    tls_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plain = server_factory()
+    secure = server_factory(tls=tls_ctx)
+    proxy = proxy_factory(auth=("user", SECRET))
+    url = httpx.URL(proxy.url).copy_with(username="user", password=SECRET)
+    caplog.set_level("DEBUG", logger="hintpool")
+
+    async def trace(name: str, info: Any) -> None:
+        pass  # a trace callback turns on the trace log lines too
+
+    async with hintpool.AsyncConnectionPool(proxy=url, ssl_context=client_ctx) as pool:
+        for target in (plain.url, secure.url):
+            response = await pool.request(
+                "GET", target + "/", extensions={"trace": trace}
+            )
+            assert response.status == 200
+        stats_text = repr(pool.statistics())
+    assert caplog.text
+    encoded = str(url).split("@")[0]
+    for text in (caplog.text, stats_text):
+        assert SECRET not in text and encoded not in text
+        assert "Proxy-Authorization" not in text

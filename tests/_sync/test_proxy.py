@@ -370,9 +370,7 @@ def test_a_proxy_that_never_answers_connect_times_out(
     ) as pool:
         timeout = {"connect": 0.2, "read": 5.0, "write": 5.0, "pool": 5.0}
         with pytest.raises(hintpool.ConnectTimeout, match="did not open a tunnel"):
-            pool.request(
-                "GET", origin.url + "/", extensions={"timeout": timeout}
-            )
+            pool.request("GET", origin.url + "/", extensions={"timeout": timeout})
         assert pool.statistics().open == 0
         assert pool.statistics().connect_timeouts == 1
     fds_settle(baseline)
@@ -509,3 +507,33 @@ def test_https_proxy_forwards_and_tunnels_tls_in_tls(
     assert origin.tls_handshakes_full == 1
     assert origin.tls_handshakes_resumed == 2
     assert sum(bool(r.tls_resumed) for r in secure.connections) == 2
+
+
+def test_credentials_stay_out_of_debug_logs(
+    server_factory: ServerFactory,
+    proxy_factory: ProxyFactory,
+    tls_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plain = server_factory()
+    secure = server_factory(tls=tls_ctx)
+    proxy = proxy_factory(auth=("user", SECRET))
+    url = httpx.URL(proxy.url).copy_with(username="user", password=SECRET)
+    caplog.set_level("DEBUG", logger="hintpool")
+
+    def trace(name: str, info: Any) -> None:
+        pass  # a trace callback turns on the trace log lines too
+
+    with hintpool.ConnectionPool(proxy=url, ssl_context=client_ctx) as pool:
+        for target in (plain.url, secure.url):
+            response = pool.request(
+                "GET", target + "/", extensions={"trace": trace}
+            )
+            assert response.status == 200
+        stats_text = repr(pool.statistics())
+    assert caplog.text
+    encoded = str(url).split("@")[0]
+    for text in (caplog.text, stats_text):
+        assert SECRET not in text and encoded not in text
+        assert "Proxy-Authorization" not in text
