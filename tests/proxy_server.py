@@ -63,6 +63,8 @@ class TestProxy(LoopThread):
         self._lock = threading.Lock()
         self.connections = 0
         self.open_connections = 0
+        #: Connections the proxy half-closed after ``max_forwarded``.
+        self.fins_sent = 0
         #: (method, target) of every request line received (CONNECT included).
         self.requests: list[tuple[str, str]] = []
         #: Headers of every request received, lower-cased names.
@@ -155,6 +157,13 @@ class TestProxy(LoopThread):
             forwarded += 1
             limit = self.behaviour.max_forwarded
             if limit is not None and forwarded >= limit:
+                # FIN, then read on for a while as servers do, so that a
+                # request sent meanwhile meets an EOF rather than a reset.
+                writer.write_eof()
+                with self._lock:
+                    self.fins_sent += 1
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(reader.read(), 2.0)
                 return
 
     async def _forward(
