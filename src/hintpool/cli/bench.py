@@ -12,7 +12,9 @@ median over the rounds, the ratios against httpx's default transport and
 against the fastest peer of the mode (aiohttp for async rows, urllib3 for
 sync rows: issue #12's targets), and the error counts.  The race workload
 (:mod:`._bench_race`) runs once, after the rounds, and counts failed
-requests instead; the asyncio floor and custom-loop rows sit it out.
+requests instead; the asyncio floor and custom-loop rows sit it out.  The
+proxied workloads (:mod:`._bench_proxy`) run after the others, through a
+squid of their own, with the async contenders that take a proxy.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ._bench_contenders import (
     Contender,
 )
 from ._bench_measure import Run, Workload, add_ratios, measure, summary
+from ._bench_proxy import KEYS as PROXY_KEYS
 
 __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
 
@@ -92,7 +95,7 @@ def tls_resumption_workloads() -> list[Workload]:
     return []
 
 
-WORKLOADS = [w.key for w in workloads(1)] + [RACE]
+WORKLOADS = [w.key for w in workloads(1)] + list(PROXY_KEYS) + [RACE]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,6 +224,7 @@ def _run_all(
             document["config"]["server_addresses"] = len(server.addresses)
             runs = _rounds(chosen, found, server.urls(), settings, quiet)
         document["workloads"] = [_report(w, found, runs) for w in chosen]
+    document["workloads"] += _run_proxied(settings, found, quiet)
     race = settings["race_seconds"]
     if RACE in settings["workloads"] and race > 0:
         from ._bench_race import run_race
@@ -233,6 +237,28 @@ def _run_all(
                 ),
             }
     return document
+
+
+def _run_proxied(
+    settings: dict[str, Any], found: list[Contender], quiet: bool
+) -> list[dict[str, Any]]:
+    """The workloads through squid (see :mod:`._bench_proxy`), if chosen."""
+    from ._bench_proxy import proxied, proxy_workloads
+
+    chosen = [w for w in proxy_workloads() if w.key in settings["workloads"]]
+    if not chosen:
+        return []
+    have_aiohttp = any(c.name == AIOHTTP for c in found)
+    with proxied(settings["server"], have_aiohttp) as ready:
+        if ready is None:
+            return []
+        contenders, urls = ready
+        runs: dict[tuple[str, str], list[Run]] = {}
+        for workload in chosen:
+            runs.update(
+                _rounds([workload], contenders, urls[workload.key], settings, quiet)
+            )
+    return [_report(w, contenders, runs) for w in chosen]
 
 
 def _rounds(
