@@ -46,18 +46,35 @@ def test_proxied_workloads_run_every_contender_without_errors(
         assert results["httpx default"]["ratio_vs_httpx_default"] == 1.0
 
 
+def test_race_through_squid_counts_failures_per_client(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _squid_or_skip()
+    argv = ["bench", "--workloads", "proxy-race", "--race-seconds", "1", "--json"]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["race"] is None and document["workloads"] == []
+    race = document["proxy_race"]
+    assert "squid" in race["title"]
+    assert set(race["results"]) >= ROWS
+    for result in race["results"].values():
+        assert {"requests", "failed", "error_types", "p99_ms"} <= set(result)
+        assert result["requests"] > 0
+    assert race["results"]["hintpool pool"]["failed"] == 0
+
+
 def test_proxied_workloads_are_skipped_in_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_bench_proxy, "_skip_reason", lambda: "squid not found on PATH")
-    argv = ["bench", "--requests", "10", "--rounds", "1", "--workloads", WORKLOADS]
+    monkeypatch.setattr(_bench_proxy, "skip_reason", lambda: "squid not found on PATH")
+    argv = ["bench", "--requests", "10", "--rounds", "1", "--race-seconds", "1"]
+    argv += ["--workloads", f"{WORKLOADS},proxy-race"]
     assert main([*argv, "--json"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == [
-        line for line in captured.err.splitlines() if "skipped" in line
-    ]
     assert "proxied workloads skipped: squid not found on PATH" in captured.err
-    assert json.loads(captured.out)["workloads"] == []
+    assert "proxy race skipped: squid not found on PATH" in captured.err
+    document = json.loads(captured.out)
+    assert (document["workloads"], document["proxy_race"]) == ([], None)
 
 
 def test_squid_is_stopped_and_its_directory_removed(

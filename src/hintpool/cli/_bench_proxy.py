@@ -30,7 +30,7 @@ from .._local.bench_server import BenchTLS, start_bench_server
 from ._bench_contenders import AIOHTTP, HTTPX_DEFAULT_ASYNC, AsyncGet, Contender
 from ._bench_measure import Workload
 
-__all__ = ["KEYS", "proxied", "proxy_contenders", "proxy_workloads"]
+__all__ = ["KEYS", "BenchCA", "proxied", "proxy_contenders", "proxy_workloads"]
 
 FORWARD = "proxy-forward"
 TUNNEL = "proxy-tls"
@@ -125,7 +125,7 @@ def proxy_contenders(proxy: str, tls: ClientTLS, have_aiohttp: bool) -> list[Con
     return found
 
 
-def _skip_reason() -> str | None:
+def skip_reason() -> str | None:
     from .._local.squid import SquidUnavailable, find_squid
 
     if not hasattr(hintpool, "ProxyError"):
@@ -141,24 +141,34 @@ def _skip_reason() -> str | None:
     return None
 
 
-@contextmanager
-def _bench_tls(directory: Path) -> Iterator[tuple[BenchTLS, ClientTLS]]:
-    import trustme
+class BenchCA:
+    """A throw-away trustme CA: certificates for the https origins, and
+    client contexts trusting it (one per client)."""
 
-    ca = trustme.CA()
-    cert = ca.issue_cert(HOST)
-    chain, key = directory / "chain.pem", directory / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
-    cert.private_key_pem.write_to_path(str(key))
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_context)
+    def __init__(self) -> None:
+        import trustme
 
-    def client_context() -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        ca.configure_trust(context)
+        self._ca = trustme.CA()
+
+    def server_context(self, *hosts: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ca.issue_cert(*hosts).configure_cert(context)
         return context
 
-    yield BenchTLS(chain, key, server_context), client_context
+    def server_files(self, directory: Path, host: str) -> BenchTLS:
+        """PEM files for Node.js, and a context for the in-process server."""
+        cert = self._ca.issue_cert(host)
+        chain, key = directory / "chain.pem", directory / "key.pem"
+        cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+        cert.private_key_pem.write_to_path(str(key))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        return BenchTLS(chain, key, context)
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self._ca.configure_trust(context)
+        return context
 
 
 @contextmanager
@@ -167,7 +177,7 @@ def proxied(
 ) -> Iterator[tuple[list[Contender], dict[str, list[str]]] | None]:
     """squid, an http and an https origin, and the contenders using them;
     ``None`` (after one line on stderr) when the workloads cannot run."""
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason is not None:
         print(f"proxied workloads skipped: {reason}", file=sys.stderr)
         yield None
@@ -176,11 +186,12 @@ def proxied(
 
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        server_tls, client_tls = stack.enter_context(_bench_tls(directory))
+        ca = BenchCA()
+        server_tls = ca.server_files(directory, HOST)
         proxy = stack.enter_context(start_squid())
         plain = stack.enter_context(start_bench_server([HOST], server_kind))
         secure = stack.enter_context(
             start_bench_server([HOST], server_kind, server_tls)
         )
         urls = {FORWARD: plain.urls(), TUNNEL: secure.urls()}
-        yield proxy_contenders(proxy, client_tls, have_aiohttp), urls
+        yield proxy_contenders(proxy, ca.client_context, have_aiohttp), urls

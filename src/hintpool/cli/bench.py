@@ -49,6 +49,7 @@ __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
 DEFAULTS = {"full": (2000, 3, 1000, 20.0, 15.0), "quick": (400, 3, 100, 8.0, 5.0)}
 MANY = "many-origins"
 RACE = "race"
+PROXY_RACE = "proxy-race"
 
 
 def workloads(origins: int) -> list[Workload]:
@@ -95,7 +96,7 @@ def tls_resumption_workloads() -> list[Workload]:
     return []
 
 
-WORKLOADS = [w.key for w in workloads(1)] + list(PROXY_KEYS) + [RACE]
+WORKLOADS = [w.key for w in workloads(1)] + list(PROXY_KEYS) + [RACE, PROXY_RACE]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,6 +218,7 @@ def _run_all(
         "wire_keyword": _bench_contenders.supports_wire(),
         "workloads": [],
         "race": None,
+        "proxy_race": None,
     }
     if chosen:
         with start_bench_server(loopback_hosts(origins), settings["server"]) as server:
@@ -236,7 +238,30 @@ def _run_all(
                     [c for c in found if c.in_race], race, settings["seed"]
                 ),
             }
+    if PROXY_RACE in settings["workloads"] and race > 0:
+        document["proxy_race"] = _run_proxy_race(settings, found, quiet)
     return document
+
+
+def _run_proxy_race(
+    settings: dict[str, Any], found: list[Contender], quiet: bool
+) -> dict[str, Any] | None:
+    from ._bench_proxy import skip_reason
+    from ._bench_proxy_race import TITLE, run_proxy_race
+
+    reason = skip_reason()
+    if reason is not None:
+        print(f"proxy race skipped: {reason}", file=sys.stderr)
+        return None
+    seconds = settings["race_seconds"]
+    have_aiohttp = any(c.name == AIOHTTP for c in found)
+    with _status(f"race through squid ({seconds} s)", quiet):
+        results = run_proxy_race(seconds, settings["seed"], have_aiohttp)
+    return {
+        "seconds": seconds,
+        "title": TITLE.format(seconds=seconds),
+        "results": results,
+    }
 
 
 def _run_proxied(
