@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import select
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, Callable, TypeVar
@@ -136,16 +137,18 @@ class AsyncFastConnection(H1Protocol):
         server_hostname: str | None = None,
         session: ssl.SSLSession | None = None,
         trace: Any = None,
+        sock: socket.socket | None = None,
     ) -> AsyncFastConnection:
         """Connect, then TLS when ``ssl_context`` is given.
 
-        ConnectError / ConnectTimeout on failure; nothing stays open after a
-        failure or a cancellation.
+        ``sock``: a socket connected already (through a proxy), taken over
+        instead of connecting. ConnectError / ConnectTimeout on failure;
+        nothing stays open after a failure or a cancellation.
         """
         conn = cls(origin)
         try:
-            if trace is None:
-                await conn._connect(timeout, uds, local_address, socket_options)
+            if trace is None or sock is not None:
+                await conn._connect(timeout, uds, local_address, socket_options, sock)
                 if ssl_context is not None:
                     await conn._start_tls(
                         ssl_context, server_hostname, session, timeout
@@ -226,6 +229,7 @@ class AsyncFastConnection(H1Protocol):
         uds: str | None,
         local_address: str | None,
         socket_options: Iterable[Any] | None,
+        sock: socket.socket | None = None,
     ) -> None:
         origin = self.origin
         opening = connect(
@@ -236,6 +240,7 @@ class AsyncFastConnection(H1Protocol):
             uds,
             local_address,
             socket_options,
+            sock,
         )
         try:
             if timeout is None:

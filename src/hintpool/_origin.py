@@ -66,6 +66,7 @@ class OriginState(Counters):
         "learned_at",
         "learned_timeout",
         "open",
+        "proxy",
         "watched",
     )
 
@@ -79,6 +80,8 @@ class OriginState(Counters):
         self.learned_at = 0.0
         #: The one idle connection the reaper watches for this origin.
         self.watched: PooledConnection | None = None
+        #: The label of the proxy it is reached through (statistics only).
+        self.proxy: str | None = None
 
     def learn_idle_close(self, age: float, now: float) -> None:
         """The server closed one of our idle connections ``age`` s after use.

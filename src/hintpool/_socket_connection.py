@@ -108,10 +108,13 @@ class FastConnection:
         server_hostname: str | None = None,
         session: ssl.SSLSession | None = None,
         trace: Any = None,
+        sock: socket.socket | None = None,
     ) -> FastConnection:
         """Connect (TCP_NODELAY), then TLS when ``ssl_context`` is given.
 
-        Raises ConnectError / ConnectTimeout; nothing is left open on failure.
+        ``sock``: a socket connected already (through a proxy), taken over
+        instead of connecting. Raises ConnectError / ConnectTimeout; nothing
+        is left open on failure.
         """
         sock = open_socket(
             origin,
@@ -123,6 +126,7 @@ class FastConnection:
             server_hostname=server_hostname,
             session=session,
             trace=trace,
+            sock=sock,
         )
         return cls(origin, sock, timeout)
 

@@ -26,6 +26,7 @@ from .._exceptions import (
 from .._hints import response_keep_alive
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
+from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
 from .._requests import HeaderTypes, build_request
 from .._retry import may_retry
@@ -79,6 +80,10 @@ class AsyncConnectionPool:
         httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
+    :param proxy: send every request through this proxy: a URL
+        (``http://``, ``https://``, ``socks5://``, ``socks5h://``), an
+        ``httpx.URL`` or an ``httpx.Proxy``, with httpx's meaning. See
+        ``hintpool._proxy`` for what is pooled with what.
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class AsyncConnectionPool:
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         wire: str = "auto",
         clock: Callable[[], float] = time.monotonic,
+        proxy: Any = None,
     ) -> None:
         check_pool_options(
             ssl_context=ssl_context,
@@ -120,7 +126,9 @@ class AsyncConnectionPool:
             tls_session_ttl=tls_session_ttl,
             wire=wire,
             clock=clock,
+            proxy=proxy,
         )
+        self._proxy = parse_proxy(proxy)
         if socket_options is not None:
             # Every new connection applies them: an iterator would be used up
             # by the first one.
@@ -142,6 +150,12 @@ class AsyncConnectionPool:
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            proxy_label=None if self._proxy is None else self._proxy.label,
+            proxy_key=(
+                self._proxy.key
+                if self._proxy is not None and not self._proxy.is_socks
+                else None
+            ),
         )
         self._connector = AsyncConnector(
             ssl_context=ssl_context,
@@ -152,6 +166,7 @@ class AsyncConnectionPool:
             socket_options=socket_options,
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
             wire=wire,
+            proxy=self._proxy,
         )
         self._clock = clock
         self._lock = AsyncBookkeepingLock()
@@ -163,6 +178,17 @@ class AsyncConnectionPool:
     @property
     def policy(self) -> LifetimePolicy:
         return self._policy
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy's URL without credentials, or None."""
+        return None if self._proxy is None else self._proxy.label
+
+    @property
+    def _proxy_url(self) -> httpcore.URL | None:
+        # httpcore's proxy pools' name for it, which httpx's own tests read.
+        proxy = self._proxy
+        return None if proxy is None else proxy.url
 
     @property
     def tls_session_cache(self) -> TLSSessionCache | None:
@@ -243,8 +269,17 @@ class AsyncConnectionPool:
         port = url.port or default_port
         key = (scheme, url.host, port)
         _ask_for_keep_alive(request)
+        tunnel = False
+        proxy = self._proxy
+        if proxy is not None:
+            if proxy.forwards(scheme):
+                # On the proxy's connections, shared by every http:// origin.
+                key = proxy.key
+                request = forward_request(request, proxy)
+            else:
+                tunnel = True
 
-        conn = await self._acquire(key, request)
+        conn = await self._acquire(key, request, tunnel)
         try:
             response: httpcore.Response = await conn.connection.handle_async_request(
                 request
@@ -261,7 +296,7 @@ class AsyncConnectionPool:
             # as the request went out. Once more, on a new connection.
             logger.debug("retrying %r on a new connection: %r", request, exc)
             await self._discard(conn, failed_on_reuse=True)
-            conn = await self._acquire(key, request, fresh=True)
+            conn = await self._acquire(key, request, tunnel, fresh=True)
             with self._lock:
                 self._state.count(conn.origin, "retries")
             try:
@@ -310,6 +345,7 @@ class AsyncConnectionPool:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
@@ -328,7 +364,7 @@ class AsyncConnectionPool:
             with self._lock:
                 origin = self._state.origin(key)
         if result is RESERVED:
-            return await self._open(origin, request)
+            return await self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
         return result
 
@@ -364,10 +400,12 @@ class AsyncConnectionPool:
                 await self._close_connections(to_close)
         return result
 
-    async def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
+    async def _open(
+        self, origin: Any, request: httpcore.Request, tunnel: bool
+    ) -> PooledConnection:
         try:
             connection, sock, tls = await self._connector.connect(
-                request.url.origin, request.extensions
+                request.url.origin, request.extensions, tunnel
             )
         except BaseException as exc:
             with self._lock:

@@ -27,6 +27,7 @@ from .._exceptions import (
 from .._hints import response_keep_alive
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
+from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
 from .._requests import HeaderTypes, build_request
 from .._retry import may_retry
@@ -80,6 +81,10 @@ class ConnectionPool:
         httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
+    :param proxy: send every request through this proxy: a URL
+        (``http://``, ``https://``, ``socks5://``, ``socks5h://``), an
+        ``httpx.URL`` or an ``httpx.Proxy``, with httpx's meaning. See
+        ``hintpool._proxy`` for what is pooled with what.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class ConnectionPool:
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         wire: str = "auto",
         clock: Callable[[], float] = time.monotonic,
+        proxy: Any = None,
     ) -> None:
         check_pool_options(
             ssl_context=ssl_context,
@@ -121,7 +127,9 @@ class ConnectionPool:
             tls_session_ttl=tls_session_ttl,
             wire=wire,
             clock=clock,
+            proxy=proxy,
         )
+        self._proxy = parse_proxy(proxy)
         if socket_options is not None:
             # Every new connection applies them: an iterator would be used up
             # by the first one.
@@ -143,6 +151,12 @@ class ConnectionPool:
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            proxy_label=None if self._proxy is None else self._proxy.label,
+            proxy_key=(
+                self._proxy.key
+                if self._proxy is not None and not self._proxy.is_socks
+                else None
+            ),
         )
         self._connector = Connector(
             ssl_context=ssl_context,
@@ -153,6 +167,7 @@ class ConnectionPool:
             socket_options=socket_options,
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
             wire=wire,
+            proxy=self._proxy,
         )
         self._clock = clock
         self._lock = BookkeepingLock()
@@ -164,6 +179,17 @@ class ConnectionPool:
     @property
     def policy(self) -> LifetimePolicy:
         return self._policy
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy's URL without credentials, or None."""
+        return None if self._proxy is None else self._proxy.label
+
+    @property
+    def _proxy_url(self) -> httpcore.URL | None:
+        # httpcore's proxy pools' name for it, which httpx's own tests read.
+        proxy = self._proxy
+        return None if proxy is None else proxy.url
 
     @property
     def tls_session_cache(self) -> TLSSessionCache | None:
@@ -244,8 +270,17 @@ class ConnectionPool:
         port = url.port or default_port
         key = (scheme, url.host, port)
         _ask_for_keep_alive(request)
+        tunnel = False
+        proxy = self._proxy
+        if proxy is not None:
+            if proxy.forwards(scheme):
+                # On the proxy's connections, shared by every http:// origin.
+                key = proxy.key
+                request = forward_request(request, proxy)
+            else:
+                tunnel = True
 
-        conn = self._acquire(key, request)
+        conn = self._acquire(key, request, tunnel)
         try:
             response: httpcore.Response = conn.connection.handle_request(
                 request
@@ -262,7 +297,7 @@ class ConnectionPool:
             # as the request went out. Once more, on a new connection.
             logger.debug("retrying %r on a new connection: %r", request, exc)
             self._discard(conn, failed_on_reuse=True)
-            conn = self._acquire(key, request, fresh=True)
+            conn = self._acquire(key, request, tunnel, fresh=True)
             with self._lock:
                 self._state.count(conn.origin, "retries")
             try:
@@ -311,6 +346,7 @@ class ConnectionPool:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
@@ -329,7 +365,7 @@ class ConnectionPool:
             with self._lock:
                 origin = self._state.origin(key)
         if result is RESERVED:
-            return self._open(origin, request)
+            return self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
         return result
 
@@ -365,10 +401,12 @@ class ConnectionPool:
                 self._close_connections(to_close)
         return result
 
-    def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
+    def _open(
+        self, origin: Any, request: httpcore.Request, tunnel: bool
+    ) -> PooledConnection:
         try:
             connection, sock, tls = self._connector.connect(
-                request.url.origin, request.extensions
+                request.url.origin, request.extensions, tunnel
             )
         except BaseException as exc:
             with self._lock:

@@ -36,8 +36,12 @@ class HTTPTransport(httpx.BaseTransport):
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
-    HTTP/2 and proxies are not supported yet: ``http2=True``, ``http1=False``
-    and ``proxy=...`` raise :class:`hintpool.UnsupportedConfiguration`.
+    ``proxy``: a URL (``http://``, ``https://``, ``socks5://``,
+    ``socks5h://``), an ``httpx.URL`` or an ``httpx.Proxy``, as in httpx;
+    see the proxies page of the docs for what is pooled with what.
+
+    HTTP/2 is not supported: ``http2=True`` and ``http1=False`` raise
+    :class:`hintpool.UnsupportedConfiguration`.
     """
 
     def __init__(
@@ -77,11 +81,6 @@ class HTTPTransport(httpx.BaseTransport):
                 "hintpool speaks HTTP/1.1 only: http2=True and http1=False are "
                 "not supported (the Keep-Alive header does not exist in HTTP/2)"
             )
-        if proxy is not None:
-            raise UnsupportedConfiguration(
-                "hintpool does not support proxies yet; use httpx's own "
-                "transport for proxied requests (e.g. with httpx mounts)"
-            )
         ssl_context = httpx.create_ssl_context(
             verify=verify, cert=cert, trust_env=trust_env
         )
@@ -103,6 +102,7 @@ class HTTPTransport(httpx.BaseTransport):
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
             wire=wire,
+            proxy=proxy,
         )
 
     @property
