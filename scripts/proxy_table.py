@@ -1,8 +1,10 @@
 """The proxies' rows of docs/servers.md (imported by server_table.py).
 
-Each proxy is started twice with the interop suite's fixtures code
-(tests/interop/servers/proxies.py): with a 2 s client idle timeout and with
-its default config. An Apache origin announces ``timeout=5, max=3``; raw
+Each proxy is started with the interop suite's fixtures code
+(tests/interop/servers/proxies.py): with a 2 s client idle timeout, with its
+default config, and with 1 s for hintpool's learning check (a pool makes a
+request, idles 2.5 s, makes another). Apache origins, plain and TLS,
+announce ``timeout=5, max=3``; raw
 socket probes send keep-alive requests through the proxy, forward
 (absolute-form, HTTP proxies only) and through a tunnel (CONNECT or SOCKS5),
 and time when the proxy closes the idle client connection. Closes are timed
@@ -12,11 +14,17 @@ timer counts whole seconds: the table gives the earliest and the latest.
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import trustme
+
+import hintpool
 from tests.interop.servers import RunningServer, ServerSpec, start_server
 from tests.interop.servers.probe import Exchange, ProbeConnection
 from tests.interop.servers.proxies import (
@@ -27,6 +35,7 @@ from tests.interop.servers.proxies import (
     start_proxy,
 )
 from tests.interop.servers.proxy_probe import absolute_url, forward, tunnel
+from tests.interop.servers.tls import client_context, write_tls_files
 
 __all__ = ["HEADER", "ProxyReport", "origin_spec", "probe_proxy", "render"]
 
@@ -38,6 +47,10 @@ BOUND = 6.5
 #: Probes per close measurement, started STAGGER seconds apart.
 PROBES = 8
 STAGGER = 0.125
+#: The learning check: a proxy closing idle connections after 1 s, a first
+#: request, this long idle (inside the origin's announced 5 s), a second.
+LEARN_PROXY_TIMEOUT = 1.0
+LEARN_IDLE = 2.5
 NAMES = {
     "squid": "squid",
     "tinyproxy": "tinyproxy",
@@ -59,6 +72,7 @@ HEADER = [
     "forward, default config: closes idle after",
     "tunnel: the origin's hint",
     f"tunnel, `{PROXY_TIMEOUT:g} s` configured: closes idle after",
+    "hintpool learns the proxy's timeout",
 ]
 
 
@@ -71,6 +85,7 @@ class ProxyReport:
     forward_default: str
     tunnel_hint: str
     tunnel_close: str
+    learns: str
 
     def cells(self) -> list[str]:
         return [
@@ -82,6 +97,7 @@ class ProxyReport:
             self.forward_default,
             self.tunnel_hint,
             self.tunnel_close,
+            self.learns,
         ]
 
 
@@ -89,16 +105,25 @@ def origin_spec() -> ServerSpec:
     return ServerSpec("apache", idle_timeout=ORIGIN_TIMEOUT, max_requests=ORIGIN_MAX)
 
 
-def probe_proxy(kind: str, origin: RunningServer) -> ProxyReport:
+@dataclass
+class Origins:
+    plain: RunningServer
+    tls: RunningServer
+    client_tls: ssl.SSLContext
+
+
+def probe_proxy(kind: str, origins: Origins) -> ProxyReport:
+    origin = origins.plain
     version = proxy_version(kind)  # type: ignore[arg-type]
     http = kind in ("squid", "tinyproxy")
     configured = ProxySpec(kind, idle_timeout=PROXY_TIMEOUT)  # type: ignore[arg-type]
     default = ProxySpec(kind, idle_timeout=None)  # type: ignore[arg-type]
-    with start_proxy(configured) as proxy, ThreadPoolExecutor(3) as pool:
+    with start_proxy(configured) as proxy, ThreadPoolExecutor(4) as pool:
         # The close timings wait; run them side by side.
         tunnel_close = pool.submit(_closes, proxy, origin, "tunnel")
         forward_close = pool.submit(_closes, proxy, origin, "forward") if http else None
         forward_default = pool.submit(_default_close, default, origin) if http else None
+        learns = pool.submit(_learns, kind, origins)
         headers = _forward_headers(proxy, origin) if http else "(tunnels only)"
         hint = _tunnel_hint(proxy, origin)
         return ProxyReport(
@@ -109,7 +134,40 @@ def probe_proxy(kind: str, origin: RunningServer) -> ProxyReport:
             forward_default.result() if forward_default else "-",
             hint,
             tunnel_close.result(),
+            learns.result(),
         )
+
+
+def _learns(kind: str, origins: Origins) -> str:
+    """Whether hintpool's pool learns an idle timeout from the proxy's
+    closes: forwarded (HTTP proxies) and in a tunnel (to the TLS origin
+    through HTTP proxies, the plain one through SOCKS)."""
+    spec = ProxySpec(kind, idle_timeout=LEARN_PROXY_TIMEOUT)  # type: ignore[arg-type]
+    http = kind in ("squid", "tinyproxy")
+    parts = []
+    with start_proxy(spec) as proxy:
+        if http:
+            parts.append("forward: " + _learn_once(proxy, origins.plain, origins))
+        target = origins.tls if http else origins.plain
+        parts.append("tunnel: " + _learn_once(proxy, target, origins))
+    return "; ".join(parts)
+
+
+def _learn_once(proxy: RunningProxy, target: RunningServer, origins: Origins) -> str:
+    with hintpool.ConnectionPool(
+        proxy=proxy.url, ssl_context=origins.client_tls
+    ) as pool:
+        pool.request("GET", f"{target.url}/table/learn/1")
+        time.sleep(LEARN_IDLE)
+        pool.request("GET", f"{target.url}/table/learn/2")
+        stats = pool.statistics()
+    tunnelled = proxy.spec.scheme == "socks5" or target.url.startswith("https")
+    entry = stats.origins[target.url if tunnelled else proxy.url]
+    if entry.learned_timeout is not None:
+        return "yes"
+    if entry.closed_by_server:
+        return "no, the origin's hint counts"
+    return "no close to learn from"
 
 
 def _default_close(spec: ProxySpec, origin: RunningServer) -> str:
@@ -187,9 +245,9 @@ def _span(times: list[float | None]) -> str:
     return f"earliest {closed[0]:.1f} s, latest {closed[-1]:.1f} s"
 
 
-def probe_all(origin: RunningServer) -> list[ProxyReport]:
+def probe_all(origins: Origins) -> list[ProxyReport]:
     with ThreadPoolExecutor(len(PROXY_KINDS)) as pool:
-        return list(pool.map(lambda kind: probe_proxy(kind, origin), PROXY_KINDS))
+        return list(pool.map(lambda kind: probe_proxy(kind, origins), PROXY_KINDS))
 
 
 def render(reports: list[ProxyReport]) -> list[str]:
@@ -201,8 +259,11 @@ def render(reports: list[ProxyReport]) -> list[str]:
         "requests (an `http://` target sent in absolute form to an HTTP proxy)",
         "and requests inside a tunnel (CONNECT, or SOCKS5 for the SOCKS",
         f"servers). Closes are timed over {PROBES} probes started",
-        f"{STAGGER:g} s apart; where they spread, the earliest and the latest",
-        "are shown.",
+        f"{STAGGER:g} s apart: the earliest and the latest are shown. The",
+        "last column runs hintpool's pool through the proxy set to close idle",
+        f"connections after {LEARN_PROXY_TIMEOUT:g} s: a request, "
+        f"{LEARN_IDLE:g} s idle, another",
+        "request; does the pool come out with a learned timeout?",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
@@ -225,20 +286,34 @@ PROSE = [
     "  HTTP/1.1 request without `Connection: close` and then closes. A",
     "  client that believes the connection reusable meets the close on its",
     "  next request (the stale check, or the retry rule, must catch it).",
+    "* **hintpool** learns squid's timeout from its first idle close (the",
+    "  pool watches idle connections to a proxy that sends no hint), and",
+    "  learns that tinyproxy keeps nothing alive. In a tunnel the origin's",
+    "  hint counts: a proxy that closes the tunnel earlier teaches nothing;",
+    "  the pool meets the close on reuse (the stale check, or the retry rule",
+    "  for idempotent requests), so set `keepalive_expiry` below such a",
+    "  proxy's timeout.",
     "* **Tunnels** pass the origin's hint through untouched, and it is the",
     "  hint that counts inside them. But tinyproxy's `Timeout` and Dante's",
     "  `timeout.io` also close an idle *tunnel*, whatever the origin",
-    "  announced: set `keepalive_expiry` (or rely on learning) below the",
-    "  proxy's timeout when it is shorter than the origin's. squid and",
-    "  microsocks keep a tunnel open until the origin closes it.",
+    "  announced; squid and microsocks keep a tunnel open until the origin",
+    "  closes it.",
     "",
 ]
 
 
 def main_probe() -> list[ProxyReport]:
-    """Start the origin and probe every proxy (for server_table.py)."""
-    with start_server(origin_spec()) as origin:
-        return probe_all(origin)
+    """Start the origins and probe every proxy (for server_table.py)."""
+    ca = trustme.CA()
+    with ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        files = write_tls_files(ca, directory)
+        plain = stack.enter_context(start_server(origin_spec()))
+        tls_spec = ServerSpec(
+            "apache", idle_timeout=ORIGIN_TIMEOUT, max_requests=ORIGIN_MAX, tls=files
+        )
+        secure = stack.enter_context(start_server(tls_spec))
+        return probe_all(Origins(plain, secure, client_context(ca)))
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual look
