@@ -244,3 +244,48 @@ def test_bad_proxy_answer_is_a_proxy_error(
     with client, pytest.raises(httpx.ProxyError, match="503"):
         client.get("https://127.0.0.1:1/refused")
     assert transport.statistics().proxies[proxy.url].proxy_errors == 1
+
+
+@pytest.fixture
+def https_squid(real_proxies: StartProxy, tls_files: TLSFiles) -> RunningProxy:
+    return real_proxies(ProxySpec("squid", tls=tls_files))
+
+
+def test_https_proxy_forward_and_tls_in_tls(
+    https_squid: RunningProxy,
+    origin: RunningServer,
+    nginx_tls: RunningServer,
+    tls_client_context: ssl.SSLContext,
+) -> None:
+    """TLS to squid itself: forwarded requests ride it, tunnels carry a
+    second TLS session inside it (the origin's)."""
+    assert https_squid.url.startswith("https://")
+    proxy = httpx.Proxy(https_squid.url, ssl_context=tls_client_context)
+    client, transport = sync_client(tls=tls_client_context, proxy=proxy)
+    mark = nginx_tls.log_mark()
+    with client:
+        for index in range(REQUESTS):
+            target = (origin, nginx_tls)[index % 2]
+            response = client.get(f"{target.url}/https-proxy/{index}")
+            assert (response.status_code, response.text) == (200, "hello\n")
+        stats = transport.statistics().proxies[https_squid.url]
+    assert (stats.forward_connections_opened, stats.tunnels_opened) == (1, 1)
+    assert stats.requests == REQUESTS
+    assert list(logged_ports(nginx_tls, mark, REQUESTS // 2).values()) == [3]
+
+
+@pytest.mark.anyio
+async def test_https_proxy_async(
+    https_squid: RunningProxy,
+    origin: RunningServer,
+    nginx_tls: RunningServer,
+    tls_client_context: ssl.SSLContext,
+) -> None:
+    proxy = httpx.Proxy(https_squid.url, ssl_context=tls_client_context)
+    client, transport = async_client(tls=tls_client_context, proxy=proxy)
+    async with client:
+        for target in (origin, nginx_tls, origin, nginx_tls):
+            response = await client.get(f"{target.url}/ahttps-proxy")
+            assert (response.status_code, response.text) == (200, "hello\n")
+        stats = transport.statistics().proxies[https_squid.url]
+    assert (stats.forward_connections_opened, stats.tunnels_opened) == (1, 1)

@@ -26,6 +26,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -41,6 +42,7 @@ from .launch import (
     AccessRecord,
     ServerStartError,
     ServerUnavailable,
+    TLSFiles,
     free_port,
 )
 
@@ -71,6 +73,8 @@ class ProxySpec:
     idle_timeout: float | None = 2.0
     #: Username and password the proxy demands (microsocks only).
     auth: tuple[str, str] | None = None
+    #: squid only: clients speak TLS to the proxy (an ``https://`` proxy).
+    tls: TLSFiles | None = None
 
     @property
     def label(self) -> str:
@@ -79,11 +83,15 @@ class ProxySpec:
             parts.append(f"timeout={self.idle_timeout:g}s")
         if self.auth is not None:
             parts.append("auth")
+        if self.tls is not None:
+            parts.append("tls")
         return " ".join(parts)
 
     @property
     def scheme(self) -> str:
-        return "socks5" if self.kind in SOCKS_KINDS else "http"
+        if self.kind in SOCKS_KINDS:
+            return "socks5"
+        return "http" if self.tls is None else "https"
 
 
 class RunningProxy:
@@ -283,20 +291,35 @@ def _wait_answering(proxy: RunningProxy) -> None:
 
 def _answers(proxy: RunningProxy) -> bool:
     try:
-        with socket.create_connection((proxy.host, proxy.port), timeout=2) as sock:
-            if proxy.spec.scheme == "socks5":
-                # Offer "no auth" and "username/password": either answer is fine.
-                sock.sendall(b"\x05\x02\x00\x02")
-                return sock.recv(2)[:1] == b"\x05"
-            # Port 1 on loopback refuses: the proxy answers with its own error.
-            sock.sendall(
-                b"GET http://127.0.0.1:1/__ready/ HTTP/1.1\r\n"
-                b"Host: 127.0.0.1:1\r\nConnection: close\r\n\r\n"
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(
+                socket.create_connection((proxy.host, proxy.port), timeout=2)
             )
-            head = sock.recv(4096).lower()
-            return head.startswith(b"http/1.") and proxy.spec.kind.encode() in head
+            if proxy.spec.tls is not None:
+                # Only a liveness check: the tests verify certificates.
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock = stack.enter_context(
+                    context.wrap_socket(sock, server_hostname=proxy.host)
+                )
+            return _greets(proxy, sock)
     except OSError:
         return False
+
+
+def _greets(proxy: RunningProxy, sock: socket.socket) -> bool:
+    if proxy.spec.scheme == "socks5":
+        # Offer "no auth" and "username/password": either answer is fine.
+        sock.sendall(b"\x05\x02\x00\x02")
+        return sock.recv(2)[:1] == b"\x05"
+    # Port 1 on loopback refuses: the proxy answers with its own error.
+    sock.sendall(
+        b"GET http://127.0.0.1:1/__ready/ HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:1\r\nConnection: close\r\n\r\n"
+    )
+    head = sock.recv(4096).lower()
+    return head.startswith(b"http/1.") and proxy.spec.kind.encode() in head
 
 
 def _tails(proxy: RunningProxy) -> str:

@@ -46,8 +46,17 @@ def _squid(
     from .proxies import worker_user
 
     user = worker_user()
+    listen = f"http_port {host}:{port}"
+    if spec.tls is not None:
+        # Copies squid's unprivileged user can read (pytest's dirs are 0700).
+        chain, key = workdir / "proxy-chain.pem", workdir / "proxy-key.pem"
+        chain.write_bytes(spec.tls.cert_chain.read_bytes())
+        key.write_bytes(spec.tls.private_key.read_bytes())
+        for path in (chain, key):
+            path.chmod(0o644)
+        listen = f"https_port {host}:{port} tls-cert={chain} tls-key={key}"
     lines = [
-        f"http_port {host}:{port}",
+        listen,
         f"pid_filename {workdir}/squid.pid",
         f"cache_log {workdir}/proxy.log",
         f"coredump_dir {workdir}",
