@@ -30,6 +30,8 @@ class ProxyBehaviour:
     keep_alive: str | None = None
     #: Bytes sent as the whole answer to CONNECT, then the proxy closes.
     connect_answer: bytes | None = None
+    #: Read CONNECT and never answer.
+    stall_connect: bool = False
     #: Answer CONNECT with an HTTP/1.0 status line (as tinyproxy does).
     http10: bool = False
     #: Accept CONNECT (200), then close at once.
@@ -203,6 +205,9 @@ class TestProxy(LoopThread):
         self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         behaviour = self.behaviour
+        if behaviour.stall_connect:
+            await reader.read()  # until the client gives up
+            return
         if behaviour.connect_answer is not None:
             writer.write(behaviour.connect_answer)
             await writer.drain()

@@ -146,6 +146,38 @@ def test_forwarded_request_carries_proxy_headers_and_decoded_credentials(
     assert headers["proxy-authorization"].startswith("Basic ")
 
 
+def test_a_forwarded_post_carries_its_body(
+    server: Any, proxy_factory: ProxyFactory
+) -> None:
+    proxy = proxy_factory()
+    body = b"x" * 100_000
+    with hintpool.ConnectionPool(proxy=proxy.url) as pool:
+        response = pool.request("POST", server.url + "/echo", content=body)
+        assert response.status == 200
+        assert response.content == body
+    assert proxy.requests == [("POST", server.url + "/echo")]
+
+
+def test_a_forward_connection_closed_while_idle_is_retried_as_stale(
+    server: Any, proxy_factory: ProxyFactory
+) -> None:
+    # The proxy closes after each forwarded response without saying so.
+    proxy = proxy_factory(max_forwarded=1)
+    pool = hintpool.ConnectionPool(proxy=proxy.url)
+    pool._state.server_closed = lambda conn: False
+    with pool:
+        get(pool, server.url + "/")
+        for _ in range(200):  # until the proxy's side is closed
+            if proxy.open_connections == 0:
+                break
+            sleep(0.01)
+        get(pool, server.url + "/")
+        stats = pool.statistics()
+    assert stats.connections_opened == 2
+    assert stats.retries == stats.reused <= 1
+    assert stats.network_errors == stats.protocol_errors == 0
+
+
 def test_forwarded_407_is_the_response(
     server: Any, proxy_factory: ProxyFactory
 ) -> None:
@@ -324,6 +356,26 @@ def test_http10_200_answer_to_connect_is_accepted(
         get(pool, origin.url + "/")
 
 
+def test_a_proxy_that_never_answers_connect_times_out(
+    server_factory: ServerFactory,
+    proxy_factory: ProxyFactory,
+    client_ctx: ssl.SSLContext,
+    tls_ctx: ssl.SSLContext,
+) -> None:
+    origin = server_factory(tls=tls_ctx)
+    proxy = proxy_factory(stall_connect=True)
+    baseline = open_fds()
+    with hintpool.ConnectionPool(
+        proxy=proxy.url, ssl_context=client_ctx
+    ) as pool:
+        timeout = {"connect": 0.2, "read": 5.0, "write": 5.0, "pool": 5.0}
+        with pytest.raises(hintpool.ConnectTimeout, match="did not open a tunnel"):
+            pool.request("GET", origin.url + "/", extensions={"timeout": timeout})
+        assert pool.statistics().open == 0
+        assert pool.statistics().connect_timeouts == 1
+    fds_settle(baseline)
+
+
 def test_connect_accepted_then_closed_is_a_connect_error(
     server_factory: ServerFactory,
     proxy_factory: ProxyFactory,
@@ -415,18 +467,12 @@ def test_environment_proxies_work_with_hintpool_standing_in(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "localhost")
-    # Not ``with``: httpx enters the mounted transports after its own
-    # and exits them in the same order, which the reapers' task groups
-    # (async pools) do not allow.
-    client = httpx.Client()
-    try:
+    with httpx.Client() as client:
         assert (client.get(srv.url + "/")).status_code == 200
         assert (client.get(f"http://localhost:{other.port}/")).status_code == 200
         transports = [t for t in client._mounts.values() if t is not None]
         assert transports
         assert all(isinstance(t, hintpool.HTTPTransport) for t in transports)
-    finally:
-        client.close()
     assert proxy.requests == [("GET", srv.url + "/")]
 
 
@@ -461,3 +507,33 @@ def test_https_proxy_forwards_and_tunnels_tls_in_tls(
     assert origin.tls_handshakes_full == 1
     assert origin.tls_handshakes_resumed == 2
     assert sum(bool(r.tls_resumed) for r in secure.connections) == 2
+
+
+def test_credentials_stay_out_of_debug_logs(
+    server_factory: ServerFactory,
+    proxy_factory: ProxyFactory,
+    tls_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plain = server_factory()
+    secure = server_factory(tls=tls_ctx)
+    proxy = proxy_factory(auth=("user", SECRET))
+    url = httpx.URL(proxy.url).copy_with(username="user", password=SECRET)
+    caplog.set_level("DEBUG", logger="hintpool")
+
+    def trace(name: str, info: Any) -> None:
+        pass  # a trace callback turns on the trace log lines too
+
+    with hintpool.ConnectionPool(proxy=url, ssl_context=client_ctx) as pool:
+        for target in (plain.url, secure.url):
+            response = pool.request(
+                "GET", target + "/", extensions={"trace": trace}
+            )
+            assert response.status == 200
+        stats_text = repr(pool.statistics())
+    assert caplog.text
+    encoded = str(url).split("@")[0]
+    for text in (caplog.text, stats_text):
+        assert SECRET not in text and encoded not in text
+        assert "Proxy-Authorization" not in text

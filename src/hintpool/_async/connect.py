@@ -10,6 +10,13 @@ Two connection classes can carry a pooled connection:
   trio, with a user's ``network_backend`` (mocks, custom streams), or when
   asked for with ``wire="httpcore"``.
 
+Through a proxy (``hintpool._proxy``) the first hop is the proxy: TCP to
+it, TLS too for an https:// proxy. Forwarded requests' connections end
+there. For a tunnel, ``hintpool._async.tunnel`` runs CONNECT or SOCKS5 on
+the socket (hintpool's connection, which then takes the socket over) or on
+httpcore's stream, then TLS to the origin runs inside. A tunnel through an
+https:// proxy (TLS in TLS) always uses httpcore's connection.
+
 The pool drives both through the same few methods (``handle_request``,
 ``is_idle``, ``aclose``); see ``hintpool._retry`` and ``hintpool._stale``
 for the two questions answered differently by each.
