@@ -11,6 +11,7 @@ contenders (:mod:`._bench_proxy`) play at the same time on one loop.
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextlib import ExitStack
 from typing import Any
 
@@ -24,15 +25,30 @@ from .._local.race import (
     race_server_config,
 )
 from .._local.squid import start_squid
+from . import _bench_proxy
 from ._bench_proxy import BenchCA, proxy_contenders
 from ._bench_race import _ms, _play_all
 
-__all__ = ["TITLE", "run_proxy_race"]
+__all__ = ["TITLE", "race_entry", "run_proxy_race"]
 
 TITLE = (
     "race through squid (CONNECT + TLS): the same bursts against origins sending "
     "Keep-Alive: timeout=2, 25 ms RTT between clients and squid ({seconds:g} s)"
 )
+
+
+def race_entry(seconds: float, seed: int, have_aiohttp: bool) -> dict[str, Any] | None:
+    """The document's ``proxy_race`` entry; None (after one line on stderr)
+    when it cannot run."""
+    reason = _bench_proxy.skip_reason()
+    if reason is not None:
+        print(f"proxy race skipped: {reason}", file=sys.stderr)
+        return None
+    return {
+        "seconds": seconds,
+        "title": TITLE.format(seconds=seconds),
+        "results": run_proxy_race(seconds, seed, have_aiohttp),
+    }
 
 
 def run_proxy_race(duration: float, seed: int, have_aiohttp: bool) -> dict[str, Any]:

@@ -246,22 +246,12 @@ def _run_all(
 def _run_proxy_race(
     settings: dict[str, Any], found: list[Contender], quiet: bool
 ) -> dict[str, Any] | None:
-    from ._bench_proxy import skip_reason
-    from ._bench_proxy_race import TITLE, run_proxy_race
+    from ._bench_proxy_race import race_entry
 
-    reason = skip_reason()
-    if reason is not None:
-        print(f"proxy race skipped: {reason}", file=sys.stderr)
-        return None
     seconds = settings["race_seconds"]
     have_aiohttp = any(c.name == AIOHTTP for c in found)
     with _status(f"race through squid ({seconds} s)", quiet):
-        results = run_proxy_race(seconds, settings["seed"], have_aiohttp)
-    return {
-        "seconds": seconds,
-        "title": TITLE.format(seconds=seconds),
-        "results": results,
-    }
+        return race_entry(seconds, settings["seed"], have_aiohttp)
 
 
 def _run_proxied(
