@@ -43,6 +43,7 @@ class AsyncResend:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         fresh: bool = False,
     ) -> PooledConnection:
         raise NotImplementedError  # pragma: no cover - the pool's
@@ -62,13 +63,14 @@ class AsyncResend:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         conn: PooledConnection,
         exc: BaseException,
     ) -> tuple[httpcore.Response, PooledConnection]:
         """After ``conn`` failed with ``exc``: send the request once more
         where a rule allows it (else raise the mapped error)."""
         if conn.http2:
-            return await self._send_unprocessed(key, request, conn, exc)
+            return await self._send_unprocessed(key, request, tunnel, conn, exc)
         if not (
             self._retry_stale
             and conn.lifetime.requests_served > 1
@@ -80,14 +82,16 @@ class AsyncResend:
         # as the request went out. Once more, on a new connection.
         logger.debug("retrying %r on a new connection: %r", request, exc)
         await self._discard(conn, failed_on_reuse=True)
-        conn = await self._acquire(key, request, fresh=True)
+        conn = await self._acquire(key, request, tunnel, fresh=True)
         with self._lock:
             self._state.count(conn.origin, "retries")
         try:
             response = await conn.connection.handle_async_request(request)
         except BaseException as retry_exc:
             if conn.http2:
-                return await self._send_unprocessed(key, request, conn, retry_exc)
+                return await self._send_unprocessed(
+                    key, request, tunnel, conn, retry_exc
+                )
             await self._discard(conn, retry_exc)
             raise_translated(retry_exc)
         return response, conn
@@ -96,6 +100,7 @@ class AsyncResend:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         conn: PooledConnection,
         exc: BaseException,
     ) -> tuple[httpcore.Response, PooledConnection]:
@@ -114,7 +119,7 @@ class AsyncResend:
             with self._lock:
                 counter = "goaway_retries" if conn.goaway else "retries"
                 self._state.count(conn.origin, counter)
-            conn = await self._acquire(key, request)
+            conn = await self._acquire(key, request, tunnel)
             try:
                 response = await conn.connection.handle_async_request(request)
             except BaseException as again_exc:

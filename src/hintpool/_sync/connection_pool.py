@@ -14,7 +14,7 @@ import time
 import types
 from collections.abc import Iterable, Iterator, Iterable
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httpcore
 
@@ -28,8 +28,9 @@ from .._hints import response_keep_alive
 from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
+from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
-from .._requests import HeaderTypes, build_request
+from .._requests import HeaderTypes, build_request, hint_headers
 from .._stale import server_closed
 from .._state import (
     RESERVED,
@@ -86,6 +87,10 @@ class ConnectionPool(Resend):
         HTTP/2 with prior knowledge on ``http://`` too. See docs/http2.md.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
+    :param proxy: send every request through this proxy: a URL
+        (``http://``, ``https://``, ``socks5://``, ``socks5h://``), an
+        ``httpx.URL`` or an ``httpx.Proxy``, with httpx's meaning. See
+        ``hintpool._proxy`` for what is pooled with what.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class ConnectionPool(Resend):
         http1: bool = True,
         http2: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        proxy: Any = None,
     ) -> None:
         check_pool_options(
             ssl_context=ssl_context,
@@ -131,9 +137,11 @@ class ConnectionPool(Resend):
             http1=http1,
             http2=http2,
             clock=clock,
+            proxy=proxy,
         )
         if not (http1 or http2):
             raise ValueError("http1 and http2 cannot both be False")
+        self._proxy = parse_proxy(proxy)
         if socket_options is not None:
             # Every new connection applies them: an iterator would be used up
             # by the first one.
@@ -155,6 +163,12 @@ class ConnectionPool(Resend):
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            proxy_label=None if self._proxy is None else self._proxy.label,
+            proxy_key=(
+                self._proxy.key
+                if self._proxy is not None and not self._proxy.is_socks
+                else None
+            ),
         )
         self._connector = Connector(
             ssl_context=ssl_context,
@@ -165,6 +179,7 @@ class ConnectionPool(Resend):
             socket_options=socket_options,
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
             wire=wire,
+            proxy=self._proxy,
             http1=http1,
             http2=http2,
         )
@@ -178,6 +193,17 @@ class ConnectionPool(Resend):
     @property
     def policy(self) -> LifetimePolicy:
         return self._policy
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy's URL without credentials, or None."""
+        return None if self._proxy is None else self._proxy.label
+
+    @property
+    def _proxy_url(self) -> httpcore.URL | None:
+        # httpcore's proxy pools' name for it, which httpx's own tests read.
+        proxy = self._proxy
+        return None if proxy is None else proxy.url
 
     @property
     def tls_session_cache(self) -> TLSSessionCache | None:
@@ -215,7 +241,9 @@ class ConnectionPool(Resend):
         stream = response.stream
         assert isinstance(stream, PoolByteStream)
         try:
-            content_read = b"".join([chunk for chunk in stream])
+            content_read = stream.read_now()
+            if content_read is None:
+                content_read = b"".join([chunk for chunk in stream])
         finally:
             stream.close()
         response._content = content_read  # what read() would have stored
@@ -258,24 +286,33 @@ class ConnectionPool(Resend):
         port = url.port or default_port
         key = (scheme, url.host, port)
         _ask_for_keep_alive(request)
+        tunnel = False
+        proxy = self._proxy
+        if proxy is not None:
+            if proxy.forwards(scheme):
+                # On the proxy's connections, shared by every http:// origin.
+                key = proxy.key
+                request = forward_request(request, proxy)
+            else:
+                tunnel = True
 
-        conn = self._acquire(key, request)
+        conn = self._acquire(key, request, tunnel)
         try:
             response: httpcore.Response = conn.connection.handle_request(
                 request
             )
         except BaseException as exc:
-            response, conn = self._send_again(key, request, conn, exc)
+            response, conn = self._send_again(key, request, tunnel, conn, exc)
         if conn.http2:
-            assert isinstance(response.stream, Iterable)
-            response.stream = PoolByteStream(response.stream, self, conn)
+            stream = cast("Iterable[bytes]", response.stream)
+            response.stream = PoolByteStream(stream, self, conn)
             return response
-        hint, will_close = response_keep_alive(response.headers)
+        hint, will_close = response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
-        assert isinstance(response.stream, Iterable)
-        response.stream = PoolByteStream(response.stream, self, conn)
+        stream = cast("Iterable[bytes]", response.stream)
+        response.stream = PoolByteStream(stream, self, conn)
         return response
 
     def close(self) -> None:
@@ -311,6 +348,7 @@ class ConnectionPool(Resend):
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
@@ -350,7 +388,7 @@ class ConnectionPool(Resend):
             with self._lock:
                 origin = self._state.origin(key)
         if result is RESERVED:
-            return self._open(origin, request)
+            return self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
         if result.http2:
             with self._lock:
@@ -389,10 +427,12 @@ class ConnectionPool(Resend):
                 self._close_connections(to_close)
         return result
 
-    def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
+    def _open(
+        self, origin: Any, request: httpcore.Request, tunnel: bool
+    ) -> PooledConnection:
         try:
             connection, sock, tls = self._connector.connect(
-                request.url.origin, request.extensions
+                request.url.origin, request.extensions, tunnel
             )
         except BaseException as exc:
             with self._lock:
@@ -520,6 +560,17 @@ class PoolByteStream:
         self._conn = conn
         self._closed = False
 
+    def read_now(self) -> bytes | None:
+        """The whole body, if the connection has every byte of it already
+        (taken without iterating: see ``request()``); else None."""
+        take = getattr(self._stream, "take_complete", None)
+        if take is None:
+            return None
+        content: bytes | None = take()
+        if content is not None:
+            self._body_read()
+        return content
+
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._stream:
@@ -530,18 +581,20 @@ class PoolByteStream:
                 self.close()
             raise_translated(exc)
         else:
-            # Servers start their idle timer when the response is written:
-            # the idle deadline counts from the last byte, not from when the
-            # caller closes the response.
-            self._conn.lifetime.body_end = self._pool._clock()
-            # The whole response was read: the TLS session (and, for TLS
-            # 1.3, its ticket, which comes after the handshake) is worth
-            # keeping now.
-            tls = self._conn.tls
-            if tls is not None and not tls.stored:
-                cache = self._pool.tls_session_cache
-                if cache is not None:
-                    cache.response_read(tls)
+            self._body_read()
+
+    def _body_read(self) -> None:
+        # Servers start their idle timer when the response is written: the
+        # idle deadline counts from the last byte, not from when the caller
+        # closes the response.
+        self._conn.lifetime.body_end = self._pool._clock()
+        # The whole response was read: the TLS session (and, for TLS 1.3,
+        # its ticket, which comes after the handshake) is worth keeping now.
+        tls = self._conn.tls
+        if tls is not None and not tls.stored:
+            cache = self._pool.tls_session_cache
+            if cache is not None:
+                cache.response_read(tls)
 
     def close(self) -> None:
         if self._closed:

@@ -44,6 +44,7 @@ class Resend:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         fresh: bool = False,
     ) -> PooledConnection:
         raise NotImplementedError  # pragma: no cover - the pool's
@@ -63,13 +64,14 @@ class Resend:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         conn: PooledConnection,
         exc: BaseException,
     ) -> tuple[httpcore.Response, PooledConnection]:
         """After ``conn`` failed with ``exc``: send the request once more
         where a rule allows it (else raise the mapped error)."""
         if conn.http2:
-            return self._send_unprocessed(key, request, conn, exc)
+            return self._send_unprocessed(key, request, tunnel, conn, exc)
         if not (
             self._retry_stale
             and conn.lifetime.requests_served > 1
@@ -81,14 +83,16 @@ class Resend:
         # as the request went out. Once more, on a new connection.
         logger.debug("retrying %r on a new connection: %r", request, exc)
         self._discard(conn, failed_on_reuse=True)
-        conn = self._acquire(key, request, fresh=True)
+        conn = self._acquire(key, request, tunnel, fresh=True)
         with self._lock:
             self._state.count(conn.origin, "retries")
         try:
             response = conn.connection.handle_request(request)
         except BaseException as retry_exc:
             if conn.http2:
-                return self._send_unprocessed(key, request, conn, retry_exc)
+                return self._send_unprocessed(
+                    key, request, tunnel, conn, retry_exc
+                )
             self._discard(conn, retry_exc)
             raise_translated(retry_exc)
         return response, conn
@@ -97,6 +101,7 @@ class Resend:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         conn: PooledConnection,
         exc: BaseException,
     ) -> tuple[httpcore.Response, PooledConnection]:
@@ -115,7 +120,7 @@ class Resend:
             with self._lock:
                 counter = "goaway_retries" if conn.goaway else "retries"
                 self._state.count(conn.origin, counter)
-            conn = self._acquire(key, request)
+            conn = self._acquire(key, request, tunnel)
             try:
                 response = conn.connection.handle_request(request)
             except BaseException as again_exc:
