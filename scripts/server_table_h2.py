@@ -19,7 +19,13 @@ from pathlib import Path
 
 import trustme
 
-from tests.interop.servers import HTTP2_KINDS, ServerSpec, TLSFiles, start_server
+from tests.interop.servers import (
+    HTTP2_KINDS,
+    ServerSpec,
+    TLSFiles,
+    server_version,
+    start_server,
+)
 from tests.interop.servers.probe_h2 import (
     Ending,
     measure_h2_idle_close,
@@ -57,6 +63,7 @@ LIMIT_KNOB = {
 }
 HEADER_H2 = [
     "server",
+    "version",
     "ALPN / `MAX_CONCURRENT_STREAMS`",
     f"idle timeout `{TIMEOUT:g} s` configured: ends an idle connection with",
     "default config: idle timeout / ends an idle connection with",
@@ -69,6 +76,7 @@ HEADER_H2 = [
 @dataclass
 class H2Report:
     kind: str
+    version: str
     negotiated: str
     configured: str
     default: str
@@ -79,6 +87,7 @@ class H2Report:
     def cells(self) -> list[str]:
         return [
             NAMES[self.kind],
+            self.version,
             self.negotiated,
             self.configured,
             self.default,
@@ -176,6 +185,7 @@ def probe_h2(kind: str, files: TLSFiles, ca: trustme.CA) -> H2Report:
         _, default_close = idle_default.result()
         return H2Report(
             kind,
+            server_version(kind),  # type: ignore[arg-type]
             negotiated,
             configured_close,
             f"{DEFAULT_TIMEOUTS[kind]} / {default_close}",

@@ -39,7 +39,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 #: Seconds a connection stays open after its GOAWAY'd streams are answered.
-LINGER = 0.3
+LINGER = 2.0
 
 
 class H2Server:
@@ -163,6 +163,9 @@ class _Connection:
         if self.server.speak_http1:
             self.sock.recv(65536)
             self.sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            self.sock.settimeout(LINGER)  # closing first would reset the answer
+            while self.sock.recv(65536):
+                pass
             return
         h2c = self.h2
         h2c.initiate_connection()

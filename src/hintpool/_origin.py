@@ -68,6 +68,7 @@ class OriginState(Counters):
         "learned_timeout",
         "open",
         "opening",
+        "proxy",
         "shared",
         "streams_peak",
         "watched",
@@ -83,6 +84,8 @@ class OriginState(Counters):
         self.learned_at = 0.0
         #: The one idle connection the reaper watches for this origin.
         self.watched: PooledConnection | None = None
+        #: The label of the proxy it is reached through (statistics only).
+        self.proxy: str | None = None
         #: HTTP/2 (``hintpool._multiplex``): active connections with a free
         #: stream (a dict as an ordered set), the gate requests wait at while
         #: a connection that may turn out HTTP/2 is opening, what the last

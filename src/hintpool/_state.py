@@ -53,8 +53,10 @@ from ._stats import (
     OriginStatistics,
     OriginsView,
     PoolStatistics,
+    ProxyStatistics,
     failure_counter,
     origin_label,
+    proxy_statistics,
 )
 
 __all__ = [
@@ -87,7 +89,12 @@ class PoolState(IdleConnections):
         policy: LifetimePolicy,
         server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
+        proxy_label: str | None = None,
+        proxy_key: OriginKey | None = None,
     ) -> None:
+        self.proxy_label = proxy_label
+        #: Where forwarded requests' connections (to the proxy) are pooled.
+        self.proxy_key = proxy_key
         self.server_closed = server_closed
         self.max_connections = max_connections
         self.max_idle = max_idle
@@ -112,6 +119,7 @@ class PoolState(IdleConnections):
         state = self.origins.get(key)
         if state is None:
             state = self.origins[key] = OriginState(key)
+            state.proxy = self.proxy_label
             if len(self.origins) > self.max_origins:
                 self._forget_origins(keep=key)
         return state
@@ -440,5 +448,13 @@ class PoolState(IdleConnections):
             active=self.open_count - self.idle_count,
             waiting=waiting,
             origins=OriginsView(self.origins, lock or nullcontext()),
+            proxies=self._proxy_statistics(),
             **self.totals.values(),
         )
+
+    def _proxy_statistics(self) -> dict[str, ProxyStatistics]:
+        label = self.proxy_label
+        if label is None:
+            return {}
+        forward = None if self.proxy_key is None else self.origins.get(self.proxy_key)
+        return {label: proxy_statistics(label, self.totals, forward)}

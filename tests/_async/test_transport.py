@@ -223,11 +223,9 @@ async def test_unsupported_protocol_maps_to_httpx() -> None:
     await transport.aclose()
 
 
-def test_proxy_is_refused_clearly() -> None:
+def test_http1_and_http2_off_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="http1 and http2 cannot both be False"):
         hintpool.AsyncHTTPTransport(http1=False)
-    with pytest.raises(hintpool.UnsupportedConfiguration, match="proxies"):
-        hintpool.AsyncHTTPTransport(proxy="http://127.0.0.1:9")
 
 
 @pytest.mark.anyio

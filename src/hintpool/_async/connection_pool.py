@@ -13,7 +13,7 @@ import time
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httpcore
 
@@ -27,9 +27,9 @@ from .._hints import response_keep_alive
 from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
+from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
-from .._requests import HeaderTypes, build_request
-from .._retry import may_retry, replayable_body
+from .._requests import HeaderTypes, build_request, hint_headers
 from .._stale import server_closed
 from .._state import (
     RESERVED,
@@ -46,6 +46,7 @@ from .._synchronization import (
 )
 from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
 from .connect import AsyncConnector
+from .resend import AsyncResend
 
 __all__ = ["AsyncConnectionPool"]
 
@@ -53,12 +54,9 @@ logger = logging.getLogger("hintpool")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
-#: Attempts at sending a request the server did not process (HTTP/2 GOAWAY,
-#: REFUSED_STREAM), each on another connection.
-MAX_UNPROCESSED_RETRIES = 5
 
 
-class AsyncConnectionPool:
+class AsyncConnectionPool(AsyncResend):
     """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
     (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 
@@ -88,6 +86,10 @@ class AsyncConnectionPool:
         HTTP/2 with prior knowledge on ``http://`` too. See docs/http2.md.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
+    :param proxy: send every request through this proxy: a URL
+        (``http://``, ``https://``, ``socks5://``, ``socks5h://``), an
+        ``httpx.URL`` or an ``httpx.Proxy``, with httpx's meaning. See
+        ``hintpool._proxy`` for what is pooled with what.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class AsyncConnectionPool:
         http1: bool = True,
         http2: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        proxy: Any = None,
     ) -> None:
         check_pool_options(
             ssl_context=ssl_context,
@@ -133,9 +136,11 @@ class AsyncConnectionPool:
             http1=http1,
             http2=http2,
             clock=clock,
+            proxy=proxy,
         )
         if not (http1 or http2):
             raise ValueError("http1 and http2 cannot both be False")
+        self._proxy = parse_proxy(proxy)
         if socket_options is not None:
             # Every new connection applies them: an iterator would be used up
             # by the first one.
@@ -157,6 +162,12 @@ class AsyncConnectionPool:
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            proxy_label=None if self._proxy is None else self._proxy.label,
+            proxy_key=(
+                self._proxy.key
+                if self._proxy is not None and not self._proxy.is_socks
+                else None
+            ),
         )
         self._connector = AsyncConnector(
             ssl_context=ssl_context,
@@ -167,6 +178,7 @@ class AsyncConnectionPool:
             socket_options=socket_options,
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
             wire=wire,
+            proxy=self._proxy,
             http1=http1,
             http2=http2,
         )
@@ -180,6 +192,17 @@ class AsyncConnectionPool:
     @property
     def policy(self) -> LifetimePolicy:
         return self._policy
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy's URL without credentials, or None."""
+        return None if self._proxy is None else self._proxy.label
+
+    @property
+    def _proxy_url(self) -> httpcore.URL | None:
+        # httpcore's proxy pools' name for it, which httpx's own tests read.
+        proxy = self._proxy
+        return None if proxy is None else proxy.url
 
     @property
     def tls_session_cache(self) -> TLSSessionCache | None:
@@ -217,7 +240,9 @@ class AsyncConnectionPool:
         stream = response.stream
         assert isinstance(stream, AsyncPoolByteStream)
         try:
-            content_read = b"".join([chunk async for chunk in stream])
+            content_read = stream.read_now()
+            if content_read is None:
+                content_read = b"".join([chunk async for chunk in stream])
         finally:
             await stream.aclose()
         response._content = content_read  # what aread() would have stored
@@ -260,110 +285,34 @@ class AsyncConnectionPool:
         port = url.port or default_port
         key = (scheme, url.host, port)
         _ask_for_keep_alive(request)
+        tunnel = False
+        proxy = self._proxy
+        if proxy is not None:
+            if proxy.forwards(scheme):
+                # On the proxy's connections, shared by every http:// origin.
+                key = proxy.key
+                request = forward_request(request, proxy)
+            else:
+                tunnel = True
 
-        conn = await self._acquire(key, request)
+        conn = await self._acquire(key, request, tunnel)
         try:
             response: httpcore.Response = await conn.connection.handle_async_request(
                 request
             )
         except BaseException as exc:
-            response, conn = await self._send_again(key, request, conn, exc)
+            response, conn = await self._send_again(key, request, tunnel, conn, exc)
         if conn.http2:
-            assert isinstance(response.stream, AsyncIterable)
-            response.stream = AsyncPoolByteStream(response.stream, self, conn)
+            stream = cast("AsyncIterable[bytes]", response.stream)
+            response.stream = AsyncPoolByteStream(stream, self, conn)
             return response
-        hint, will_close = response_keep_alive(response.headers)
+        hint, will_close = response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
-        assert isinstance(response.stream, AsyncIterable)
-        response.stream = AsyncPoolByteStream(response.stream, self, conn)
+        stream = cast("AsyncIterable[bytes]", response.stream)
+        response.stream = AsyncPoolByteStream(stream, self, conn)
         return response
-
-    async def _send_again(
-        self,
-        key: tuple[bytes, bytes, int],
-        request: httpcore.Request,
-        conn: PooledConnection,
-        exc: BaseException,
-    ) -> tuple[httpcore.Response, PooledConnection]:
-        """After ``conn`` failed with ``exc``: send the request once more
-        where a rule allows it (else raise the mapped error)."""
-        if conn.http2:
-            return await self._send_unprocessed(key, request, conn, exc)
-        if not (
-            self._retry_stale
-            and conn.lifetime.requests_served > 1
-            and may_retry(request, exc, conn.connection)
-        ):
-            await self._discard(conn, exc)
-            raise_translated(exc)
-        # The keep-alive race: the server closed this reused connection
-        # as the request went out. Once more, on a new connection.
-        logger.debug("retrying %r on a new connection: %r", request, exc)
-        await self._discard(conn, failed_on_reuse=True)
-        conn = await self._acquire(key, request, fresh=True)
-        with self._lock:
-            self._state.count(conn.origin, "retries")
-        try:
-            response = await conn.connection.handle_async_request(request)
-        except BaseException as retry_exc:
-            if conn.http2:
-                return await self._send_unprocessed(key, request, conn, retry_exc)
-            await self._discard(conn, retry_exc)
-            raise_translated(retry_exc)
-        return response, conn
-
-    async def _send_unprocessed(
-        self,
-        key: tuple[bytes, bytes, int],
-        request: httpcore.Request,
-        conn: PooledConnection,
-        exc: BaseException,
-    ) -> tuple[httpcore.Response, PooledConnection]:
-        """An HTTP/2 stream failed. One the server did not process (GOAWAY
-        below its id, REFUSED_STREAM: ConnectionNotAvailable) goes again on
-        another connection whatever its method (RFC 9113 §6.8), while its
-        body can be sent again."""
-        for attempt in range(MAX_UNPROCESSED_RETRIES + 1):
-            unprocessed = isinstance(exc, httpcore.ConnectionNotAvailable)
-            await self._stream_failed(conn, None if unprocessed else exc)
-            if not unprocessed or not replayable_body(request.stream):
-                break
-            if attempt == MAX_UNPROCESSED_RETRIES:
-                break
-            logger.debug("sending %r again: the server did not process it", request)
-            with self._lock:
-                counter = "goaway_retries" if conn.goaway else "retries"
-                self._state.count(conn.origin, counter)
-            conn = await self._acquire(key, request)
-            try:
-                response = await conn.connection.handle_async_request(request)
-            except BaseException as again_exc:
-                if not conn.http2:
-                    await self._discard(conn, again_exc)
-                    raise_translated(again_exc)
-                exc = again_exc
-                continue
-            return response, conn
-        if isinstance(exc, httpcore.ConnectionNotAvailable):
-            exc = httpcore.RemoteProtocolError(
-                "the server did not process the request (HTTP/2 GOAWAY or "
-                "REFUSED_STREAM) and it could not be sent again"
-            )
-            with self._lock:
-                self._state.count_failure(conn.origin, exc)
-        raise_translated(exc)
-
-    async def _stream_failed(
-        self, conn: PooledConnection, error: BaseException | None
-    ) -> None:
-        to_close: list[PooledConnection] = []
-        with self._lock:
-            if error is not None:
-                self._state.count_failure(conn.origin, translate(error))
-            stream_done(self._state, conn, self._clock(), to_close)
-        await self._close_connections(to_close)
 
     async def aclose(self) -> None:
         """Stop the reaper and close every idle connection; active ones close
@@ -398,6 +347,7 @@ class AsyncConnectionPool:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
@@ -437,7 +387,7 @@ class AsyncConnectionPool:
             with self._lock:
                 origin = self._state.origin(key)
         if result is RESERVED:
-            return await self._open(origin, request)
+            return await self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
         if result.http2:
             with self._lock:
@@ -476,10 +426,12 @@ class AsyncConnectionPool:
                 await self._close_connections(to_close)
         return result
 
-    async def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
+    async def _open(
+        self, origin: Any, request: httpcore.Request, tunnel: bool
+    ) -> PooledConnection:
         try:
             connection, sock, tls = await self._connector.connect(
-                request.url.origin, request.extensions
+                request.url.origin, request.extensions, tunnel
             )
         except BaseException as exc:
             with self._lock:
@@ -607,6 +559,17 @@ class AsyncPoolByteStream:
         self._conn = conn
         self._closed = False
 
+    def read_now(self) -> bytes | None:
+        """The whole body, if the connection has every byte of it already
+        (taken without iterating: see ``request()``); else None."""
+        take = getattr(self._stream, "take_complete", None)
+        if take is None:
+            return None
+        content: bytes | None = take()
+        if content is not None:
+            self._body_read()
+        return content
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
@@ -617,18 +580,20 @@ class AsyncPoolByteStream:
                 await self.aclose()
             raise_translated(exc)
         else:
-            # Servers start their idle timer when the response is written:
-            # the idle deadline counts from the last byte, not from when the
-            # caller closes the response.
-            self._conn.lifetime.body_end = self._pool._clock()
-            # The whole response was read: the TLS session (and, for TLS
-            # 1.3, its ticket, which comes after the handshake) is worth
-            # keeping now.
-            tls = self._conn.tls
-            if tls is not None and not tls.stored:
-                cache = self._pool.tls_session_cache
-                if cache is not None:
-                    cache.response_read(tls)
+            self._body_read()
+
+    def _body_read(self) -> None:
+        # Servers start their idle timer when the response is written: the
+        # idle deadline counts from the last byte, not from when the caller
+        # closes the response.
+        self._conn.lifetime.body_end = self._pool._clock()
+        # The whole response was read: the TLS session (and, for TLS 1.3,
+        # its ticket, which comes after the handshake) is worth keeping now.
+        tls = self._conn.tls
+        if tls is not None and not tls.stored:
+            cache = self._pool.tls_session_cache
+            if cache is not None:
+                cache.response_read(tls)
 
     async def aclose(self) -> None:
         if self._closed:

@@ -10,7 +10,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
+from .._exceptions import as_httpx_errors, raise_as_httpx
 from .._h2support import alpn_protocols, require_h2
 from .._options import check_transport_options
 from .._requests import checked_request
@@ -36,11 +36,13 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
+    ``proxy``: a URL (``http://``, ``https://``, ``socks5://``,
+    ``socks5h://``), an ``httpx.URL`` or an ``httpx.Proxy``, as in httpx;
+    see the proxies page of the docs for what is pooled with what.
+
     ``http2=True`` offers HTTP/2 by ALPN on ``https://`` (the ``h2``
     package: ``pip install hintpool[http2]``); ``http1=False, http2=True``
-    speaks HTTP/2 with prior knowledge on ``http://`` too. Proxies are not
-    supported yet: ``proxy=...`` raises
-    :class:`hintpool.UnsupportedConfiguration`.
+    speaks HTTP/2 with prior knowledge on ``http://`` too.
     """
 
     def __init__(
@@ -79,11 +81,6 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             raise ValueError("http1 and http2 cannot both be False")
         if http2:
             require_h2()
-        if proxy is not None:
-            raise UnsupportedConfiguration(
-                "hintpool does not support proxies yet; use httpx's own "
-                "transport for proxied requests (e.g. with httpx mounts)"
-            )
         ssl_context = httpx.create_ssl_context(
             verify=verify, cert=cert, trust_env=trust_env
         )
@@ -105,6 +102,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
             wire=wire,
+            proxy=proxy,
             http1=http1,
             http2=http2,
         )

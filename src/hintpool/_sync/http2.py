@@ -30,6 +30,8 @@ import h2.events
 import h2.exceptions
 import httpcore
 
+from .._synchronization import StreamOrder
+
 __all__ = ["H2Connection"]
 
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
@@ -53,9 +55,38 @@ class H2Connection(httpcore.HTTP2Connection):
         # Idle expiry is the pool's (hintpool._policy), not httpcore's.
         super().__init__(origin=origin, stream=stream, keepalive_expiry=None)
         self._h2_state.state_machine = _GoawayTolerantMachine()
+        self._order = StreamOrder()
+        self._keep_stream_ids_in_order()
         self.goaway: h2.events.ConnectionTerminated | None = None
         #: id(request) -> its stream, while the request is being sent.
         self._stream_of: dict[int, int] = {}
+
+    def _keep_stream_ids_in_order(self) -> None:
+        """h2 hands out the next stream id without reserving it: two
+        requests starting at once could get the same one, or send theirs
+        out of order (the server then ends the connection). Hold
+        ``_order`` from one to the other."""
+        state = self._h2_state
+        next_id = state.get_next_available_stream_id
+        send_headers = state.send_headers
+        order = self._order
+
+        def allocate() -> int:
+            order.acquire()
+            try:
+                return next_id()
+            except BaseException:
+                order.release()
+                raise
+
+        def send(*args: Any, **kwargs: Any) -> None:
+            try:
+                send_headers(*args, **kwargs)
+            finally:
+                order.release()
+
+        setattr(state, "get_next_available_stream_id", allocate)  # noqa: B010
+        setattr(state, "send_headers", send)  # noqa: B010
 
     @property
     def max_streams(self) -> int:
@@ -82,6 +113,7 @@ class H2Connection(httpcore.HTTP2Connection):
                 raise httpcore.ConnectionNotAvailable() from exc
             raise
         finally:
+            self._order.release()  # if an error came between id and HEADERS
             self._stream_of.pop(id(request), None)
 
     def _unprocessed(self, request: httpcore.Request, exc: Exception) -> bool:
