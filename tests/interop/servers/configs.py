@@ -201,6 +201,8 @@ def _nginx(
     ]
     if spec.http2 and _nginx_version(command) >= HTTP2_ON:
         server.append("http2 on;")
+    if spec.max_streams is not None:
+        server.append(f"http2_max_concurrent_streams {spec.max_streams};")
     if spec.tls is not None:
         server += [
             f"ssl_certificate {spec.tls.cert_chain};",
@@ -282,6 +284,8 @@ def _node(
     if spec.tls is not None:
         env["HINTPOOL_TLS_CERT"] = str(spec.tls.cert_chain)
         env["HINTPOOL_TLS_KEY"] = str(spec.tls.private_key)
+    if spec.max_streams is not None:
+        env["HINTPOOL_MAX_STREAMS"] = str(spec.max_streams)
     script = "node_h2_server.js" if spec.http2 else "node_server.js"
     return [*command, str(HERE / script)], env
 
@@ -328,10 +332,16 @@ def _hypercorn(
         # Hypercorn offers h2 through ALPN whenever it speaks TLS.
         argv += ["--certfile", str(spec.tls.cert_chain)]
         argv += ["--keyfile", str(spec.tls.private_key)]
+    # Only in a config file: requests per HTTP/2 connection (then GOAWAY)
+    # and the streams it allows at once.
+    settings = []
     if spec.max_requests is not None:
-        # Only in a config file: requests per HTTP/2 connection, then GOAWAY.
+        settings.append(f"keep_alive_max_requests = {spec.max_requests}")
+    if spec.max_streams is not None:
+        settings.append(f"h2_max_concurrent_streams = {spec.max_streams}")
+    if settings:
         config = workdir / "hypercorn.toml"
-        config.write_text(f"keep_alive_max_requests = {spec.max_requests}\n")
+        config.write_text("\n".join(settings) + "\n")
         argv += ["--config", str(config)]
     return [*argv, "asgi_app:app"], _python_env(access_log)
 

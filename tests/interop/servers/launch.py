@@ -102,6 +102,8 @@ class ServerSpec:
     tls: TLSFiles | None = None
     #: Offer HTTP/2 through ALPN (needs ``tls``; only the HTTP2_KINDS).
     http2: bool = False
+    #: SETTINGS_MAX_CONCURRENT_STREAMS to announce (HTTP/2 only).
+    max_streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.http2 and (self.tls is None or self.kind not in HTTP2_KINDS):
@@ -122,6 +124,8 @@ class ServerSpec:
             parts.append("tls")
         if self.http2:
             parts.append("h2")
+        if self.max_streams is not None:
+            parts.append(f"streams={self.max_streams}")
         return " ".join(parts)
 
 

@@ -4,7 +4,8 @@
 // client port, requests so far on the session, status, request line),
 // HINTPOOL_KEEPALIVE_MS (the session idle timeout, server.setTimeout),
 // HINTPOOL_MAX_REQUESTS (after that many streams a session is closed
-// gracefully: GOAWAY, the open streams finish), HINTPOOL_TLS_CERT /
+// gracefully: GOAWAY, the open streams finish), HINTPOOL_MAX_STREAMS
+// (SETTINGS_MAX_CONCURRENT_STREAMS), HINTPOOL_TLS_CERT /
 // HINTPOOL_TLS_KEY. Signals: SIGUSR2 closes every open session gracefully
 // and keeps listening (a server retiring its connections); SIGINT is a
 // graceful shutdown (server.close(), every session closed, exit when done);
@@ -49,6 +50,9 @@ const server = http2.createSecureServer(
     cert: fs.readFileSync(env.HINTPOOL_TLS_CERT),
     key: fs.readFileSync(env.HINTPOOL_TLS_KEY),
     allowHTTP1: true,
+    settings: env.HINTPOOL_MAX_STREAMS
+      ? { maxConcurrentStreams: Number(env.HINTPOOL_MAX_STREAMS) }
+      : {},
   },
   handler,
 );
