@@ -24,6 +24,8 @@ import anyio
 import httpx
 import pytest
 
+from hintpool import OriginStatistics
+
 from .conftest import StartServer
 from .h2_helpers import (
     HTTP2_KINDS,
@@ -150,3 +152,69 @@ async def test_no_failures_across_idle_timeout_behind_latency_async(
     assert stats.http_version == "HTTP/2"
     assert stats.closed_by_server == 1
     assert stats.retries == stats.goaway_retries == 0
+
+
+#: Each way: a request sent 0.3 s before the pool could see the server's
+#: close reaches the server 0.3 s after it, both by a wide margin.
+SLOW_DELAY = 0.3
+
+
+def cross_the_close(
+    server_url_via_proxy: str, verify: ssl.SSLContext
+) -> tuple[httpx.Response | BaseException, OriginStatistics]:
+    """One request, then another sent at an idle age of TIMEOUT - SLOW_DELAY:
+    before the server's close can reach the pool, after it reached the
+    server. No learned timeout yet (the first idle period)."""
+    client, transport = sync_h2_client(verify)
+    with client:
+        client.get(f"{server_url_via_proxy}/cross/first").raise_for_status()
+        time.sleep(TIMEOUT - SLOW_DELAY)
+        outcome: httpx.Response | BaseException
+        try:
+            outcome = client.get(f"{server_url_via_proxy}/cross/second")
+        except httpx.HTTPError as exc:
+            outcome = exc
+        return outcome, transport.statistics().origins[server_url_via_proxy]
+
+
+@pytest.mark.parametrize("kind", ["nginx", "node"])
+def test_request_crossing_goaway_is_sent_again(
+    real_servers: StartServer,
+    tls_files: TLSFiles,
+    tls_client_context: ssl.SSLContext,
+    delay_proxy_factory: Callable[..., object],
+    kind: str,
+) -> None:
+    """nginx and Node end the idle connection with GOAWAY naming the stream
+    before it: the crossing request was not processed and goes again."""
+    server = real_servers(h2_spec(kind, tls_files, idle_timeout=TIMEOUT))
+    proxy = delay_proxy_factory(server.host, server.port, delay=SLOW_DELAY)
+    base = proxy.url("https")  # type: ignore[attr-defined]
+    mark = server.log_mark()
+    outcome, stats = cross_the_close(base, tls_client_context)
+    assert isinstance(outcome, httpx.Response), outcome
+    assert outcome.status_code == 200
+    assert stats.goaway_retries == 1
+    assert stats.connections_opened == 2
+    assert logged_paths(server, mark, "/cross/", 2) == ["/cross/first", "/cross/second"]
+
+
+@pytest.mark.xfail(
+    reason="retry_stale covers HTTP/1.1 only: on HTTP/2 a request that meets "
+    "a close without GOAWAY fails with RemoteProtocolError (the same request "
+    "over HTTP/1.1 is sent again)"
+)
+def test_request_crossing_silent_close_is_sent_again(
+    real_servers: StartServer,
+    tls_files: TLSFiles,
+    tls_client_context: ssl.SSLContext,
+    delay_proxy_factory: Callable[..., object],
+) -> None:
+    """Hypercorn closes without GOAWAY: nothing of the response arrived and
+    the request is a GET, the case hintpool's one safe retry is for."""
+    server = real_servers(h2_spec("hypercorn", tls_files, idle_timeout=TIMEOUT))
+    proxy = delay_proxy_factory(server.host, server.port, delay=SLOW_DELAY)
+    base = proxy.url("https")  # type: ignore[attr-defined]
+    outcome, stats = cross_the_close(base, tls_client_context)
+    assert isinstance(outcome, httpx.Response), outcome
+    assert stats.connections_opened == 2
