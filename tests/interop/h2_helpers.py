@@ -68,8 +68,10 @@ async def run_concurrently(
     get: Callable[[str], Awaitable[httpx.Response]],
     urls: list[str],
     after: Callable[[int], None] | None = None,
+    catch: type[BaseException] = httpx.HTTPError,
 ) -> tuple[list[httpx.Response], list[BaseException]]:
-    """GET every URL at once; ``after(done)`` runs as each one finishes."""
+    """GET every URL at once; ``after(done)`` runs as each one finishes.
+    Failures of type ``catch`` are collected, any other propagates."""
     responses: list[httpx.Response] = []
     failures: list[BaseException] = []
 
@@ -78,7 +80,7 @@ async def run_concurrently(
             response = await get(url)
             response.raise_for_status()
             responses.append(response)
-        except httpx.HTTPError as exc:
+        except catch as exc:
             failures.append(exc)
         if after is not None:
             after(len(responses) + len(failures))
