@@ -61,7 +61,9 @@ def check_exactly_once(server_paths: list[str], prefix: str, count: int) -> None
 
 async def httpx_baseline(base: str, verify: ssl.SSLContext, prefix: str) -> int:
     async with httpx.AsyncClient(http2=True, verify=verify, timeout=10.0) as client:
-        _, failures = await run_concurrently(client.get, urls(base, prefix, CONCURRENT))
+        _, failures = await run_concurrently(
+            client.get, urls(base, prefix, CONCURRENT), catch=Exception
+        )
     return len(failures)
 
 
@@ -103,6 +105,7 @@ async def retire_mid_load(
     server: RunningServer,
     prefix: str,
     replaced: Callable[[], bool],
+    catch: type[BaseException] = httpx.HTTPError,
 ) -> tuple[int, list[BaseException]]:
     """Waves of 100 until ``replaced()`` (and one more), the server told to
     retire its connections when half of the first wave is answered: the
@@ -121,7 +124,7 @@ async def retire_mid_load(
     while waves < MAX_WAVES and (replaced_at is None or waves <= replaced_at):
         wave_urls = urls(server.url, f"{prefix}{waves}-", CONCURRENT)
         hook = retire_at_half if waves == 0 else None
-        failures += (await run_concurrently(get, wave_urls, hook))[1]
+        failures += (await run_concurrently(get, wave_urls, hook, catch))[1]
         waves += 1
         if replaced_at is None and replaced():
             replaced_at = waves
@@ -171,8 +174,13 @@ async def test_retiring_busy_connections_loses_nothing(
     async with httpx.AsyncClient(
         http2=True, verify=tls_client_context, timeout=10.0
     ) as plain:
+        # Exception: httpx lets h2's ProtocolError out unmapped at times.
         waves, lost = await retire_mid_load(
-            plain.get, server, prefix, lambda: len(ports(server, mark, prefix)) > 1
+            plain.get,
+            server,
+            prefix,
+            lambda: len(ports(server, mark, prefix)) > 1,
+            catch=Exception,
         )
     record_property("httpx_http2_failures", f"{len(lost)}/{waves * CONCURRENT}")
     print(f"{kind}: httpx's HTTP/2 transport failed {len(lost)}/{waves * CONCURRENT}")
