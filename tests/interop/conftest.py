@@ -37,6 +37,9 @@ from .servers.proxies import ProxySpec, RunningProxy, start_proxy
 from .servers.tls import client_context, write_tls_files
 
 REQUIRE_SERVERS = os.environ.get("HINTPOOL_REQUIRE_SERVERS") == "1"
+#: Modules that only speak HTTP/2 over TLS, which never runs on the fast
+#: HTTP/1.1 wire: their "httpcore" wire run would repeat the "fast" one.
+HTTP2_ONLY_MODULES = frozenset({"test_http2_goaway.py", "test_http2_race.py"})
 
 StartServer = Callable[[ServerSpec], RunningServer]
 StartProxy = Callable[[ProxySpec], RunningProxy]
@@ -47,6 +50,21 @@ def skip_or_fail(message: str, require: bool) -> NoReturn:
     if require:
         pytest.fail(f"{message} (HINTPOOL_REQUIRE_SERVERS=1)", pytrace=False)
     pytest.skip(message)
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("wire") == "httpcore" and item.path.name in HTTP2_ONLY_MODULES:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="module")

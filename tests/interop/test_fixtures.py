@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from .conftest import StartProxy, skip_or_fail
-from .servers import ServerSpec, ServerStartError, ServerUnavailable, launch, proxies
+from .servers import (
+    ServerSpec,
+    ServerStartError,
+    ServerUnavailable,
+    TLSFiles,
+    launch,
+    proxies,
+)
 from .servers.proxies import ProxySpec
 
 pytestmark = pytest.mark.interop
@@ -100,3 +107,10 @@ def test_proxy_that_fails_to_start_names_itself(
         pytest.skip(str(exc))
     assert str(info.value).startswith("squid timeout=2s exited with status")
     assert "no_such_directive" in str(info.value)
+
+
+def test_http2_needs_tls_and_a_server_that_speaks_it() -> None:
+    with pytest.raises(ValueError, match="http2=True needs tls"):
+        ServerSpec("node", http2=True)
+    with pytest.raises(ValueError, match="nginx, node, hypercorn"):
+        ServerSpec("apache", http2=True, tls=TLSFiles(Path("c"), Path("k")))

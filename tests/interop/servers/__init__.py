@@ -10,6 +10,7 @@ live next to this file (``asgi_app.py``, ``wsgi_app.py``, ``node_server.js``).
 from __future__ import annotations
 
 from .launch import (
+    HTTP2_KINDS,
     KINDS,
     AccessRecord,
     RunningServer,
@@ -22,6 +23,7 @@ from .launch import (
 )
 
 __all__ = [
+    "HTTP2_KINDS",
     "KINDS",
     "AccessRecord",
     "RunningServer",
