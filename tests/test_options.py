@@ -40,6 +40,8 @@ SHARED_BAD: list[tuple[str, Any, type[Exception]]] = [
     ("max_keepalive_timeout", math.nan, ValueError),
     ("retry_stale", "yes", TypeError),
     ("retry_stale", None, TypeError),
+    ("prewarm", "yes", TypeError),
+    ("prewarm", None, TypeError),
     ("tls_session_cache", -1, ValueError),
     ("tls_session_cache", 1.5, TypeError),
     ("tls_session_ttl", -1, ValueError),

@@ -158,6 +158,7 @@ _RULES: dict[str, Check] = {
     "network_backend": _network_backend,
     "max_origins": _integer(1),
     "retry_stale": _BOOL,
+    "prewarm": _BOOL,
     "tls_session_cache": _tls_session_cache,
     "tls_session_ttl": _seconds(positive=True),
     "wire": _wire,

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Union
 
+from . import _prewarm
 from ._evict import IDLE_LIMIT, OPEN_LIMIT, EvictionLog, pick_victim
 from ._idle import IdleConnections
 from ._origin import (
@@ -115,6 +116,11 @@ class PoolState(IdleConnections):
         self.evictions = EvictionLog()
         #: Which idle connection a limit closes: see hintpool._evict.
         self.eviction = "unproven"
+        #: Open replacements ahead of need (hintpool._prewarm); the pool
+        #: turns it on while it can run background tasks.
+        self.prewarm_enabled = False
+        #: Origins with a slot reserved for a pre-warm the pool must start.
+        self.prewarm_due: list[OriginState] = []
 
     # -- origins -----------------------------------------------------------
 
@@ -152,6 +158,8 @@ class PoolState(IdleConnections):
         Connections found expired are appended to ``to_close``. ``fresh``
         skips the idle connections (a retry wants a new connection).
         """
+        origin.previous_request = origin.last_request
+        origin.last_request = now
         stack = origin.idle
         while stack and not fresh:
             conn = stack.pop()
@@ -216,8 +224,14 @@ class PoolState(IdleConnections):
         return True
 
     def _start_reused(self, conn: PooledConnection) -> None:
-        conn.lifetime.start_request()
+        lifetime = conn.lifetime
         origin = conn.origin
+        if not lifetime.requests_served:  # pre-warmed: its first request
+            self.count(origin, "prewarm_used")
+            self.count(origin, "requests")
+            lifetime.start_request()
+            return
+        lifetime.start_request()
         origin.requests += 1
         origin.reused += 1
         totals = self.totals
@@ -256,14 +270,16 @@ class PoolState(IdleConnections):
 
     def connection_opened(self, conn: PooledConnection) -> None:
         """A connection was opened in a reserved slot; its first request starts."""
+        self.count_opened(conn)
+        conn.origin.requests += 1
+        self.totals.requests += 1
+        conn.lifetime.start_request()
+
+    def count_opened(self, conn: PooledConnection) -> None:
         origin = conn.origin
         origin.connections_opened += 1
-        origin.requests += 1
-        totals = self.totals
-        totals.connections_opened += 1
-        totals.requests += 1
+        self.totals.connections_opened += 1
         conn.generation = self.generation
-        conn.lifetime.start_request()
         tls = conn.tls
         if tls is not None:
             if tls.resumed:
@@ -319,7 +335,10 @@ class PoolState(IdleConnections):
                 return
         if lifetime.retired_by_max:
             self.count(origin, "retired_by_max")
-        elif lifetime.retired_by_close:
+            self._drop(conn, to_close)
+            _prewarm.consider(self, origin, now)
+            return
+        if lifetime.retired_by_close:
             self.count(origin, "retired_by_close")
         self._drop(conn, to_close)
 
@@ -330,7 +349,10 @@ class PoolState(IdleConnections):
         self._offer_slot(conn.origin.key)
 
     def _make_idle(
-        self, conn: PooledConnection, to_close: list[PooledConnection]
+        self,
+        conn: PooledConnection,
+        to_close: list[PooledConnection],
+        spare: bool = False,
     ) -> None:
         waiters = self.waiters
         if waiters:
@@ -346,7 +368,7 @@ class PoolState(IdleConnections):
                 self._count_eviction(conn.origin, OPEN_LIMIT)
                 self._drop(conn, to_close)
                 return
-        self.push_idle(conn)
+        self.push_idle(conn, spare)
         if self.idle_count > self.max_idle:
             self._evict(pick_victim(self, conn), to_close, IDLE_LIMIT)
 
@@ -365,6 +387,8 @@ class PoolState(IdleConnections):
             conn.origin.open -= 1
             self.open_count -= 1
             to_close.append(conn)
+            if not conn.origin.idle:
+                _prewarm.consider(self, conn.origin, now)
 
     def idle_closed_by_server(
         self, conn: PooledConnection, now: float, to_close: list[PooledConnection]

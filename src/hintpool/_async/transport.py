@@ -34,6 +34,8 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
     number of origins, or False) and ``tls_session_ttl`` (seconds, 7200),
     ``max_connections_per_origin`` (open connections at most to any one
     origin, default None: no cap; see :class:`AsyncConnectionPool`),
+    ``prewarm`` (open a busy origin's next connection before its current
+    one ends, async only, default False; see :class:`AsyncConnectionPool`),
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
@@ -62,6 +64,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
+        prewarm: bool = False,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
         wire: str = "auto",
     ) -> None:
@@ -105,6 +108,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             retry_stale=retry_stale,
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
+            prewarm=prewarm,
             wire=wire,
         )
 

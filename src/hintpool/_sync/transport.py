@@ -35,6 +35,8 @@ class HTTPTransport(httpx.BaseTransport):
     number of origins, or False) and ``tls_session_ttl`` (seconds, 7200),
     ``max_connections_per_origin`` (open connections at most to any one
     origin, default None: no cap; see :class:`ConnectionPool`),
+    ``prewarm`` (open a busy origin's next connection before its current
+    one ends, async only, default False; see :class:`ConnectionPool`),
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
@@ -63,6 +65,7 @@ class HTTPTransport(httpx.BaseTransport):
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
+        prewarm: bool = False,
         network_backend: httpcore.NetworkBackend | None = None,
         wire: str = "auto",
     ) -> None:
@@ -106,6 +109,7 @@ class HTTPTransport(httpx.BaseTransport):
             retry_stale=retry_stale,
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
+            prewarm=prewarm,
             wire=wire,
         )
 
