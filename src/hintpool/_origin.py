@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final, Protocol
 
 from ._hints import KeepAlive
@@ -64,10 +65,13 @@ class OriginState(Counters):
         "idle",
         "key",
         "last_hint",
+        "last_request",
         "learned_at",
         "learned_timeout",
         "open",
         "opening",
+        "previous_request",
+        "prewarming",
         "proxy",
         "shared",
         "streams_peak",
@@ -94,6 +98,11 @@ class OriginState(Counters):
         self.opening: Any = None
         self.http_version: str | None = None
         self.streams_peak = 0
+        #: When a request last asked for a connection (see hintpool._prewarm).
+        self.last_request = -math.inf
+        self.previous_request = -math.inf
+        #: Pre-warmed connections being opened (0 or 1).
+        self.prewarming = 0
 
     def learn_idle_close(self, age: float, now: float) -> None:
         """The server closed one of our idle connections ``age`` s after use.
@@ -136,6 +145,7 @@ class PooledConnection:
         "http2",
         "lifetime",
         "origin",
+        "prewarmed",
         "sock",
         "streams",
         "tls",
@@ -161,6 +171,8 @@ class PooledConnection:
         self.http2 = False
         self.streams = 0
         self.goaway = False
+        #: Opened ahead of need (hintpool._prewarm).
+        self.prewarmed = False
 
     def __repr__(self) -> str:
         return (
