@@ -1,0 +1,144 @@
+"""Scrapy settings and request meta, mapped onto hintpool's pool options.
+
+What maps to what (docs/scrapy.md has the table):
+
+* ``CONCURRENT_REQUESTS`` -> ``max_connections`` and
+  ``max_keepalive_connections`` (0: no limit). A crawler keeps its
+  connections: idle ones only close at the server's deadline.
+* ``CONCURRENT_REQUESTS_PER_IP`` (when set) or ``_PER_DOMAIN`` ->
+  ``max_connections_per_origin``, when the installed pool has that option.
+  Scrapy's downloader already holds each slot to that many requests; the
+  pool's cap is a second fence per (scheme, host, port).
+* ``DOWNLOAD_BIND_ADDRESS`` / meta ``bindaddress`` -> ``local_address``
+  (host only: a pool opens many connections, one port cannot serve them).
+* TLS: ``DOWNLOAD_VERIFY_CERTIFICATES`` (off by default, as in Scrapy),
+  ``DOWNLOADER_CLIENT_TLS_METHOD``, ``DOWNLOAD_TLS_MIN_VERSION`` /
+  ``_MAX_VERSION``, ``DOWNLOADER_CLIENT_TLS_CIPHERS``.
+* ``HINTPOOL_POOL_OPTIONS``: a dict of further pool keyword arguments
+  (``keepalive_margin``, ``keepalive_expiry``, ``tls_session_cache``, ...),
+  applied last.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from scrapy.exceptions import NotConfigured
+from scrapy.settings import BaseSettings
+
+from ..._async.connection_pool import AsyncConnectionPool
+
+__all__ = ["HandlerSettings", "bind_host", "make_ssl_context", "pool_options"]
+
+logger = logging.getLogger("hintpool.contrib.scrapy")
+
+_TLS_VERSIONS = {
+    "TLSv1.0": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+# DOWNLOADER_CLIENT_TLS_METHOD pins one version; "TLS" negotiates.
+_TLS_METHODS = {"TLS": None, "TLSv1.0": "TLSv1.0", "TLSv1.1": "TLSv1.1"}
+_TLS_METHODS["TLSv1.2"] = "TLSv1.2"
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """The per-request defaults the handler reads from the settings once."""
+
+    timeout: float
+    maxsize: int
+    warnsize: int
+    fail_on_dataloss: bool
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> HandlerSettings:
+        return cls(
+            timeout=settings.getfloat("DOWNLOAD_TIMEOUT"),
+            maxsize=settings.getint("DOWNLOAD_MAXSIZE"),
+            warnsize=settings.getint("DOWNLOAD_WARNSIZE"),
+            fail_on_dataloss=settings.getbool("DOWNLOAD_FAIL_ON_DATALOSS"),
+        )
+
+
+def _accepts(keyword: str) -> bool:
+    return keyword in inspect.signature(AsyncConnectionPool).parameters
+
+
+def pool_options(settings: BaseSettings) -> dict[str, Any]:
+    """Keyword arguments for every pool of the handler (not TLS, not bind)."""
+    total = settings.getint("CONCURRENT_REQUESTS")
+    options: dict[str, Any] = {
+        "max_connections": total or None,
+        "max_keepalive_connections": total or None,
+    }
+    per_origin = settings.getint("CONCURRENT_REQUESTS_PER_IP") or settings.getint(
+        "CONCURRENT_REQUESTS_PER_DOMAIN"
+    )
+    if per_origin and _accepts("max_connections_per_origin"):
+        options["max_connections_per_origin"] = per_origin
+    extra = settings.getdict("HINTPOOL_POOL_OPTIONS")
+    unknown = [name for name in extra if not _accepts(name)]
+    if unknown or "ssl_context" in extra or "local_address" in extra:
+        raise NotConfigured(
+            f"HINTPOOL_POOL_OPTIONS: not options of hintpool.AsyncConnectionPool "
+            f"here: {sorted(unknown) or ['ssl_context/local_address']} (TLS and "
+            f"the bind address come from Scrapy's own settings)"
+        )
+    options.update(extra)
+    return options
+
+
+def make_ssl_context(settings: BaseSettings) -> ssl.SSLContext:
+    """One context for the handler's pools: TLS sessions resume only within
+    one context (hintpool keys its session cache on it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if settings.getbool("DOWNLOAD_VERIFY_CERTIFICATES", False):
+        ctx.load_default_certs()
+    else:
+        # Scrapy's default: crawl sites whatever their certificates.
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    method = settings.get("DOWNLOADER_CLIENT_TLS_METHOD") or "TLS"
+    if method not in _TLS_METHODS:
+        raise NotConfigured(f"Unknown DOWNLOADER_CLIENT_TLS_METHOD: {method!r}")
+    pinned = _TLS_METHODS[method]
+    low = settings.get("DOWNLOAD_TLS_MIN_VERSION") or pinned
+    high = settings.get("DOWNLOAD_TLS_MAX_VERSION") or pinned
+    for name, value in (("MIN", low), ("MAX", high)):
+        if value is not None and value not in _TLS_VERSIONS:
+            raise NotConfigured(f"Unknown DOWNLOAD_TLS_{name}_VERSION: {value!r}")
+    if low in ("TLSv1.0", "TLSv1.1") or high in ("TLSv1.0", "TLSv1.1"):
+        # OpenSSL's default security level refuses them outright.
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if low is not None:
+        ctx.minimum_version = _TLS_VERSIONS[low]
+    if high is not None:
+        ctx.maximum_version = _TLS_VERSIONS[high]
+    ciphers = settings.get("DOWNLOADER_CLIENT_TLS_CIPHERS")
+    if ciphers and ciphers != "DEFAULT":
+        ctx.set_ciphers(ciphers)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def bind_host(value: Any) -> str | None:
+    """``DOWNLOAD_BIND_ADDRESS`` / meta ``bindaddress``: ``"host"`` or
+    ``(host, port)``; the port is ignored (with a warning)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    host, port = value
+    if port:
+        logger.warning(
+            "bind address %r: hintpool binds the host only (a pool opens many "
+            "connections; one local port cannot serve them)",
+            value,
+        )
+    return str(host)
