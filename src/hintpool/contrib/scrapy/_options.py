@@ -77,9 +77,10 @@ def pool_options(settings: BaseSettings) -> dict[str, Any]:
         "max_connections": total or None,
         "max_keepalive_connections": total or None,
     }
-    per_origin = settings.getint("CONCURRENT_REQUESTS_PER_IP") or settings.getint(
-        "CONCURRENT_REQUESTS_PER_DOMAIN"
-    )
+    # Item access: Settings.get() warns about the deprecated _PER_IP, and
+    # Scrapy's downloader warns already when a project sets it.
+    per_ip = int(settings["CONCURRENT_REQUESTS_PER_IP"] or 0)
+    per_origin = per_ip or settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
     if per_origin and _accepts("max_connections_per_origin"):
         options["max_connections_per_origin"] = per_origin
     extra = settings.getdict("HINTPOOL_POOL_OPTIONS")
