@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -126,14 +127,26 @@ def start_site(origins: int, tls_share: float = 0.5) -> Site:
 
 
 def run_crawl(
-    handler: str, site: Site, plan: Plan, timeout: float = 300.0
+    handler: str,
+    site: Site,
+    plan: Plan,
+    timeout: float = 300.0,
+    log_level: str = "ERROR",
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Crawl *plan* on *site* with *handler* in a child process; its report
     plus the servers' counts for that crawl."""
     for origin in site.origins.origins:
         origin.server.reset_counts()
-    job = {"handler": handler, "urls": site.urls, "plan": plan.__dict__}
+    job = {
+        "handler": handler,
+        "urls": site.urls,
+        "plan": plan.__dict__,
+        "log_level": log_level,
+        "settings": settings or {},
+    }
     env = dict(os.environ)
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "crawl"],
@@ -145,6 +158,7 @@ def run_crawl(
         check=False,
     )
     wall = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(
@@ -153,9 +167,16 @@ def run_crawl(
         )
     report: dict[str, Any] = json.loads(lines[-1])
     report["process_seconds"] = wall
+    report["process_cpu_seconds"] = cpu
+    report["log"] = proc.stderr
     time.sleep(0.2)  # let the servers see the client's last FINs
     report.update(site.server_counts())
     return report
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- the child: one real Scrapy crawl ------------------------------------------
@@ -194,8 +215,6 @@ def _child() -> None:
                     await asyncio.sleep(plan.gaps[index])
                 self._left = len(group) + (plan.stall if index == 0 else 0)
                 self._done = asyncio.Event()
-                for origin, path, method in group:
-                    yield self._request(urls[origin] + path, method)
                 if index == 0:
                     for n in range(plan.stall):
                         yield scrapy.Request(
@@ -205,6 +224,8 @@ def _child() -> None:
                             errback=self.failed,
                             dont_filter=True,
                         )
+                for origin, path, method in group:
+                    yield self._request(urls[origin] + path, method)
                 await self._done.wait()
 
         def _request(self, url: str, method: str) -> scrapy.Request:
@@ -236,11 +257,12 @@ def _child() -> None:
             self._one_done()
 
     settings: dict[str, Any] = {
-        "LOG_LEVEL": "ERROR",
+        "LOG_LEVEL": job["log_level"],
         "TELNETCONSOLE_ENABLED": False,
         "DOWNLOAD_TIMEOUT": 20,
         "USER_AGENT": "hintpool-scrapy-site",
     }
+    settings.update(job["settings"])
     handler = HANDLERS[job["handler"]]
     if handler is not None:
         settings["DOWNLOAD_HANDLERS"] = {"http": handler, "https": handler}

@@ -34,6 +34,7 @@ from hintpool import AsyncConnectionPool  # noqa: E402
 from hintpool._local.tls import local_tls  # noqa: E402
 from hintpool.contrib.scrapy import HintpoolDownloadHandler  # noqa: E402
 from hintpool.contrib.scrapy._options import (  # noqa: E402
+    DEFAULT_MAX_IDLE,
     bind_host,
     make_ssl_context,
     pool_options,
@@ -279,8 +280,21 @@ def test_bindaddress_meta_gets_its_own_pool(server: TestServer) -> None:
 
 def test_settings_map_onto_pool_options() -> None:
     options = pool_options(Settings({"CONCURRENT_REQUESTS": 7}))
-    assert options["max_connections"] == options["max_keepalive_connections"] == 7
+    assert options["max_connections"] == 7 + DEFAULT_MAX_IDLE
+    assert options["max_keepalive_connections"] == DEFAULT_MAX_IDLE
     assert pool_options(Settings({"CONCURRENT_REQUESTS": 0}))["max_connections"] is None
+    few_idle = pool_options(
+        Settings(
+            {
+                "CONCURRENT_REQUESTS": 7,
+                "HINTPOOL_POOL_OPTIONS": {"max_keepalive_connections": 3},
+            }
+        )
+    )
+    assert (few_idle["max_connections"], few_idle["max_keepalive_connections"]) == (
+        10,
+        3,
+    )
     accepts_cap = (
         "max_connections_per_origin"
         in AsyncConnectionPool.__init__.__code__.co_varnames
