@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Scrapy's default HTTP handler against hintpool's, on one local site.
 
-    python benchmarks/bench_scrapy.py [--origins 20] [--groups 20]
-        [--per-origin 5] [--rounds 1] [--json out.json] [--plot out.png]
+    python benchmarks/bench_scrapy.py [--origins 20] [--groups 50]
+        [--per-origin 2] [--rounds 1] [--json out.json] [--plot out.png]
 
 Crawls origins x groups x per-origin pages (2,000 by default over 20
 origins, half over TLS) with each handler in a real Scrapy process, on
@@ -113,8 +113,8 @@ def plot(results: dict[str, dict[str, Any]], path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--origins", type=int, default=20)
-    parser.add_argument("--groups", type=int, default=20)
-    parser.add_argument("--per-origin", type=int, default=5)
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--per-origin", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--plot", help="draw the comparison into this PNG")

@@ -44,7 +44,7 @@ PAGE_BYTES = 2000
 POST_EVERY = 5
 #: Share of the gaps drawn around the servers' timeout, and their range.
 NEAR_SHARE = 0.8
-NEAR_GAP = (SERVER_TIMEOUT - 0.06, SERVER_TIMEOUT + 0.02)
+NEAR_GAP = (SERVER_TIMEOUT - 0.05, SERVER_TIMEOUT)
 SHORT_GAP = (0.2, 0.6)
 
 
