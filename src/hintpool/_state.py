@@ -21,15 +21,20 @@ event loop each call is atomic.
   included, against ``max_connections``; ``idle_count`` counts idle ones
   against ``max_keepalive_connections`` (httpcore counts all connections
   there; the limit is about idle ones).
-* A request that finds no slot waits in a FIFO queue. Invariant: while a live
-  waiter is queued there is no idle connection, because every connection
-  that turns idle is first offered to the queue.
+* ``max_per_origin`` caps an origin's slots as ``max_connections`` caps
+  all of them. A request that finds no slot waits in ``waiters``
+  (``hintpool._waiters``): FIFO within an origin, and a freed slot goes to
+  the oldest waiter that can use it, so an origin at its cap holds up no
+  other. Invariants: while a waiter of an origin is queued that origin has
+  no idle connection, and while a waiter that could take a new slot is
+  queued no slot is free and nothing is idle, because every connection that
+  turns idle and every slot that frees is first offered to the queue.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Union
@@ -56,6 +61,7 @@ from ._stats import (
     failure_counter,
     origin_label,
 )
+from ._waiters import WaitQueue
 
 __all__ = [
     "MAX_WATCHED",
@@ -72,6 +78,8 @@ __all__ = [
     "origin_label",
 ]
 
+#: The eviction of an idle connection for a fresh one to the same origin.
+ORIGIN_LIMIT = "max_connections_per_origin"
 
 CheckoutResult = Union[PooledConnection, Sentinel]
 
@@ -87,16 +95,18 @@ class PoolState(IdleConnections):
         policy: LifetimePolicy,
         server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
+        max_per_origin: float = math.inf,
     ) -> None:
         self.server_closed = server_closed
         self.max_connections = max_connections
+        self.max_per_origin = max_per_origin
         self.max_idle = max_idle
         self.policy = policy
         self.max_origins = max_origins
         self.origins: dict[OriginKey, OriginState] = {}
         self.open_count = 0
         super().__init__()
-        self.waiters: deque[WaiterLike] = deque()
+        self.waiters = WaitQueue()
         #: Every counter of every origin, summed as it is counted, so that
         #: statistics() is O(1) and survives forgotten origins.
         self.totals = Counters()
@@ -154,15 +164,38 @@ class PoolState(IdleConnections):
             to_close.append(conn)
         if self._heap and self._heap[0][0] <= now:
             self.evict_expired(now, to_close)
-        if self.waiters:
-            self._prune_waiters()
-        if not self.waiters:
-            if self.open_count < self.max_connections:
-                return self._reserve(origin)
-            if self.idle_count:
-                self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
-                return self._reserve(origin)
+        if self.waiters and self._must_queue(origin.key):
+            return WAIT
+        if origin.open >= self.max_per_origin:
+            if not stack:
+                return WAIT
+            # A fresh connection (a retry) in place of an idle one.
+            self._evict(self.take_idle(stack[-1]), to_close, ORIGIN_LIMIT)
+            return self._reserve(origin)
+        if self.open_count < self.max_connections:
+            return self._reserve(origin)
+        if self.idle_count:
+            self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
+            return self._reserve(origin)
         return WAIT
+
+    def _must_queue(self, key: OriginKey) -> bool:
+        """FIFO: a waiter of this origin, or one that could take the slot
+        this request wants, came first."""
+        waiters = self.waiters
+        return (
+            waiters.has_waiter(key) or waiters.oldest(None, self.can_open) is not None
+        )
+
+    def queue(self, waiter: WaiterLike, origin: OriginState) -> None:
+        """Queue a request that found no slot (``checkout`` said WAIT)."""
+        self.waiters.append(waiter)
+        self.count(origin, "waited")
+
+    def can_open(self, key: OriginKey) -> bool:
+        """Is this origin below its cap (may it take a new slot)?"""
+        state = self.origins.get(key)
+        return state is None or state.open < self.max_per_origin
 
     def _usable(self, conn: PooledConnection, now: float) -> bool:
         """Check an idle connection taken off the pool; close it if it is not.
@@ -221,13 +254,6 @@ class PoolState(IdleConnections):
         origin.open += 1
         return RESERVED
 
-    def _prune_waiters(self) -> bool:
-        """Drop cancelled waiters from the front; True if none is left."""
-        waiters = self.waiters
-        while waiters and waiters[0].cancelled:
-            waiters.popleft()
-        return not waiters
-
     def connection_opened(self, conn: PooledConnection) -> None:
         """A connection was opened in a reserved slot; its first request starts."""
         origin = conn.origin
@@ -250,17 +276,19 @@ class PoolState(IdleConnections):
         """A reserved slot was not used (connect failed): pass it on."""
         origin.open -= 1
         self.open_count -= 1
-        self._offer_slot()
+        self._offer_slot(origin.key)
 
-    def _offer_slot(self) -> None:
-        """A slot became free: the first live waiter takes it."""
+    def _offer_slot(self, freed: OriginKey) -> None:
+        """A slot of origin ``freed`` became free: the oldest waiter that
+        can use it takes it (one of ``freed``'s own, or of any origin below
+        its cap)."""
         waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.cancelled:
-                self._reserve(self.origin(waiter.key))
-                waiter.assign(RESERVED)
-                return
+        if not waiters:
+            return
+        waiter = waiters.oldest(freed, self.can_open)
+        if waiter is not None:
+            self._reserve(self.origin(waiter.key))
+            waiters.assign(waiter, RESERVED)
 
     # -- release -------------------------------------------------------------
 
@@ -299,28 +327,25 @@ class PoolState(IdleConnections):
         conn.origin.open -= 1
         self.open_count -= 1
         to_close.append(conn)
-        self._offer_slot()
+        self._offer_slot(conn.origin.key)
 
     def _make_idle(
         self, conn: PooledConnection, to_close: list[PooledConnection]
     ) -> None:
         waiters = self.waiters
-        while waiters:
-            waiter = waiters[0]
-            if waiter.cancelled:
-                waiters.popleft()
-                continue
-            if waiter.key == conn.origin.key:
-                # Handed over idle: the waiter claims (and checks) it.
-                waiters.popleft()
-                waiter.assign(conn)
+        if waiters:
+            waiter = waiters.oldest(conn.origin.key, self.can_open)
+            if waiter is not None:
+                if waiter.key == conn.origin.key:
+                    # Handed over idle: the waiter claims (and checks) it.
+                    waiters.assign(waiter, conn)
+                    return
+                # The oldest waiter wants another origin (below its cap):
+                # its turn comes first, so this connection makes way for it.
+                conn.lifetime.close()
+                self._count_eviction(conn.origin, OPEN_LIMIT)
+                self._drop(conn, to_close)
                 return
-            # FIFO: the first waiter wants another origin. Its turn comes
-            # first, so this connection makes way for it.
-            conn.lifetime.close()
-            self._count_eviction(conn.origin, OPEN_LIMIT)
-            self._drop(conn, to_close)
-            return
         self.push_idle(conn)
         if self.idle_count > self.max_idle:
             self._evict(pick_victim(self, conn), to_close, IDLE_LIMIT)
@@ -379,7 +404,7 @@ class PoolState(IdleConnections):
 
     def abandon(self, waiter: WaiterLike, to_close: list[PooledConnection]) -> None:
         """A waiter gave up (timeout, cancellation): undo what it was given."""
-        waiter.cancelled = True
+        self.waiters.cancel(waiter)
         if not waiter.assigned:
             return
         result = waiter.result
@@ -423,6 +448,8 @@ class PoolState(IdleConnections):
 
     def _count_eviction(self, origin: OriginState, limit: str) -> None:
         self.count(origin, "evicted")
+        if limit == ORIGIN_LIMIT:
+            return  # a retry's fresh connection: no limit is too small
         value = self.max_idle if limit == IDLE_LIMIT else self.max_connections
         self.evictions.evicted(limit, self.totals.requests, value)
 
@@ -431,14 +458,11 @@ class PoolState(IdleConnections):
     ) -> PoolStatistics:
         """O(1): the totals, and a view that builds per-origin entries when
         read (under ``lock``, the pool's)."""
-        waiting = len(self.waiters)
-        if waiting:
-            waiting = sum(1 for w in self.waiters if not w.cancelled)
         return PoolStatistics(
             open=self.open_count,
             idle=self.idle_count,
             active=self.open_count - self.idle_count,
-            waiting=waiting,
+            waiting=len(self.waiters),
             origins=OriginsView(self.origins, lock or nullcontext()),
             **self.totals.values(),
         )

@@ -59,6 +59,7 @@ COUNTER_FIELDS: Final = (
     "write_timeouts",
     "protocol_errors",
     "network_errors",
+    "waited",
 )
 
 
@@ -90,6 +91,7 @@ class Counters:
     write_timeouts: int
     protocol_errors: int
     network_errors: int
+    waited: int
 
     def values(self) -> dict[str, Any]:
         return dict(zip(COUNTER_FIELDS, _read_counters(self)))
@@ -173,6 +175,9 @@ class OriginStatistics:
     protocol_errors: int = 0
     #: Reads or writes that failed on an open connection (a reset, say).
     network_errors: int = 0
+    #: Requests that found no free slot and queued (see
+    #: ``max_connections_per_origin``).
+    waited: int = 0
 
 
 def origin_statistics(state: OriginState) -> OriginStatistics:
@@ -269,4 +274,5 @@ class PoolStatistics:
     write_timeouts: int = 0
     protocol_errors: int = 0
     network_errors: int = 0
+    waited: int = 0
     origins: Mapping[str, OriginStatistics] = field(default_factory=dict)

@@ -8,6 +8,7 @@ module does the I/O around them: connect, send, close, wait.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 import types
@@ -64,6 +65,10 @@ class AsyncConnectionPool:
     :param max_connections: open connections at most, all origins together
         (``None``: no limit).
     :param max_keepalive_connections: idle connections kept at most.
+    :param max_connections_per_origin: open connections at most to any one
+        origin (``None``: no cap). Waiting is fair: a freed slot goes to the
+        oldest request that can use it, so requests to an origin at its cap
+        never hold up requests to other origins.
     :param keepalive_expiry: idle seconds allowed when a server sends no
         ``Keep-Alive: timeout`` (``None``: no limit).
     :param keepalive_margin: seconds taken off every announced timeout.
@@ -87,6 +92,7 @@ class AsyncConnectionPool:
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int | None = 100,
         max_keepalive_connections: int | None = 20,
+        max_connections_per_origin: int | None = None,
         keepalive_expiry: float | None = 5.0,
         keepalive_margin: float = 1.0,
         max_keepalive_timeout: float = 600.0,
@@ -106,6 +112,7 @@ class AsyncConnectionPool:
             ssl_context=ssl_context,
             max_connections=max_connections,
             max_keepalive_connections=max_keepalive_connections,
+            max_connections_per_origin=max_connections_per_origin,
             keepalive_expiry=keepalive_expiry,
             keepalive_margin=keepalive_margin,
             max_keepalive_timeout=max_keepalive_timeout,
@@ -142,6 +149,11 @@ class AsyncConnectionPool:
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            max_per_origin=(
+                math.inf
+                if max_connections_per_origin is None
+                else max_connections_per_origin
+            ),
         )
         self._connector = AsyncConnector(
             ssl_context=ssl_context,
@@ -318,7 +330,7 @@ class AsyncConnectionPool:
             result = self._state.checkout(origin, self._clock(), to_close, fresh)
             if result is WAIT:
                 waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
-                self._state.waiters.append(waiter)
+                self._state.queue(waiter, origin)
         if to_close:
             await self._close_connections(to_close)
         if result is WAIT:

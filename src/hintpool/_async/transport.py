@@ -32,6 +32,8 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
     origins' statistics are remembered once they have no connection left),
     ``tls_session_cache`` (resume TLS sessions on new connections: True, a
     number of origins, or False) and ``tls_session_ttl`` (seconds, 7200),
+    ``max_connections_per_origin`` (open connections at most to any one
+    origin, default None: no cap; see :class:`AsyncConnectionPool`),
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
@@ -55,6 +57,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         *,
         keepalive_margin: float = 1.0,
         max_keepalive_timeout: float = 600.0,
+        max_connections_per_origin: int | None = None,
         max_origins: int = 10_000,
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
@@ -89,6 +92,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
+            max_connections_per_origin=max_connections_per_origin,
             keepalive_expiry=limits.keepalive_expiry,
             keepalive_margin=keepalive_margin,
             max_keepalive_timeout=max_keepalive_timeout,
