@@ -236,11 +236,36 @@ def test_close_cancels_downloads_in_flight(server: TestServer) -> None:
     assert still_open == 0
 
 
-def test_proxy_meta_is_not_supported_yet(server: TestServer) -> None:
+_POOL_HAS_PROXY = "proxy" in AsyncConnectionPool.__init__.__code__.co_varnames
+
+
+@pytest.mark.skipif(_POOL_HAS_PROXY, reason="this pool supports proxy=")
+def test_proxy_meta_without_proxy_support(server: TestServer) -> None:
     request = Request(server.url, meta={"proxy": "http://127.0.0.1:1"})
     (exc,), _ = run(lambda: _fetch(None, request))
     assert isinstance(exc, NotSupported)
-    assert "proxies" in str(exc)
+    assert "proxy=" in str(exc)
+
+
+@pytest.mark.skipif(not _POOL_HAS_PROXY, reason="this pool has no proxy=")
+def test_proxy_meta_goes_through_a_pool_per_proxy(server: TestServer) -> None:
+    # A second local server stands in for the proxy: it gets the request in
+    # absolute form (and answers 404 to a target it does not know).
+    proxy = TestServer(config=RACE_CONFIG)
+    proxy.start()
+    try:
+        proxied = Request(
+            f"{server.url}/?via-proxy",
+            meta={"proxy": proxy.url.removeprefix("http://")},
+            headers={"Proxy-Authorization": "Basic dXNlcjpwYXNz"},
+        )
+        direct = Request(f"{server.url}/?direct")
+        (via, straight), handler = run(lambda: _fetch(None, proxied, direct))
+        assert via.status == 404 and proxy.requests_served == 1
+        assert straight.status == 200 and server.requests_served == 1
+        assert len(handler.pools) == 2
+    finally:
+        proxy.stop()
 
 
 def test_http_and_https_handlers_share_one_pool_and_write_stats(

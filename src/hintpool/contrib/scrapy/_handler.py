@@ -5,7 +5,7 @@ Theory of operation
 Scrapy (with the asyncio reactor, its default) calls the coroutine
 ``download_request`` once per request, each in its own asyncio task. The
 handler keeps one :class:`hintpool.AsyncConnectionPool` per bind address
-(one for most crawls), created at the first request and owned by a task of
+and proxy (one for most crawls), created at the first request and owned by a task of
 its own whose ``async with`` runs the pool's reaper, so idle connections
 close at the server's deadline even between page groups. ``close()`` (when
 the engine stops) ends that task, which closes the pool.
@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpcore
+import httpx
 from scrapy import signals
-from scrapy.exceptions import NotConfigured, NotSupported, StopDownload
+from scrapy.exceptions import NotConfigured, StopDownload
 from scrapy.http import Headers, Response
 from scrapy.responsetypes import responsetypes
 from scrapy.utils.asyncio import is_asyncio_available
@@ -49,7 +50,14 @@ from ._errors import (
     body_error,
     request_error,
 )
-from ._options import HandlerSettings, bind_host, make_ssl_context, pool_options
+from ._options import (
+    HandlerSettings,
+    ProxyKey,
+    bind_host,
+    make_ssl_context,
+    pool_options,
+    proxy_option,
+)
 from ._stats import write_stats
 
 if TYPE_CHECKING:
@@ -96,18 +104,27 @@ class _CrawlerPools:
         self.options = pool_options(settings)
         self.ssl_context = make_ssl_context(settings)
         self.default_bind = bind_host(settings.get("DOWNLOAD_BIND_ADDRESS"))
-        self.owned: dict[str | None, _OwnedPool] = {}
+        self.owned: dict[tuple[str | None, ProxyKey | None], _OwnedPool] = {}
         self.users = 0
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
-    def pool_for(self, meta_bind: Any) -> AsyncConnectionPool:
+    def pool_for(self, request: Request) -> AsyncConnectionPool:
+        """The pool for this request's bind address and proxy (one pool per
+        pair: a pool has one local address and at most one proxy)."""
+        meta = request.meta
+        meta_bind = meta.get("bindaddress")
         bind = bind_host(meta_bind) if meta_bind else self.default_bind
-        owned = self.owned.get(bind)
+        proxy = proxy_option(meta.get("proxy"), request.headers)
+        key = (bind, proxy)
+        owned = self.owned.get(key)
         if owned is None:
-            pool = AsyncConnectionPool(
-                ssl_context=self.ssl_context, local_address=bind, **self.options
-            )
-            owned = self.owned[bind] = _OwnedPool(pool)
+            options = dict(self.options, ssl_context=self.ssl_context)
+            options["local_address"] = bind
+            if proxy is not None:
+                url, auth = proxy
+                headers = None if auth is None else {"Proxy-Authorization": auth}
+                options["proxy"] = httpx.Proxy(url, headers=headers)
+            owned = self.owned[key] = _OwnedPool(AsyncConnectionPool(**options))
         return owned.pool
 
     def spider_closed(self) -> None:
@@ -175,15 +192,10 @@ class HintpoolDownloadHandler:
     # -- Scrapy's handler API ---------------------------------------------------
 
     async def download_request(self, request: Request) -> Response:
-        if request.meta.get("proxy"):
-            raise NotSupported(
-                "hintpool's Scrapy handler does not support proxies yet "
-                f"(meta['proxy'] = {request.meta['proxy']!r})"
-            )
         if self._closing:
             raise DownloadCancelled(f"{request.url}: the download handler is closed")
         timeout = float(request.meta.get("download_timeout") or self._settings.timeout)
-        pool = self._shared.pool_for(request.meta.get("bindaddress"))
+        pool = self._shared.pool_for(request)
         scope = anyio.CancelScope(deadline=anyio.current_time() + (timeout or 1e9))
         self._scopes.add(scope)
         try:
@@ -320,7 +332,7 @@ class HintpoolDownloadHandler:
 def _request_headers(request: Request) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     for name, values in request.headers.items():
-        # Only a proxy may see it, and this handler sends through none.
+        # For the proxy only: proxy_option() hands it to the pool's proxy.
         if name.lower() == b"proxy-authorization":
             continue
         out.extend((name, value) for value in values)

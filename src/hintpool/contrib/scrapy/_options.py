@@ -14,6 +14,9 @@ What maps to what (docs/scrapy.md has the table):
 * TLS: ``DOWNLOAD_VERIFY_CERTIFICATES`` (off by default, as in Scrapy),
   ``DOWNLOADER_CLIENT_TLS_METHOD``, ``DOWNLOAD_TLS_MIN_VERSION`` /
   ``_MAX_VERSION``, ``DOWNLOADER_CLIENT_TLS_CIPHERS``.
+* meta ``proxy`` (with the ``Proxy-Authorization`` header Scrapy sets)
+  -> ``proxy=``, one pool per proxy, when the installed pool has that
+  option; else the request fails with ``NotSupported``.
 * ``HINTPOOL_POOL_OPTIONS``: a dict of further pool keyword arguments
   (``keepalive_margin``, ``keepalive_expiry``, ``tls_session_cache``, ...),
   applied last.
@@ -25,9 +28,9 @@ import inspect
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import NotConfigured, NotSupported
 from scrapy.settings import BaseSettings
 
 from ..._async.connection_pool import AsyncConnectionPool
@@ -38,7 +41,11 @@ __all__ = [
     "bind_host",
     "make_ssl_context",
     "pool_options",
+    "proxy_option",
 ]
+
+#: (proxy URL, its Proxy-Authorization header or None): one pool each.
+ProxyKey = tuple[str, Optional[str]]
 
 #: Idle connections kept at most, all origins together, unless
 #: ``HINTPOOL_POOL_OPTIONS`` says otherwise. Servers' deadlines close idle
@@ -162,3 +169,23 @@ def bind_host(value: Any) -> str | None:
             value,
         )
     return str(host)
+
+
+def proxy_option(proxy: Any, headers: Any) -> ProxyKey | None:
+    """meta ``proxy`` (and the ``Proxy-Authorization`` header Scrapy's
+    HttpProxyMiddleware sets from the URL's credentials) as a pool key.
+
+    Raises NotSupported when the installed pool has no ``proxy=`` option.
+    """
+    if not proxy:
+        return None
+    if not _accepts("proxy"):
+        raise NotSupported(
+            "this hintpool's pool has no proxy= option: meta['proxy'] "
+            f"({proxy!r}) needs a hintpool with proxy support"
+        )
+    url = str(proxy)
+    if "://" not in url:
+        url = "http://" + url  # as Scrapy reads a bare host:port
+    auth = headers.get(b"Proxy-Authorization")
+    return (url, auth.decode("latin-1") if auth else None)

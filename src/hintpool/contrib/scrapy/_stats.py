@@ -32,6 +32,8 @@ STAT_FIELDS = {
     "write_timeouts": "write_timeouts",
     "protocol_errors": "protocol_errors",
     "network_errors": "network_errors",
+    # Requests that queued for max_connections_per_origin (newer pools).
+    "waited": "waited",
 }
 
 
@@ -45,7 +47,7 @@ def write_stats(stats: Any, snapshots: Iterable[PoolStatistics]) -> dict[str, in
     learned = 0
     for snapshot in snapshots:
         for field, key in STAT_FIELDS.items():
-            totals[key] += int(getattr(snapshot, field))
+            totals[key] += int(getattr(snapshot, field, 0))
         learned += sum(
             1 for o in snapshot.origins.values() if o.learned_timeout is not None
         )
