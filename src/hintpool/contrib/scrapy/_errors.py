@@ -26,7 +26,7 @@ from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from ..._exceptions import (
     ConnectError,
-    PoolTimeout,
+    HintpoolError,
     RemoteProtocolError,
     TimeoutException,
 )
@@ -137,7 +137,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def request_error(exc: BaseException, url: str, timeout: float) -> Exception | None:
     """The Scrapy exception for a hintpool failure before the response head;
     None for what is not a download failure (a bug, a cancellation)."""
-    if isinstance(exc, (TimeoutException, PoolTimeout)):
+    if isinstance(exc, TimeoutException):  # PoolTimeout included
         return DownloadTimeout(
             f"Getting {url} took longer than {timeout} seconds ({exc}).", exc
         )
@@ -148,7 +148,7 @@ def request_error(exc: BaseException, url: str, timeout: float) -> Exception | N
             if isinstance(cause, ConnectionRefusedError):
                 return ConnectionRefused(f"{url}: {exc}", exc)
         return ConnectFailed(f"{url}: {exc}", exc)
-    if isinstance(exc, (RemoteProtocolError, OSError)) or _is_hintpool(exc):
+    if isinstance(exc, (HintpoolError, OSError)):
         return ResponseNotReceived(f"{url}: {exc}", exc)
     return None
 
@@ -161,12 +161,6 @@ def body_error(exc: BaseException, url: str, timeout: float) -> Exception | None
         )
     if isinstance(exc, RemoteProtocolError):
         return DataLoss(f"{url}: {exc}", exc)
-    if isinstance(exc, OSError) or _is_hintpool(exc):
+    if isinstance(exc, (HintpoolError, OSError)):
         return ResponseBroken(f"{url}: {exc}", exc)
     return None
-
-
-def _is_hintpool(exc: BaseException) -> bool:
-    from ..._exceptions import HintpoolError
-
-    return isinstance(exc, HintpoolError)

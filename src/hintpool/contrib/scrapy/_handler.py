@@ -186,7 +186,7 @@ class HintpoolDownloadHandler:
 
     @property
     def pools(self) -> list[AsyncConnectionPool]:
-        """The crawler's pools (one per bind address in use)."""
+        """The crawler's pools (one per bind address and proxy in use)."""
         return [owned.pool for owned in self._shared.owned.values()]
 
     # -- Scrapy's handler API ---------------------------------------------------
