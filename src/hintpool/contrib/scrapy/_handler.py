@@ -23,12 +23,9 @@ happens below and is never seen by Scrapy.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import ssl
 import time
 import weakref
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -37,7 +34,6 @@ import httpx
 from scrapy import signals
 from scrapy.exceptions import NotConfigured, StopDownload
 from scrapy.http import Headers, Response
-from scrapy.responsetypes import responsetypes
 from scrapy.utils.asyncio import is_asyncio_available
 from twisted.python.failure import Failure
 
@@ -58,12 +54,12 @@ from ._options import (
     pool_options,
     proxy_option,
 )
+from ._response import cancel_maxsize, make_response, response_fields, warn_size
 from ._stats import write_stats
 
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
-    from twisted.internet.ssl import Certificate
 
 __all__ = ["HintpoolDownloadHandler"]
 
@@ -261,16 +257,16 @@ class HintpoolDownloadHandler:
         length = headers.get(b"Content-Length")
         expected = int(length) if length and length.isdigit() else None
         if maxsize and expected is not None and expected > maxsize:
-            _cancel_maxsize(expected, maxsize, request, expected=True)
+            cancel_maxsize(expected, maxsize, request, expected=True)
         warned = bool(warnsize and expected is not None and expected > warnsize)
         if warned:
-            _warn_size(expected or 0, warnsize, request, expected=True)
-        fields = _response_fields(response, request, headers)
+            warn_size(expected or 0, warnsize, request, expected=True)
+        fields = response_fields(response, request, headers)
         stop = self._signal(
             signals.headers_received, request, headers=headers, body_length=expected
         )
         if stop is not None:
-            return _make_response(fields, b"", stop=stop)
+            return make_response(fields, b"", stop=stop)
         chunks: list[bytes] = []
         received = 0
         try:
@@ -279,12 +275,12 @@ class HintpoolDownloadHandler:
                 received += len(chunk)
                 stop = self._signal(signals.bytes_received, request, data=chunk)
                 if stop is not None:
-                    return _make_response(fields, b"".join(chunks), stop=stop)
+                    return make_response(fields, b"".join(chunks), stop=stop)
                 if maxsize and received > maxsize:
-                    _cancel_maxsize(received, maxsize, request, expected=False)
+                    cancel_maxsize(received, maxsize, request, expected=False)
                 if warnsize and received > warnsize and not warned:
                     warned = True
-                    _warn_size(received, warnsize, request, expected=False)
+                    warn_size(received, warnsize, request, expected=False)
         except Exception as exc:
             translated = body_error(exc, request.url, timeout)
             if translated is None:
@@ -294,7 +290,7 @@ class HintpoolDownloadHandler:
                 if partial is not None:
                     return partial
             raise translated from exc
-        return _make_response(fields, b"".join(chunks))
+        return make_response(fields, b"".join(chunks))
 
     def _dataloss(
         self, request: Request, fields: dict[str, Any], chunks: list[bytes]
@@ -304,7 +300,7 @@ class HintpoolDownloadHandler:
             "download_fail_on_dataloss", self._settings.fail_on_dataloss
         )
         if not fail:
-            return _make_response(fields, b"".join(chunks), flags=["dataloss"])
+            return make_response(fields, b"".join(chunks), flags=["dataloss"])
         if not self._dataloss_warned:
             self._dataloss_warned = True
             logger.warning(
@@ -337,76 +333,3 @@ def _request_headers(request: Request) -> list[tuple[bytes, bytes]]:
             continue
         out.extend((name, value) for value in values)
     return out
-
-
-def _response_fields(
-    response: httpcore.Response, request: Request, headers: Headers
-) -> dict[str, Any]:
-    stream = response.extensions.get("network_stream")
-    ip_address = certificate = None
-    if stream is not None:
-        server_addr = stream.get_extra_info("server_addr")
-        if server_addr:
-            ip_address = ipaddress.ip_address(server_addr[0])
-        ssl_object = stream.get_extra_info("ssl_object")
-        if isinstance(ssl_object, (ssl.SSLObject, ssl.SSLSocket)):
-            der = ssl_object.getpeercert(binary_form=True)
-            if der:
-                certificate = _certificate(der)
-    version = response.extensions.get("http_version", b"HTTP/1.1")
-    return {
-        "url": request.url,
-        "status": response.status,
-        "headers": headers,
-        "certificate": certificate,
-        "ip_address": ip_address,
-        "protocol": version.decode("ascii", "replace"),
-    }
-
-
-@lru_cache(maxsize=256)
-def _certificate(der: bytes) -> Certificate:
-    """The server certificate as Scrapy's own handler gives it (Twisted's
-    ``Certificate``); connections to one site share it, so parse it once."""
-    from OpenSSL.crypto import FILETYPE_ASN1
-    from twisted.internet.ssl import Certificate
-
-    return Certificate.load(der, FILETYPE_ASN1)
-
-
-def _make_response(
-    fields: dict[str, Any],
-    body: bytes,
-    flags: list[str] | None = None,
-    stop: StopDownload | None = None,
-) -> Response:
-    respcls = responsetypes.from_args(
-        headers=fields["headers"], url=fields["url"], body=body
-    )
-    response = respcls(body=body, flags=flags, **fields)
-    if stop is not None:
-        response.flags.append("download_stopped")
-        if stop.fail:
-            stop.response = response
-            raise stop
-    return response
-
-
-def _size_message(
-    size: int, limit: int, what: str, request: Request, expected: bool
-) -> str:
-    prefix = "Expected to receive" if expected else "Received"
-    return (
-        f"{prefix} {size} bytes which is larger than download {what} "
-        f"({limit}) in request {request}."
-    )
-
-
-def _cancel_maxsize(size: int, limit: int, request: Request, *, expected: bool) -> None:
-    message = _size_message(size, limit, "max size", request, expected)
-    logger.warning(message)
-    raise DownloadCancelled(message)
-
-
-def _warn_size(size: int, limit: int, request: Request, *, expected: bool) -> None:
-    logger.warning(_size_message(size, limit, "warn size", request, expected))
