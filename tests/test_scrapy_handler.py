@@ -20,8 +20,12 @@ import pytest
 
 scrapy = pytest.importorskip("scrapy")
 
-from scrapy import Request  # noqa: E402
-from scrapy.exceptions import NotConfigured, NotSupported  # noqa: E402
+from scrapy import Request, signals  # noqa: E402
+from scrapy.exceptions import (  # noqa: E402
+    NotConfigured,
+    NotSupported,
+    StopDownload,
+)
 from scrapy.settings import Settings  # noqa: E402
 from scrapy.utils.misc import load_object  # noqa: E402
 from scrapy.utils.test import get_crawler  # noqa: E402
@@ -356,3 +360,48 @@ def test_bind_host(caplog: Any) -> None:
     with caplog.at_level(logging.WARNING, logger="hintpool.contrib.scrapy"):
         assert bind_host(("127.0.0.2", 4000)) == "127.0.0.2"
     assert "binds the host only" in caplog.text
+
+
+def test_stop_download_from_headers_received(server: TestServer) -> None:
+    """A headers_received handler raising StopDownload ends the download
+    there, as with Scrapy's handler; the unread body's connection closes."""
+
+    async def scenario() -> tuple[Any, Any]:
+        crawler = get_crawler()
+
+        def stop(**kwargs: Any) -> None:
+            raise StopDownload(fail=False)
+
+        crawler.signals.connect(stop, signal=signals.headers_received, weak=False)
+        handler = HintpoolDownloadHandler.from_crawler(crawler)
+        try:
+            big = f"{server.url}/bytes/8000000"
+            response = await handler.download_request(Request(big))
+        finally:
+            await handler.close()
+        return response, handler.pools[0].statistics()
+
+    response, stats = run(scenario)
+    assert response.flags == ["download_stopped"]
+    assert response.body == b""
+    assert stats.open == 0 and stats.reused == 0
+
+
+def test_connect_failures_map_by_cause() -> None:
+    from hintpool import ConnectError
+    from hintpool.contrib.scrapy._errors import request_error
+
+    def caused(cause: BaseException) -> BaseException:
+        try:
+            raise ConnectError("connect failed") from cause
+        except ConnectError as exc:
+            return exc
+
+    dns = request_error(caused(socket.gaierror(-2, "no name")), "http://x/", 1.0)
+    assert isinstance(dns, scrapy.exceptions.CannotResolveHostError)
+    assert isinstance(dns, tx_error.DNSLookupError)
+    reset = request_error(caused(ConnectionResetError()), "http://x/", 1.0)
+    assert isinstance(reset, scrapy.exceptions.DownloadFailedError)
+    assert isinstance(reset, tx_error.ConnectError)
+    assert all(_retryable(e) for e in (dns, reset))
+    assert request_error(ValueError("a bug"), "http://x/", 1.0) is None
