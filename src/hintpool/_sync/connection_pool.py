@@ -30,8 +30,8 @@ from .._hints import response_keep_alive
 from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
-from .._proxy import forward_request, parse_proxy
 from .._prewarm import PREWARM_AHEAD
+from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
 from .._requests import HeaderTypes, build_request, hint_headers
 from .._stale import server_closed
