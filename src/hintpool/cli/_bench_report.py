@@ -69,8 +69,8 @@ def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
 RACE_HEADERS = ("client", "requests", "failed", "p99 ms", "errors")
 
 
-def race_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
-    race = document.get("race") or {"results": {}}
+def race_rows(document: dict[str, Any], key: str = "race") -> list[tuple[str, ...]]:
+    race = document.get(key) or {"results": {}}
     out: list[tuple[str, ...]] = []
     for name, result in race["results"].items():
         p99 = result["p99_ms"]
@@ -129,13 +129,23 @@ def print_table(document: dict[str, Any]) -> None:
     if not console.is_terminal and console.width < 120:
         console = Console(width=120)  # piped: do not wrap every cell
     console.print(table)
-    if document.get("race"):
-        race = Table(title=RACE_TITLE.format(seconds=document["race"]["seconds"]))
+    for key, title in _races(document):
+        race = Table(title=title)
         for i, header in enumerate(RACE_HEADERS):
             race.add_column(header, justify="right" if 0 < i < 4 else "left")
-        for row in race_rows(document):
+        for row in race_rows(document, key):
             race.add_row(*row)
         console.print(race)
+
+
+def _races(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, title) of each race that ran: the race, the race through squid."""
+    out = []
+    if document.get("race"):
+        out.append(("race", RACE_TITLE.format(seconds=document["race"]["seconds"])))
+    if document.get("proxy_race"):
+        out.append(("proxy_race", document["proxy_race"]["title"]))
+    return out
 
 
 def _print_plain(document: dict[str, Any]) -> None:
@@ -144,10 +154,10 @@ def _print_plain(document: dict[str, Any]) -> None:
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     print(_describe(document))
-    if document.get("race"):
+    for key, title in _races(document):
         print()
-        print(RACE_TITLE.format(seconds=document["race"]["seconds"]))
-        for row in [RACE_HEADERS, *race_rows(document)]:
+        print(title)
+        for row in [RACE_HEADERS, *race_rows(document, key)]:
             print("  ".join(row))
 
 
@@ -163,10 +173,9 @@ def plot(document: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = [w for w in document["workloads"] if w["results"]]
-    race = document.get("race")
+    races = [document[key] for key, _ in _races(document)]
     heights = [len(w["results"]) for w in panels]
-    if race:
-        heights.append(len(race["results"]))
+    heights += [len(race["results"]) for race in races]
     if not heights:
         heights = [1]
     fig, axes = plt.subplots(
@@ -178,8 +187,8 @@ def plot(document: dict[str, Any], path: str) -> None:
     )
     for ax, workload in zip(axes[:, 0], panels):
         _panel(ax, workload)
-    if race:
-        _race_panel(axes[-1, 0], race)
+    for ax, race in zip(axes[len(panels) :, 0], races):
+        _race_panel(ax, race)
     fig.suptitle(
         "hintpool bench: " + document["config"].get("server", ""), x=0.01, ha="left"
     )
@@ -219,8 +228,10 @@ def _race_panel(ax: Any, race: dict[str, Any]) -> None:
     failed = [race["results"][n]["failed"] for n in names]
     ax.barh(names, failed, color=[COLORS.get(n, "#555555") for n in names])
     ax.invert_yaxis()
+    where = " through squid (CONNECT + TLS)" if "title" in race else ""
     ax.set_title(
-        "race: failed requests, server timeout=2 s behind 25 ms RTT (lower is better)",
+        f"race{where}: failed requests, server timeout=2 s behind 25 ms RTT"
+        " (lower is better)",
         loc="left",
         fontsize=10,
     )
