@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 from hintpool._local.loop import LoopThread, close_writer
 
 __all__ = ["ProxyBehaviour", "TestProxy"]
+
+# StreamWriter.start_tls exists from Python 3.11.
+_HANDSHAKE_IN_HANDLER = sys.version_info >= (3, 11)
 
 
 @dataclass
@@ -63,6 +67,8 @@ class TestProxy(LoopThread):
         self._lock = threading.Lock()
         self.connections = 0
         self.open_connections = 0
+        #: Connections the proxy half-closed after ``max_forwarded``.
+        self.fins_sent = 0
         #: (method, target) of every request line received (CONNECT included).
         self.requests: list[tuple[str, str]] = []
         #: Headers of every request received, lower-cased names.
@@ -78,13 +84,21 @@ class TestProxy(LoopThread):
         return f"{scheme}://127.0.0.1:{self.port}"
 
     async def _listen(self) -> asyncio.Server:
+        tls = None if _HANDSHAKE_IN_HANDLER else self.tls
         return await asyncio.start_server(
-            self._handle, self._bind_hosts(), self.port, ssl=self.tls
+            self._handle, self._bind_hosts(), self.port, ssl=tls
         )
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if self.tls is not None and _HANDSHAKE_IN_HANDLER:
+            # In the handler task, so that stop() cancels a handshake in
+            # progress and closes its transport (as the test server does).
+            try:
+                await writer.start_tls(self.tls)  # type: ignore[attr-defined,unused-ignore]
+            except (OSError, ssl.SSLError, asyncio.TimeoutError):
+                return
         with self._lock:
             self.connections += 1
             self.open_connections += 1
@@ -155,6 +169,13 @@ class TestProxy(LoopThread):
             forwarded += 1
             limit = self.behaviour.max_forwarded
             if limit is not None and forwarded >= limit:
+                # FIN, then read on for a while as servers do, so that a
+                # request sent meanwhile meets an EOF rather than a reset.
+                writer.write_eof()
+                with self._lock:
+                    self.fins_sent += 1
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(reader.read(), 2.0)
                 return
 
     async def _forward(

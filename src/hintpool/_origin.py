@@ -60,13 +60,17 @@ class OriginState(Counters):
     """What the pool knows and counts about one origin."""
 
     __slots__ = (
+        "http_version",
         "idle",
         "key",
         "last_hint",
         "learned_at",
         "learned_timeout",
         "open",
+        "opening",
         "proxy",
+        "shared",
+        "streams_peak",
         "watched",
     )
 
@@ -82,6 +86,14 @@ class OriginState(Counters):
         self.watched: PooledConnection | None = None
         #: The label of the proxy it is reached through (statistics only).
         self.proxy: str | None = None
+        #: HTTP/2 (``hintpool._multiplex``): active connections with a free
+        #: stream (a dict as an ordered set), the gate requests wait at while
+        #: a connection that may turn out HTTP/2 is opening, what the last
+        #: connection spoke, and the most streams one connection carried.
+        self.shared: dict[PooledConnection, None] = {}
+        self.opening: Any = None
+        self.http_version: str | None = None
+        self.streams_peak = 0
 
     def learn_idle_close(self, age: float, now: float) -> None:
         """The server closed one of our idle connections ``age`` s after use.
@@ -119,10 +131,13 @@ class PooledConnection:
     __slots__ = (
         "connection",
         "generation",
+        "goaway",
         "heap_seq",
+        "http2",
         "lifetime",
         "origin",
         "sock",
+        "streams",
         "tls",
     )
 
@@ -141,6 +156,11 @@ class PooledConnection:
         # The pool's generation when opened: close() starts a new one, and
         # connections of an older one are never reused.
         self.generation = -1
+        #: An HTTP/2 connection carries ``streams`` requests at once; one
+        #: that received GOAWAY takes no new stream.
+        self.http2 = False
+        self.streams = 0
+        self.goaway = False
 
     def __repr__(self) -> str:
         return (

@@ -61,6 +61,8 @@ COUNTER_FIELDS: Final = (
     "protocol_errors",
     "network_errors",
     "proxy_errors",
+    "goaways_received",
+    "goaway_retries",
 )
 
 
@@ -93,6 +95,8 @@ class Counters:
     protocol_errors: int
     network_errors: int
     proxy_errors: int
+    goaways_received: int
+    goaway_retries: int
 
     def values(self) -> dict[str, Any]:
         return dict(zip(COUNTER_FIELDS, _read_counters(self)))
@@ -183,11 +187,23 @@ class OriginStatistics:
     #: credentials), or None. For ``http://`` requests forwarded by an
     #: HTTP(S) proxy the entry is the proxy's own, as the connections are.
     proxy: str | None = None
+    #: "HTTP/1.1" or "HTTP/2": what the latest connection speaks (None
+    #: before the first one).
+    http_version: str | None = None
+    #: The most requests one HTTP/2 connection carried at once.
+    concurrent_streams_peak: int = 0
+    #: HTTP/2 connections ended by the server's GOAWAY.
+    goaways_received: int = 0
+    #: Requests the server had not processed when it sent GOAWAY (or
+    #: refused with REFUSED_STREAM), sent again on another connection.
+    goaway_retries: int = 0
 
 
 def origin_statistics(state: OriginState) -> OriginStatistics:
     idle = len(state.idle)
     return OriginStatistics(
+        http_version=state.http_version,
+        concurrent_streams_peak=state.streams_peak,
         last_hint=state.last_hint,
         learned_timeout=state.learned_timeout,
         open=state.open,
@@ -325,6 +341,8 @@ class PoolStatistics:
     protocol_errors: int = 0
     network_errors: int = 0
     proxy_errors: int = 0
+    goaways_received: int = 0
+    goaway_retries: int = 0
     origins: Mapping[str, OriginStatistics] = field(default_factory=dict)
     #: The pool's proxy by URL (without credentials): at most one entry.
     proxies: Mapping[str, ProxyStatistics] = field(default_factory=dict)

@@ -223,10 +223,8 @@ async def test_unsupported_protocol_maps_to_httpx() -> None:
     await transport.aclose()
 
 
-def test_http2_is_refused_clearly() -> None:
-    with pytest.raises(hintpool.UnsupportedConfiguration, match=r"HTTP/1\.1 only"):
-        hintpool.AsyncHTTPTransport(http2=True)
-    with pytest.raises(hintpool.UnsupportedConfiguration, match=r"HTTP/1\.1 only"):
+def test_http1_and_http2_off_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="http1 and http2 cannot both be False"):
         hintpool.AsyncHTTPTransport(http1=False)
 
 

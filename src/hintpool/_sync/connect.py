@@ -37,6 +37,7 @@ import httpcore
 
 from .._socket_connection import FastConnection
 from .._socket_open import SocketIO
+from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
 from .._synchronization import fast_wire_available, default_sync_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
@@ -85,6 +86,8 @@ class Connector:
         tls_session_cache: TLSSessionCache | None = None,
         wire: str = "auto",
         proxy: ProxyConfig | None = None,
+        http1: bool = True,
+        http2: bool = False,
     ) -> None:
         # hintpool's own connection runs on real sockets only: a backend the
         # user supplied (a mock, custom streams) keeps httpcore's.
@@ -98,6 +101,12 @@ class Connector:
         self._socket_options = socket_options
         #: Every connection goes through it (see ``hintpool._proxy``).
         self.proxy = proxy
+        self._http1 = http1
+        self._http2 = http2
+        if http2:
+            require_h2()
+            if ssl_context is not None:
+                ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -107,12 +116,24 @@ class Connector:
             import httpx
 
             self._ssl_context = httpx.create_ssl_context()
-            self._ssl_context.set_alpn_protocols(["http/1.1"])
+            self._ssl_context.set_alpn_protocols(
+                alpn_protocols(self._http1, self._http2)
+            )
         return self._ssl_context
 
     def uses_fast_wire(self) -> bool:
         """Whether new connections are hintpool's own (see the module doc)."""
         return self._fast_allowed and fast_wire_available()
+
+    def may_speak_http2(self, scheme: bytes) -> bool:
+        """Whether a new connection to an origin of ``scheme`` may turn out
+        HTTP/2: TLS offering h2 by ALPN, or plain HTTP with ``http1=False``
+        (prior knowledge). Plain HTTP with both on stays HTTP/1.1, as in
+        httpx: there is no upgrade. Connections that end at a proxy
+        (forwarded requests) always speak HTTP/1.1."""
+        if self.proxy is not None and scheme == b"http":
+            return False
+        return self._http2 and (scheme == b"https" or not self._http1)
 
     @property
     def proxy_ssl_context(self) -> ssl.SSLContext:
@@ -151,10 +172,14 @@ class Connector:
             assert proxy is not None
             # TLS in TLS (an https:// target through an https:// proxy) runs
             # on httpcore's connection: hintpool's own starts TLS on a socket.
-            if self.uses_fast_wire() and proxy.scheme != "https":
+            if (
+                self.uses_fast_wire()
+                and proxy.scheme != "https"
+                and not self.may_speak_http2(origin.scheme)
+            ):
                 return self._connect_fast_tunnel(origin, extensions, proxy)
             return self._connect_httpcore(origin, extensions, proxy)
-        if self.uses_fast_wire():
+        if self.uses_fast_wire() and not self.may_speak_http2(origin.scheme):
             return self._connect_fast(origin, extensions)
         return self._connect_httpcore(origin, extensions, None)
 
@@ -205,8 +230,24 @@ class Connector:
                 backend, stream, origin, extensions, to_proxy, trace
             )
         sock = stream.get_extra_info("socket")
-        connection = httpcore.HTTP11Connection(origin=origin, stream=stream)
+        connection: Any
+        if self._speaks_http2(origin, stream):
+            from .http2 import H2Connection  # h2 is an optional extra
+
+            connection = H2Connection(origin, stream)
+        else:
+            connection = httpcore.HTTP11Connection(origin=origin, stream=stream)
         return connection, sock, tls
+
+    def _speaks_http2(
+        self, origin: httpcore.Origin, stream: httpcore.NetworkStream
+    ) -> bool:
+        if not self.may_speak_http2(origin.scheme):
+            return False
+        if origin.scheme != b"https" or not self._http1:
+            return True  # prior knowledge, or HTTP/2 only (as httpcore does)
+        ssl_object = stream.get_extra_info("ssl_object")
+        return ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
 
     def _tls_hop(
         self,

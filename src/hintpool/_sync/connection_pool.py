@@ -14,7 +14,7 @@ import time
 import types
 from collections.abc import Iterable, Iterator, Iterable
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httpcore
 
@@ -25,12 +25,12 @@ from .._exceptions import (
     translate,
 )
 from .._hints import response_keep_alive
+from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
-from .._requests import HeaderTypes, build_request
-from .._retry import may_retry
+from .._requests import HeaderTypes, build_request, hint_headers
 from .._stale import server_closed
 from .._state import (
     RESERVED,
@@ -47,6 +47,7 @@ from .._synchronization import (
 )
 from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
 from .connect import Connector
+from .resend import Resend
 
 __all__ = ["ConnectionPool"]
 
@@ -56,8 +57,9 @@ _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
 
 
-class ConnectionPool:
-    """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints.
+class ConnectionPool(Resend):
+    """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
+    (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 
     Use it directly (httpcore's ``request()`` / ``stream()`` /
     ``handle_request()`` API), or through
@@ -79,6 +81,10 @@ class ConnectionPool:
     :param wire: ``"auto"`` (default): hintpool's own HTTP/1.1 connection
         where it can run (asyncio and sync, no custom ``network_backend``),
         httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.
+    :param http1: speak HTTP/1.1 (default True).
+    :param http2: offer HTTP/2 by ALPN on ``https://`` (needs the ``h2``
+        package: ``pip install hintpool[http2]``); with ``http1=False``,
+        HTTP/2 with prior knowledge on ``http://`` too. See docs/http2.md.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
     :param proxy: send every request through this proxy: a URL
@@ -106,6 +112,8 @@ class ConnectionPool:
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         wire: str = "auto",
+        http1: bool = True,
+        http2: bool = False,
         clock: Callable[[], float] = time.monotonic,
         proxy: Any = None,
     ) -> None:
@@ -126,9 +134,13 @@ class ConnectionPool:
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
             wire=wire,
+            http1=http1,
+            http2=http2,
             clock=clock,
             proxy=proxy,
         )
+        if not (http1 or http2):
+            raise ValueError("http1 and http2 cannot both be False")
         self._proxy = parse_proxy(proxy)
         if socket_options is not None:
             # Every new connection applies them: an iterator would be used up
@@ -168,6 +180,8 @@ class ConnectionPool:
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
             wire=wire,
             proxy=self._proxy,
+            http1=http1,
+            http2=http2,
         )
         self._clock = clock
         self._lock = BookkeepingLock()
@@ -227,7 +241,9 @@ class ConnectionPool:
         stream = response.stream
         assert isinstance(stream, PoolByteStream)
         try:
-            content_read = b"".join([chunk for chunk in stream])
+            content_read = stream.read_now()
+            if content_read is None:
+                content_read = b"".join([chunk for chunk in stream])
         finally:
             stream.close()
         response._content = content_read  # what read() would have stored
@@ -286,31 +302,17 @@ class ConnectionPool:
                 request
             )
         except BaseException as exc:
-            if not (
-                self._retry_stale
-                and conn.lifetime.requests_served > 1
-                and may_retry(request, exc, conn.connection)
-            ):
-                self._discard(conn, exc)
-                raise_translated(exc)
-            # The keep-alive race: the server closed this reused connection
-            # as the request went out. Once more, on a new connection.
-            logger.debug("retrying %r on a new connection: %r", request, exc)
-            self._discard(conn, failed_on_reuse=True)
-            conn = self._acquire(key, request, tunnel, fresh=True)
-            with self._lock:
-                self._state.count(conn.origin, "retries")
-            try:
-                response = conn.connection.handle_request(request)
-            except BaseException as retry_exc:
-                self._discard(conn, retry_exc)
-                raise_translated(retry_exc)
-        hint, will_close = response_keep_alive(response.headers)
+            response, conn = self._send_again(key, request, tunnel, conn, exc)
+        if conn.http2:
+            stream = cast("Iterable[bytes]", response.stream)
+            response.stream = PoolByteStream(stream, self, conn)
+            return response
+        hint, will_close = response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
-        assert isinstance(response.stream, Iterable)
-        response.stream = PoolByteStream(response.stream, self, conn)
+        stream = cast("Iterable[bytes]", response.stream)
+        response.stream = PoolByteStream(stream, self, conn)
         return response
 
     def close(self) -> None:
@@ -350,12 +352,33 @@ class ConnectionPool:
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
-        with self._lock:
-            origin = self._state.origin(key)
-            result = self._state.checkout(origin, self._clock(), to_close, fresh)
-            if result is WAIT:
-                waiter: Waiter[CheckoutResult] = Waiter(key)
-                self._state.waiters.append(waiter)
+        while True:
+            with self._lock:
+                origin = self._state.origin(key)
+                if origin.shared and not fresh:
+                    shared = take_stream(self._state, origin)
+                    if shared is not None:
+                        return shared
+                gate = origin.opening
+                if gate is None:
+                    result = self._state.checkout(
+                        origin, self._clock(), to_close, fresh
+                    )
+                    if result is WAIT:
+                        waiter: Waiter[CheckoutResult] = Waiter(key)
+                        self._state.waiters.append(waiter)
+                    elif (
+                        result is RESERVED
+                        and origin.http_version != "HTTP/1.1"
+                        and self._connector.may_speak_http2(key[0])
+                    ):
+                        # Until it is known whether it speaks HTTP/2, the next
+                        # requests to this origin wait for this connection.
+                        origin.opening = Waiter(key)
+            if gate is None:
+                break
+            if not gate.wait(request.extensions.get("timeout", {}).get("pool")):
+                raise PoolTimeout("timed out waiting for a connection slot")
         if to_close:
             self._close_connections(to_close)
         if result is WAIT:
@@ -367,6 +390,9 @@ class ConnectionPool:
         if result is RESERVED:
             return self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
+        if result.http2:
+            with self._lock:
+                first_stream(self._state, result)
         return result
 
     def _wait(
@@ -412,10 +438,16 @@ class ConnectionPool:
             with self._lock:
                 self._state.count_failure(origin, translate(exc))
                 self._state.release_slot(origin)
+                _open_gate(origin)
             raise_translated(exc)
         conn = PooledConnection(origin, connection, sock, tls)
         with self._lock:
             self._state.connection_opened(conn)
+            if hasattr(connection, "goaway"):
+                first_stream(self._state, conn)
+            else:
+                origin.http_version = "HTTP/1.1"
+            _open_gate(origin)
         logger.debug("opened %r", conn)
         return conn
 
@@ -424,8 +456,11 @@ class ConnectionPool:
     def _response_closed(self, conn: PooledConnection) -> None:
         to_close: list[PooledConnection] = []
         with self._lock:
-            reusable = conn.connection.is_idle()
-            self._state.release(conn, self._clock(), reusable, to_close)
+            if conn.http2:
+                stream_done(self._state, conn, self._clock(), to_close)
+            else:
+                reusable = conn.connection.is_idle()
+                self._state.release(conn, self._clock(), reusable, to_close)
             if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
                 self._reaper.notify(self._state.wake_time(conn))
         if to_close:
@@ -489,6 +524,15 @@ class ConnectionPool:
                     logger.debug("error closing %r: %r", conn, exc)
 
 
+def _open_gate(origin: Any) -> None:
+    """The connection opened (or failed): requests waiting to learn whether
+    it speaks HTTP/2 go on."""
+    gate = origin.opening
+    if gate is not None:
+        origin.opening = None
+        gate.assign(None)
+
+
 def _ask_for_keep_alive(request: httpcore.Request) -> None:
     """Add ``Connection: keep-alive`` unless the caller set ``Connection``.
 
@@ -516,6 +560,17 @@ class PoolByteStream:
         self._conn = conn
         self._closed = False
 
+    def read_now(self) -> bytes | None:
+        """The whole body, if the connection has every byte of it already
+        (taken without iterating: see ``request()``); else None."""
+        take = getattr(self._stream, "take_complete", None)
+        if take is None:
+            return None
+        content: bytes | None = take()
+        if content is not None:
+            self._body_read()
+        return content
+
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._stream:
@@ -526,18 +581,20 @@ class PoolByteStream:
                 self.close()
             raise_translated(exc)
         else:
-            # Servers start their idle timer when the response is written:
-            # the idle deadline counts from the last byte, not from when the
-            # caller closes the response.
-            self._conn.lifetime.body_end = self._pool._clock()
-            # The whole response was read: the TLS session (and, for TLS
-            # 1.3, its ticket, which comes after the handshake) is worth
-            # keeping now.
-            tls = self._conn.tls
-            if tls is not None and not tls.stored:
-                cache = self._pool.tls_session_cache
-                if cache is not None:
-                    cache.response_read(tls)
+            self._body_read()
+
+    def _body_read(self) -> None:
+        # Servers start their idle timer when the response is written: the
+        # idle deadline counts from the last byte, not from when the caller
+        # closes the response.
+        self._conn.lifetime.body_end = self._pool._clock()
+        # The whole response was read: the TLS session (and, for TLS 1.3,
+        # its ticket, which comes after the handshake) is worth keeping now.
+        tls = self._conn.tls
+        if tls is not None and not tls.stored:
+            cache = self._pool.tls_session_cache
+            if cache is not None:
+                cache.response_read(tls)
 
     def close(self) -> None:
         if self._closed:

@@ -11,7 +11,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
+from .._exceptions import as_httpx_errors, raise_as_httpx
+from .._h2support import alpn_protocols, require_h2
 from .._options import check_transport_options
 from .._requests import checked_request
 from .._state import PoolStatistics
@@ -40,8 +41,9 @@ class HTTPTransport(httpx.BaseTransport):
     ``socks5h://``), an ``httpx.URL`` or an ``httpx.Proxy``, as in httpx;
     see the proxies page of the docs for what is pooled with what.
 
-    HTTP/2 is not supported: ``http2=True`` and ``http1=False`` raise
-    :class:`hintpool.UnsupportedConfiguration`.
+    ``http2=True`` offers HTTP/2 by ALPN on ``https://`` (the ``h2``
+    package: ``pip install hintpool[http2]``); ``http1=False, http2=True``
+    speaks HTTP/2 with prior knowledge on ``http://`` too.
     """
 
     def __init__(
@@ -76,15 +78,14 @@ class HTTPTransport(httpx.BaseTransport):
             limits=limits,
             proxy=proxy,
         )
-        if http2 or not http1:
-            raise UnsupportedConfiguration(
-                "hintpool speaks HTTP/1.1 only: http2=True and http1=False are "
-                "not supported (the Keep-Alive header does not exist in HTTP/2)"
-            )
+        if not (http1 or http2):
+            raise ValueError("http1 and http2 cannot both be False")
+        if http2:
+            require_h2()
         ssl_context = httpx.create_ssl_context(
             verify=verify, cert=cert, trust_env=trust_env
         )
-        ssl_context.set_alpn_protocols(["http/1.1"])
+        ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
         self._pool = ConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
@@ -103,6 +104,8 @@ class HTTPTransport(httpx.BaseTransport):
             tls_session_ttl=tls_session_ttl,
             wire=wire,
             proxy=proxy,
+            http1=http1,
+            http2=http2,
         )
 
     @property
