@@ -242,3 +242,31 @@ def test_no_failed_posts_when_hints_are_capped_below_the_proxy(
     assert failures == []
     per_origin = stats.origins[origin.url]
     assert (per_origin.closed_by_server, per_origin.retries) == (0, 0)
+
+
+def test_no_failed_posts_through_squid_with_expiry_below_its_earliest_close(
+    real_servers: StartServer,
+    real_proxies: StartProxy,
+    delay_proxy_factory: Callable[..., object],
+    record_property: Callable[[str, object], None],
+) -> None:
+    """POSTs are never retried, and squid's scattered closes make a learned
+    timeout unsafe for them: with ``keepalive_expiry`` and
+    ``max_keepalive_timeout`` below squid's earliest close (a second before
+    ``client_idle_pconn_timeout``) no POST fails."""
+    origin = real_servers(origin_spec(None))
+    proxy = real_proxies(ProxySpec("squid", idle_timeout=PROXY_TIMEOUT))
+    proxy_url = behind_delay(delay_proxy_factory, proxy)
+    failures, stats = race(
+        proxy_url,
+        origin.url,
+        SQUID_GAPS,
+        None,
+        record_property,
+        "squid forward, POSTs",
+        post=True,
+        limits=httpx.Limits(keepalive_expiry=PROXY_TIMEOUT - 1.25),
+        max_keepalive_timeout=PROXY_TIMEOUT - 1,
+    )
+    assert failures == []
+    assert stats.origins[proxy_url].closed_by_server == 0
