@@ -257,6 +257,19 @@ def test_release_uses_learned_timeout_without_hint() -> None:
     assert other.lifetime.idle_deadline == 105.0
 
 
+def test_close_before_the_hint_is_learned_and_wins() -> None:
+    origin = OriginState(A)
+    origin.last_hint = KeepAlive(5.0, None)
+    origin.learn_idle_close(6.0, now=10.0)  # after the hint: the hint holds
+    assert origin.learned_timeout is None
+    origin.learn_idle_close(2.0, now=20.0)  # before it: something closes early
+    assert origin.learned_timeout == 2.0
+    origin.learn_idle_close(3.0, now=30.0)  # the smallest age stays
+    assert origin.learned_timeout == 2.0
+    policy = LifetimePolicy(margin=0.5)
+    assert policy.idle_window(origin.last_hint, origin.learned_timeout) == 1.5
+
+
 def test_release_without_expiry_keeps_forever() -> None:
     pool = Pool(policy=LifetimePolicy(keepalive_expiry=None))
     conn = pool.open(A)

@@ -107,13 +107,16 @@ class OriginState(Counters):
     def learn_idle_close(self, age: float, now: float) -> None:
         """The server closed one of our idle connections ``age`` s after use.
 
-        Only for origins that send no timeout hint (a hint always wins). The
-        estimate is the smallest age seen; it is forgotten after
-        ``RELEARN_AFTER`` seconds so a one-off early close (a restart) does
-        not stop reuse for good.
+        Learned when the origin sends no timeout hint, or when the close
+        came before the hint's timeout: something between us and the origin
+        (a proxy's tunnel, a load balancer) ends connections earlier than
+        the origin says, and the earlier of the two then counts (see
+        ``LifetimePolicy.idle_window``). The estimate is the smallest age
+        seen; it is forgotten after ``RELEARN_AFTER`` seconds so a one-off
+        early close (a restart) does not stop reuse for good.
         """
         hint = self.last_hint
-        if hint is not None and hint.timeout is not None:
+        if hint is not None and hint.timeout is not None and age >= hint.timeout:
             return
         age = max(0.0, age)
         learned = self.learned_timeout

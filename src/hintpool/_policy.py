@@ -153,9 +153,15 @@ class LifetimePolicy:
     def idle_window(
         self, hint: KeepAlive | None, learned_timeout: float | None = None
     ) -> float:
-        """Seconds a connection may stay idle after a response (inf: no limit)."""
+        """Seconds a connection may stay idle after a response (inf: no limit).
+
+        A learned timeout shorter than the hint wins: connections were seen
+        closed before the announced time (see ``OriginState.learn_idle_close``).
+        """
         timeout = hint.timeout if hint is not None else None
-        if timeout is None:
+        if learned_timeout is not None and (
+            timeout is None or learned_timeout < timeout
+        ):
             timeout = learned_timeout
         if timeout is not None:
             return max(0.0, min(timeout, self.max_timeout) - self.margin)
