@@ -41,7 +41,11 @@ def take_stream(state: PoolState, origin: OriginState) -> PooledConnection | Non
     shared = origin.shared
     while shared:
         conn = next(iter(shared))
-        if not _open_for_streams(state, conn):
+        # The server may have lowered its limit since (a SETTINGS frame).
+        if (
+            not _open_for_streams(state, conn)
+            or conn.streams >= conn.connection.max_streams
+        ):
             del shared[conn]
             continue
         conn.streams += 1

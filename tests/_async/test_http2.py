@@ -180,6 +180,37 @@ async def test_goaway_with_last_stream_zero_resends(plain_server: H2Server) -> N
     assert plain_server.connections == 2
 
 
+async def test_goaway_with_an_error_fails_the_processed_streams_only(
+    plain_server: H2Server,
+) -> None:
+    plain_server.hold = 3
+    plain_server.hold_timeout = 0.2  # the one sent again does not make 3
+    plain_server.goaway_after = 2
+    plain_server.goaway_code = h2.errors.ErrorCodes.INTERNAL_ERROR
+    plain_server.goaway_connections = 1
+    outcomes: list[object] = []
+
+    async def one(i: int) -> None:
+        try:
+            outcomes.append((await client.get(f"{plain_server.url}/{i}")).text)
+        except httpx.RemoteProtocolError as exc:
+            outcomes.append(exc)
+
+    async with h2c_client() as client:
+        async with AsyncTaskGroup() as tg:
+            for i in range(3):
+                tg.start_soon(one, i)
+        stats = origin_stats(client)
+        assert (stats.active, stats.goaways_received) == (0, 1)
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    # The two the server had taken (up to last_stream_id) fail; a third
+    # opened before the GOAWAY was read is sent again.
+    assert len(failed) == 2
+    assert len(outcomes) == 3
+    assert stats.goaway_retries <= 1  # (a thread may start after the GOAWAY)
+    assert stats.protocol_errors == 2
+
+
 async def test_refused_stream_is_sent_again(plain_server: H2Server) -> None:
     plain_server.refuse = 2
     async with h2c_client() as client:

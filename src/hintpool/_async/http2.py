@@ -29,7 +29,7 @@ import h2.events
 import h2.exceptions
 import httpcore
 
-from .._synchronization import AsyncStreamOrder
+from .._synchronization import AsyncH2Lock, AsyncH2Semaphore, AsyncStreamOrder
 
 __all__ = ["AsyncH2Connection"]
 
@@ -54,6 +54,10 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
         # Idle expiry is the pool's (hintpool._policy), not httpcore's.
         super().__init__(origin=origin, stream=stream, keepalive_expiry=None)
         self._h2_state.state_machine = _GoawayTolerantMachine()
+        self._init_lock = AsyncH2Lock()
+        self._state_lock = AsyncH2Lock()
+        self._read_lock = AsyncH2Lock()
+        self._write_lock = AsyncH2Lock()
         self._order = AsyncStreamOrder()
         self._keep_stream_ids_in_order()
         self.goaway: h2.events.ConnectionTerminated | None = None
@@ -86,6 +90,18 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
 
         setattr(state, "get_next_available_stream_id", allocate)  # noqa: B010
         setattr(state, "send_headers", send)  # noqa: B010
+
+    # httpcore creates its stream semaphore on the first request; the
+    # property swaps in one that does not yield when free (see AsyncH2Lock).
+    @property
+    def _max_streams_semaphore(self) -> Any:
+        return self._streams
+
+    @_max_streams_semaphore.setter
+    def _max_streams_semaphore(self, semaphore: Any) -> None:
+        self._streams = AsyncH2Semaphore(
+            self._h2_state.local_settings.max_concurrent_streams
+        )
 
     @property
     def max_streams(self) -> int:

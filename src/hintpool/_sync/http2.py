@@ -30,7 +30,7 @@ import h2.events
 import h2.exceptions
 import httpcore
 
-from .._synchronization import StreamOrder
+from .._synchronization import H2Lock, H2Semaphore, StreamOrder
 
 __all__ = ["H2Connection"]
 
@@ -55,6 +55,10 @@ class H2Connection(httpcore.HTTP2Connection):
         # Idle expiry is the pool's (hintpool._policy), not httpcore's.
         super().__init__(origin=origin, stream=stream, keepalive_expiry=None)
         self._h2_state.state_machine = _GoawayTolerantMachine()
+        self._init_lock = H2Lock()
+        self._state_lock = H2Lock()
+        self._read_lock = H2Lock()
+        self._write_lock = H2Lock()
         self._order = StreamOrder()
         self._keep_stream_ids_in_order()
         self.goaway: h2.events.ConnectionTerminated | None = None
@@ -87,6 +91,18 @@ class H2Connection(httpcore.HTTP2Connection):
 
         setattr(state, "get_next_available_stream_id", allocate)  # noqa: B010
         setattr(state, "send_headers", send)  # noqa: B010
+
+    # httpcore creates its stream semaphore on the first request; the
+    # property swaps in one that does not yield when free (see H2Lock).
+    @property
+    def _max_streams_semaphore(self) -> Any:
+        return self._streams
+
+    @_max_streams_semaphore.setter
+    def _max_streams_semaphore(self, semaphore: Any) -> None:
+        self._streams = H2Semaphore(
+            self._h2_state.local_settings.max_concurrent_streams
+        )
 
     @property
     def max_streams(self) -> int:
