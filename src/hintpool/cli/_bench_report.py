@@ -66,7 +66,22 @@ def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
-RACE_HEADERS = ("client", "requests", "failed", "p99 ms", "errors")
+RACE_HEADERS = (
+    "client",
+    "requests",
+    "failed",
+    "GET failed",
+    "POST failed",
+    "p99 ms",
+    "errors",
+)
+
+
+def _method_cell(result: dict[str, Any], method: str) -> str:
+    counts = result.get("by_method", {}).get(method)
+    return (
+        NOT_MEASURED if counts is None else f"{counts['failed']}/{counts['requests']}"
+    )
 
 
 def race_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -83,6 +98,8 @@ def race_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
                 name,
                 str(result["requests"]),
                 str(result["failed"]),
+                _method_cell(result, "GET"),
+                _method_cell(result, "POST"),
                 NOT_MEASURED if p99 is None else f"{p99:g}",
                 errors,
             )
@@ -92,7 +109,8 @@ def race_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
 
 RACE_TITLE = (
     "race: the same bursts after idle gaps of 1.97-2.005 s, against servers "
-    "sending Keep-Alive: timeout=2 behind a 25 ms RTT ({seconds:g} s)"
+    "sending Keep-Alive: timeout=2 behind a 25 ms RTT ({seconds:g} s); bursts "
+    "alternate GET and POST, and a POST cannot be retried"
 )
 
 
@@ -132,7 +150,7 @@ def print_table(document: dict[str, Any]) -> None:
     if document.get("race"):
         race = Table(title=RACE_TITLE.format(seconds=document["race"]["seconds"]))
         for i, header in enumerate(RACE_HEADERS):
-            race.add_column(header, justify="right" if 0 < i < 4 else "left")
+            race.add_column(header, justify="right" if 0 < i < 6 else "left")
         for row in race_rows(document):
             race.add_row(*row)
         console.print(race)
@@ -217,7 +235,14 @@ def _ratio_note(result: dict[str, Any]) -> str:
 def _race_panel(ax: Any, race: dict[str, Any]) -> None:
     names = list(race["results"])
     failed = [race["results"][n]["failed"] for n in names]
-    ax.barh(names, failed, color=[COLORS.get(n, "#555555") for n in names])
+    posts = [
+        race["results"][n].get("by_method", {}).get("POST", {}).get("failed", 0)
+        for n in names
+    ]
+    colors = [COLORS.get(n, "#555555") for n in names]
+    ax.barh(names, failed, color=colors, alpha=0.45, label="GET failed")
+    ax.barh(names, posts, color=colors, label="POST failed")
+    ax.legend(fontsize=7, loc="lower right")
     ax.invert_yaxis()
     ax.set_title(
         "race: failed requests, server timeout=2 s behind 25 ms RTT (lower is better)",
@@ -234,7 +259,7 @@ def _race_panel(ax: Any, race: dict[str, Any]) -> None:
         ax.text(
             failed[i] + top * 0.01,
             i,
-            f"{failed[i]} of {requests}",
+            f"{failed[i]} of {requests} ({posts[i]} POST)",
             va="center",
             fontsize=7.5,
         )
