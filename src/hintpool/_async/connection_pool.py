@@ -142,6 +142,7 @@ class AsyncConnectionPool:
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            clock=clock,
         )
         self._connector = AsyncConnector(
             ssl_context=ssl_context,
@@ -421,6 +422,7 @@ class AsyncConnectionPool:
         with self._lock:
             now = self._clock()
             self._state.evict_expired(now, to_close)
+            self._state.forget_vacant(now)
             hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)
