@@ -17,7 +17,7 @@ import pytest
 import hintpool
 from hintpool._local.origins import loopback_hosts
 from hintpool._local.race import make_schedule, percentile
-from hintpool.cli import _bench_contenders, _bench_report, main
+from hintpool.cli import _bench_contenders, _bench_report, _bench_report_extra, main
 from hintpool.cli._bench_measure import run_on_loop
 
 FLOOR = "asyncio floor"
@@ -174,6 +174,47 @@ def test_bench_smoke_json_shape(
         assert sent == result["requests"]
     if plotting:
         assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_crawler_and_api_client_json_shape(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["bench", "--workloads", "crawler,api-client"]
+    argv += ["--crawler-seconds", "1", "--api-seconds", "1", "--json"]
+    document = run_json(capsys, *argv)
+    assert document["workloads"] == [] and document["race"] is None
+    crawler = document["crawler"]
+    assert (crawler["max_connections"], crawler["per_origin_cap"]) == (20, 4)
+    assert {"httpx default"} <= set(crawler["results"])
+    hintpool_rows = [n for n in crawler["results"] if n.startswith("hintpool")]
+    assert len(hintpool_rows) == 1
+    capped = (
+        "max_connections_per_origin"
+        in inspect.signature(hintpool.AsyncConnectionPool).parameters
+    )
+    assert ("per-origin cap 4" in hintpool_rows[0]) is capped
+    for result in crawler["results"].values():
+        assert result["without_slow"]["fast_requests"] > 0
+        assert result["without_slow"]["slow_responses"] == 0
+        assert {"fast_req_per_s", "fast_p99_ms", "errors"} <= set(result["with_slow"])
+    api = document["api_client"]
+    assert (api["rate"], api["keep_alive"]) == (20, "timeout=3, max=10")
+    prewarm = "prewarm" in inspect.signature(hintpool.AsyncConnectionPool).parameters
+    names = set(api["results"])
+    assert ("hintpool pool (pre-warm)" in names) is prewarm
+    assert ("hintpool pool" in names) is not prewarm
+    for result in api["results"].values():
+        assert result["requests"] == 20
+        assert 0 <= result["waited_for_handshake"] <= result["requests"]
+        assert result["server_connections"] >= 1
+        assert (
+            result["tls_full"] + result["tls_resumed"] == result["server_connections"]
+        )
+    tables = _bench_report_extra.extra_tables(document)
+    assert [len(rows) for _, _, rows in tables] == [
+        len(crawler["results"]),
+        len(api["results"]),
+    ]
 
 
 def test_bench_skips_a_missing_contender_in_one_line(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from ._bench_report_extra import extra_tables
+
 __all__ = ["can_plot", "plot", "print_table", "race_rows", "rows"]
 
 NOT_MEASURED = "\u2013"
@@ -146,7 +148,8 @@ def print_table(document: dict[str, Any]) -> None:
     console = Console()
     if not console.is_terminal and console.width < 120:
         console = Console(width=120)  # piped: do not wrap every cell
-    console.print(table)
+    if document["workloads"]:
+        console.print(table)
     if document.get("race"):
         race = Table(title=RACE_TITLE.format(seconds=document["race"]["seconds"]))
         for i, header in enumerate(RACE_HEADERS):
@@ -154,6 +157,13 @@ def print_table(document: dict[str, Any]) -> None:
         for row in race_rows(document):
             race.add_row(*row)
         console.print(race)
+    for title, headers, rows_ in extra_tables(document):
+        extra = Table(title=title)
+        for i, header in enumerate(headers):
+            extra.add_column(header, justify="left" if i == 0 else "right")
+        for row in rows_:
+            extra.add_row(*row)
+        console.print(extra)
 
 
 def _print_plain(document: dict[str, Any]) -> None:
@@ -166,6 +176,11 @@ def _print_plain(document: dict[str, Any]) -> None:
         print()
         print(RACE_TITLE.format(seconds=document["race"]["seconds"]))
         for row in [RACE_HEADERS, *race_rows(document)]:
+            print("  ".join(row))
+    for title, headers, rows_ in extra_tables(document):
+        print()
+        print(title)
+        for row in [headers, *rows_]:
             print("  ".join(row))
 
 

@@ -12,7 +12,11 @@ median over the rounds, the ratios against httpx's default transport and
 against the fastest peer of the mode (aiohttp for async rows, urllib3 for
 sync rows: issue #12's targets), and the error counts.  The race workload
 (:mod:`._bench_race`) runs once, after the rounds, and counts failed
-requests instead; the asyncio floor and custom-loop rows sit it out.
+requests instead; the asyncio floor and custom-loop rows sit it out.  So do
+the crawler workload (:mod:`._bench_crawler`: fast origins' throughput
+beside a slow one) and the api-client workload (:mod:`._bench_api`:
+requests that waited for a handshake at a steady rate), each with its own
+few contenders.
 """
 
 from __future__ import annotations
@@ -44,8 +48,14 @@ __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
 
 #: (requests, rounds, origins, race seconds, seconds per run): full, --quick.
 DEFAULTS = {"full": (2000, 3, 1000, 20.0, 15.0), "quick": (400, 3, 100, 8.0, 5.0)}
+#: Seconds per crawler run and of the api-client workload: full, --quick.
+CRAWLER_SECONDS = {"full": 6.0, "quick": 2.0}
+API_SECONDS = {"full": 30.0, "quick": 10.0}
+CRAWLER_ORIGINS = 100
 MANY = "many-origins"
 RACE = "race"
+CRAWLER = "crawler"
+API_CLIENT = "api-client"
 
 
 def workloads(origins: int) -> list[Workload]:
@@ -92,7 +102,7 @@ def tls_resumption_workloads() -> list[Workload]:
     return []
 
 
-WORKLOADS = [w.key for w in workloads(1)] + [RACE]
+WORKLOADS = [w.key for w in workloads(1)] + [RACE, CRAWLER, API_CLIENT]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +118,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--race-seconds",
         type=_count(0, 600),
         help=f"length of the race workload ({full[3]:g}; {quick[3]:g}; 0: skip)",
+    )
+    add(
+        "--crawler-seconds",
+        type=_count(1, 600),
+        help=f"per crawler run ({CRAWLER_SECONDS['full']:g}; "
+        f"{CRAWLER_SECONDS['quick']:g})",
+    )
+    add(
+        "--api-seconds",
+        type=_count(1, 600),
+        help=f"length of the api-client workload ({API_SECONDS['full']:g}; "
+        f"{API_SECONDS['quick']:g})",
     )
     add(
         "--workloads",
@@ -144,9 +166,8 @@ def _workload_list(text: str) -> list[str]:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    requests, rounds, origins, race, per_run = DEFAULTS[
-        "quick" if args.quick else "full"
-    ]
+    size = "quick" if args.quick else "full"
+    requests, rounds, origins, race, per_run = DEFAULTS[size]
     return {
         "quick": bool(args.quick),
         "requests": args.requests or requests,
@@ -154,6 +175,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "origins": args.origins or origins,
         "race_seconds": race if args.race_seconds is None else args.race_seconds,
         "max_seconds_per_run": per_run,
+        "crawler_seconds": float(args.crawler_seconds or CRAWLER_SECONDS[size]),
+        "api_seconds": float(args.api_seconds or API_SECONDS[size]),
         "workloads": args.workloads,
         "seed": args.seed,
         "server": args.server,
@@ -214,6 +237,8 @@ def _run_all(
         "wire_keyword": _bench_contenders.supports_wire(),
         "workloads": [],
         "race": None,
+        "crawler": None,
+        "api_client": None,
     }
     if chosen:
         with start_bench_server(loopback_hosts(origins), settings["server"]) as server:
@@ -232,7 +257,29 @@ def _run_all(
                     [c for c in found if c.in_race], race, settings["seed"]
                 ),
             }
+    _run_extra(settings, document, quiet)
     return document
+
+
+def _run_extra(settings: dict[str, Any], document: dict[str, Any], quiet: bool) -> None:
+    """The crawler and api-client workloads: their own servers and contenders."""
+    aiohttp = "aiohttp" not in _bench_contenders.missing()
+    if CRAWLER in settings["workloads"]:
+        from ._bench_crawler import run_crawler
+
+        seconds = settings["crawler_seconds"]
+        hosts = loopback_hosts(CRAWLER_ORIGINS)
+        _raise_fd_limit(2 * CRAWLER_ORIGINS + 1000)
+        status = _status(f"crawler workload (2 x {seconds:g} s per client)", quiet)
+        with status, start_bench_server(hosts, settings["server"]) as server:
+            document["crawler"] = run_crawler(server.urls(), seconds, aiohttp)
+            document["crawler"]["server"] = server.kind
+    if API_CLIENT in settings["workloads"]:
+        from ._bench_api import run_api_client
+
+        seconds = settings["api_seconds"]
+        with _status(f"api-client workload ({seconds:g} s)", quiet):
+            document["api_client"] = run_api_client(seconds, aiohttp)
 
 
 def _rounds(
