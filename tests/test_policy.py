@@ -194,6 +194,7 @@ _DRIVERS = {
     Event.RETIRE: lambda lt: (setattr(lt, "will_close", True), lt.response_done(0, 1)),
     Event.EXPIRE: lambda lt: lt.expire(),
     Event.CLOSE: lambda lt: lt.close(),
+    Event.WARM: lambda lt: lt.warmed(0.0, 10.0),
 }
 
 
@@ -202,6 +203,7 @@ def test_transition_table_is_what_the_docstring_draws() -> None:
     assert {
         (S.NEW, E.START): S.ACTIVE,
         (S.NEW, E.CLOSE): S.CLOSED,
+        (S.NEW, E.WARM): S.IDLE,
         (S.ACTIVE, E.IDLE): S.IDLE,
         (S.ACTIVE, E.RETIRE): S.RETIRED,
         (S.ACTIVE, E.CLOSE): S.CLOSED,

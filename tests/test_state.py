@@ -70,6 +70,7 @@ class Pool:
         max_idle: float = 10,
         policy: LifetimePolicy | None = None,
         max_origins: int = 10_000,
+        max_per_origin: float = math.inf,
     ) -> None:
         self.hung_up: set[object] = set()
         self.now = 0.0  # what the state's clock says (vacancy times)
@@ -80,6 +81,7 @@ class Pool:
             server_closed=self._server_closed,
             max_origins=max_origins,
             clock=lambda: self.now,
+            max_per_origin=max_per_origin,
         )
 
     def _server_closed(self, conn: Any) -> bool:
@@ -145,10 +147,11 @@ def test_checkout_reserves_until_max_connections_then_waits() -> None:
 
 def test_checkout_waits_behind_queued_waiters_even_with_free_slots() -> None:
     pool = Pool(max_connections=2)
-    pool.state.waiters.append(FakeWaiter(B))
+    waiter = FakeWaiter(B)
+    pool.state.waiters.append(waiter)
     result, _ = pool.checkout(A)
     assert result is WAIT  # FIFO: no overtaking
-    pool.state.waiters[0].cancelled = True
+    pool.state.abandon(waiter, [])
     result, _ = pool.checkout(A)
     assert result is RESERVED
     assert not pool.state.waiters  # the cancelled one was pruned
@@ -624,7 +627,8 @@ def test_close_all() -> None:
     # Queued by hand: the bookkeeping does not care how they got there.
     waiter, cancelled = FakeWaiter(C), FakeWaiter(A)
     cancelled.cancelled = True
-    pool.state.waiters.extend([cancelled, waiter])
+    pool.state.waiters.append(cancelled)
+    pool.state.waiters.append(waiter)
     to_close: list[PooledConnection] = []
     pool.state.close_all(to_close)
     assert sorted(to_close, key=id) == sorted([idle_a, idle_b], key=id)
@@ -906,8 +910,7 @@ class PoolMachine(RuleBasedStateMachine):
             self.closed.add(id(conn))
             assert conn not in self.active
         newly = [w for w in self.queued if w.assigned]
-        # FIFO: the waiters served are the first live ones, in order.
-        assert newly == live_before[: len(newly)]
+        self.check_served(live_before, newly)
         for waiter in newly:
             event(f"waiter assigned {type(waiter.result).__name__}")
             assert waiter.times_assigned == 1
@@ -920,6 +923,12 @@ class PoolMachine(RuleBasedStateMachine):
                 assert conn.lifetime.state is State.IDLE
         self.queued = [w for w in self.queued if not w.cancelled]
         return result
+
+    def check_served(
+        self, live_before: list[FakeWaiter], newly: list[FakeWaiter]
+    ) -> None:
+        # FIFO: the waiters served are the first live ones, in order.
+        assert newly == live_before[: len(newly)]
 
     def took(self, conn: PooledConnection, before: State, deadline: float) -> None:
         """``conn`` was handed out for a new request."""

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final, Protocol
 
 from ._hints import KeepAlive
@@ -63,9 +64,12 @@ class OriginState(Counters):
         "idle",
         "key",
         "last_hint",
+        "last_request",
         "learned_at",
         "learned_timeout",
         "open",
+        "previous_request",
+        "prewarming",
         "watched",
     )
 
@@ -79,6 +83,11 @@ class OriginState(Counters):
         self.learned_at = 0.0
         #: The one idle connection the reaper watches for this origin.
         self.watched: PooledConnection | None = None
+        #: When a request last asked for a connection (see hintpool._prewarm).
+        self.last_request = -math.inf
+        self.previous_request = -math.inf
+        #: Pre-warmed connections being opened (0 or 1).
+        self.prewarming = 0
 
     def learn_idle_close(self, age: float, now: float) -> None:
         """The server closed one of our idle connections ``age`` s after use.
@@ -119,6 +128,7 @@ class PooledConnection:
         "heap_seq",
         "lifetime",
         "origin",
+        "prewarmed",
         "sock",
         "tls",
     )
@@ -138,6 +148,8 @@ class PooledConnection:
         # The pool's generation when opened: close() starts a new one, and
         # connections of an older one are never reused.
         self.generation = -1
+        #: Opened ahead of need (hintpool._prewarm).
+        self.prewarmed = False
 
     def __repr__(self) -> str:
         return (

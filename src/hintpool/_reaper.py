@@ -40,7 +40,8 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Callable
 
 import anyio
 import anyio.abc
@@ -91,6 +92,18 @@ class AsyncReaper:
         if deadline < self._target and self._wake is not None:
             self._wake.set()
 
+    #: Background work (pre-warming) can run beside the reaper.
+    spawns_tasks = True
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Run ``fn(*args)`` in the reaper's task group: it is cancelled when
+        the pool closes. False when the reaper is not running."""
+        task_group = self._task_group
+        if task_group is None:
+            return False
+        task_group.start_soon(fn, *args)
+        return True
+
     async def _run(self) -> None:
         pool = self._pool
         while True:
@@ -131,6 +144,13 @@ class Reaper:
 
     def start(self) -> None:
         """Nothing to do: the pool is scheduled with its first idle connection."""
+
+    #: The shared reaper thread must not block on one pool's connects:
+    #: sync pools do not pre-warm.
+    spawns_tasks = False
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> bool:
+        return False
 
     def stop(self) -> None:
         _SHARED.remove(self)

@@ -26,20 +26,27 @@ event loop each call is atomic.
   origin arrives and at each reaper pass, the oldest vacant ones beyond
   ``max_origins`` go, and so does any origin vacant for ``FORGET_AFTER``
   seconds: a crawler that moved on does not keep its old origins forever.
-* A request that finds no slot waits in a FIFO queue. Invariant: while a live
-  waiter is queued there is no idle connection, because every connection
-  that turns idle is first offered to the queue.
+* ``max_per_origin`` caps an origin's slots as ``max_connections`` caps
+  all of them. A request that finds no slot waits in ``waiters``
+  (``hintpool._waiters``): FIFO within an origin, and a freed slot goes to
+  the oldest waiter that can use it, so an origin at its cap holds up no
+  other. Invariants: while a waiter of an origin is queued that origin has
+  no idle connection, and while a waiter that could take a new slot is
+  queued no slot is free and nothing is idle, because every connection that
+  turns idle and every slot that frees is first offered to the queue.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final, Union
 
+from . import _prewarm
 from ._evict import IDLE_LIMIT, OPEN_LIMIT, EvictionLog, pick_victim
 from ._idle import IdleConnections
 from ._origin import (
@@ -62,6 +69,7 @@ from ._stats import (
     failure_counter,
     origin_label,
 )
+from ._waiters import WaitQueue
 
 __all__ = [
     "FORGET_AFTER",
@@ -79,6 +87,8 @@ __all__ = [
     "origin_label",
 ]
 
+#: The eviction of an idle connection for a fresh one to the same origin.
+ORIGIN_LIMIT = "max_connections_per_origin"
 
 CheckoutResult = Union[PooledConnection, Sentinel]
 #: Seconds an origin with no connection is remembered. What it taught the
@@ -99,10 +109,12 @@ class PoolState(IdleConnections):
         server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        max_per_origin: float = math.inf,
     ) -> None:
         self.server_closed = server_closed
         self.clock = clock
         self.max_connections = max_connections
+        self.max_per_origin = max_per_origin
         self.max_idle = max_idle
         self.policy = policy
         self.max_origins = max_origins
@@ -111,7 +123,7 @@ class PoolState(IdleConnections):
         self.vacant: OrderedDict[OriginKey, float] = OrderedDict()
         self.open_count = 0
         super().__init__()
-        self.waiters: deque[WaiterLike] = deque()
+        self.waiters = WaitQueue()
         #: Every counter of every origin, summed as it is counted, so that
         #: statistics() is O(1) and survives forgotten origins.
         self.totals = Counters()
@@ -120,6 +132,11 @@ class PoolState(IdleConnections):
         self.evictions = EvictionLog()
         #: Which idle connection a limit closes: see hintpool._evict.
         self.eviction = "unproven"
+        #: Open replacements ahead of need (hintpool._prewarm); the pool
+        #: turns it on while it can run background tasks.
+        self.prewarm_enabled = False
+        #: Origins with a slot reserved for a pre-warm the pool must start.
+        self.prewarm_due: list[OriginState] = []
 
     # -- origins -----------------------------------------------------------
 
@@ -174,6 +191,8 @@ class PoolState(IdleConnections):
         Connections found expired are appended to ``to_close``. ``fresh``
         skips the idle connections (a retry wants a new connection).
         """
+        origin.previous_request = origin.last_request
+        origin.last_request = now
         stack = origin.idle
         while stack and not fresh:
             conn = stack.pop()
@@ -186,15 +205,38 @@ class PoolState(IdleConnections):
             to_close.append(conn)
         if self._heap and self._heap[0][0] <= now:
             self.evict_expired(now, to_close)
-        if self.waiters:
-            self._prune_waiters()
-        if not self.waiters:
-            if self.open_count < self.max_connections:
-                return self._reserve(origin)
-            if self.idle_count:
-                self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
-                return self._reserve(origin)
+        if self.waiters and self._must_queue(origin.key):
+            return WAIT
+        if origin.open >= self.max_per_origin:
+            if not stack:
+                return WAIT
+            # A fresh connection (a retry) in place of an idle one.
+            self._evict(self.take_idle(stack[-1]), to_close, ORIGIN_LIMIT)
+            return self._reserve(origin)
+        if self.open_count < self.max_connections:
+            return self._reserve(origin)
+        if self.idle_count:
+            self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
+            return self._reserve(origin)
         return WAIT
+
+    def _must_queue(self, key: OriginKey) -> bool:
+        """FIFO: a waiter of this origin, or one that could take the slot
+        this request wants, came first."""
+        waiters = self.waiters
+        return (
+            waiters.has_waiter(key) or waiters.oldest(None, self.can_open) is not None
+        )
+
+    def queue(self, waiter: WaiterLike, origin: OriginState) -> None:
+        """Queue a request that found no slot (``checkout`` said WAIT)."""
+        self.waiters.append(waiter)
+        self.count(origin, "waited")
+
+    def can_open(self, key: OriginKey) -> bool:
+        """Is this origin below its cap (may it take a new slot)?"""
+        state = self.origins.get(key)
+        return state is None or state.open < self.max_per_origin
 
     def _usable(self, conn: PooledConnection, now: float) -> bool:
         """Check an idle connection taken off the pool; close it if it is not.
@@ -215,8 +257,14 @@ class PoolState(IdleConnections):
         return True
 
     def _start_reused(self, conn: PooledConnection) -> None:
-        conn.lifetime.start_request()
+        lifetime = conn.lifetime
         origin = conn.origin
+        if not lifetime.requests_served:  # pre-warmed: its first request
+            self.count(origin, "prewarm_used")
+            self.count(origin, "requests")
+            lifetime.start_request()
+            return
+        lifetime.start_request()
         origin.requests += 1
         origin.reused += 1
         totals = self.totals
@@ -255,23 +303,18 @@ class PoolState(IdleConnections):
         origin.open += 1
         return RESERVED
 
-    def _prune_waiters(self) -> bool:
-        """Drop cancelled waiters from the front; True if none is left."""
-        waiters = self.waiters
-        while waiters and waiters[0].cancelled:
-            waiters.popleft()
-        return not waiters
-
     def connection_opened(self, conn: PooledConnection) -> None:
         """A connection was opened in a reserved slot; its first request starts."""
+        self.count_opened(conn)
+        conn.origin.requests += 1
+        self.totals.requests += 1
+        conn.lifetime.start_request()
+
+    def count_opened(self, conn: PooledConnection) -> None:
         origin = conn.origin
         origin.connections_opened += 1
-        origin.requests += 1
-        totals = self.totals
-        totals.connections_opened += 1
-        totals.requests += 1
+        self.totals.connections_opened += 1
         conn.generation = self.generation
-        conn.lifetime.start_request()
         tls = conn.tls
         if tls is not None:
             if tls.resumed:
@@ -284,17 +327,19 @@ class PoolState(IdleConnections):
         """A reserved slot was not used (connect failed): pass it on."""
         self._lost_connection(origin)
         self.open_count -= 1
-        self._offer_slot()
+        self._offer_slot(origin.key)
 
-    def _offer_slot(self) -> None:
-        """A slot became free: the first live waiter takes it."""
+    def _offer_slot(self, freed: OriginKey) -> None:
+        """A slot of origin ``freed`` became free: the oldest waiter that
+        can use it takes it (one of ``freed``'s own, or of any origin below
+        its cap)."""
         waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.cancelled:
-                self._reserve(self.origin(waiter.key))
-                waiter.assign(RESERVED)
-                return
+        if not waiters:
+            return
+        waiter = waiters.oldest(freed, self.can_open)
+        if waiter is not None:
+            self._reserve(self.origin(waiter.key))
+            waiters.assign(waiter, RESERVED)
 
     # -- release -------------------------------------------------------------
 
@@ -325,7 +370,10 @@ class PoolState(IdleConnections):
                 return
         if lifetime.retired_by_max:
             self.count(origin, "retired_by_max")
-        elif lifetime.retired_by_close:
+            self._drop(conn, to_close)
+            _prewarm.consider(self, origin, now)
+            return
+        if lifetime.retired_by_close:
             self.count(origin, "retired_by_close")
         self._drop(conn, to_close)
 
@@ -333,29 +381,29 @@ class PoolState(IdleConnections):
         self._lost_connection(conn.origin)
         self.open_count -= 1
         to_close.append(conn)
-        self._offer_slot()
+        self._offer_slot(conn.origin.key)
 
     def _make_idle(
-        self, conn: PooledConnection, to_close: list[PooledConnection]
+        self,
+        conn: PooledConnection,
+        to_close: list[PooledConnection],
+        spare: bool = False,
     ) -> None:
         waiters = self.waiters
-        while waiters:
-            waiter = waiters[0]
-            if waiter.cancelled:
-                waiters.popleft()
-                continue
-            if waiter.key == conn.origin.key:
-                # Handed over idle: the waiter claims (and checks) it.
-                waiters.popleft()
-                waiter.assign(conn)
+        if waiters:
+            waiter = waiters.oldest(conn.origin.key, self.can_open)
+            if waiter is not None:
+                if waiter.key == conn.origin.key:
+                    # Handed over idle: the waiter claims (and checks) it.
+                    waiters.assign(waiter, conn)
+                    return
+                # The oldest waiter wants another origin (below its cap):
+                # its turn comes first, so this connection makes way for it.
+                conn.lifetime.close()
+                self._count_eviction(conn.origin, OPEN_LIMIT)
+                self._drop(conn, to_close)
                 return
-            # FIFO: the first waiter wants another origin. Its turn comes
-            # first, so this connection makes way for it.
-            conn.lifetime.close()
-            self._count_eviction(conn.origin, OPEN_LIMIT)
-            self._drop(conn, to_close)
-            return
-        self.push_idle(conn)
+        self.push_idle(conn, spare)
         if self.idle_count > self.max_idle:
             self._evict(pick_victim(self, conn), to_close, IDLE_LIMIT)
 
@@ -374,6 +422,8 @@ class PoolState(IdleConnections):
             self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
+            if not conn.origin.idle:
+                _prewarm.consider(self, conn.origin, now)
 
     def idle_closed_by_server(
         self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
@@ -413,7 +463,7 @@ class PoolState(IdleConnections):
 
     def abandon(self, waiter: WaiterLike, to_close: list[PooledConnection]) -> None:
         """A waiter gave up (timeout, cancellation): undo what it was given."""
-        waiter.cancelled = True
+        self.waiters.cancel(waiter)
         if not waiter.assigned:
             return
         result = waiter.result
@@ -457,6 +507,8 @@ class PoolState(IdleConnections):
 
     def _count_eviction(self, origin: OriginState, limit: str) -> None:
         self.count(origin, "evicted")
+        if limit == ORIGIN_LIMIT:
+            return  # a retry's fresh connection: no limit is too small
         value = self.max_idle if limit == IDLE_LIMIT else self.max_connections
         self.evictions.evicted(limit, self.totals.requests, value)
 
@@ -465,14 +517,11 @@ class PoolState(IdleConnections):
     ) -> PoolStatistics:
         """O(1): the totals, and a view that builds per-origin entries when
         read (under ``lock``, the pool's)."""
-        waiting = len(self.waiters)
-        if waiting:
-            waiting = sum(1 for w in self.waiters if not w.cancelled)
         return PoolStatistics(
             open=self.open_count,
             idle=self.idle_count,
             active=self.open_count - self.idle_count,
-            waiting=waiting,
+            waiting=len(self.waiters),
             origins=OriginsView(self.origins, lock or nullcontext()),
             **self.totals.values(),
         )

@@ -59,6 +59,11 @@ COUNTER_FIELDS: Final = (
     "write_timeouts",
     "protocol_errors",
     "network_errors",
+    "waited",
+    "prewarmed",
+    "prewarm_used",
+    "prewarm_wasted",
+    "prewarm_failed",
 )
 
 
@@ -90,6 +95,11 @@ class Counters:
     write_timeouts: int
     protocol_errors: int
     network_errors: int
+    waited: int
+    prewarmed: int
+    prewarm_used: int
+    prewarm_wasted: int
+    prewarm_failed: int
 
     def values(self) -> dict[str, Any]:
         return dict(zip(COUNTER_FIELDS, _read_counters(self)))
@@ -173,6 +183,15 @@ class OriginStatistics:
     protocol_errors: int = 0
     #: Reads or writes that failed on an open connection (a reset, say).
     network_errors: int = 0
+    #: Requests that found no free slot and queued (see
+    #: ``max_connections_per_origin``).
+    waited: int = 0
+    #: Connections opened ahead of need (``prewarm=True``), and of those:
+    #: used by a request, closed unused, and failed to open.
+    prewarmed: int = 0
+    prewarm_used: int = 0
+    prewarm_wasted: int = 0
+    prewarm_failed: int = 0
 
 
 def origin_statistics(state: OriginState) -> OriginStatistics:
@@ -269,4 +288,9 @@ class PoolStatistics:
     write_timeouts: int = 0
     protocol_errors: int = 0
     network_errors: int = 0
+    waited: int = 0
+    prewarmed: int = 0
+    prewarm_used: int = 0
+    prewarm_wasted: int = 0
+    prewarm_failed: int = 0
     origins: Mapping[str, OriginStatistics] = field(default_factory=dict)
