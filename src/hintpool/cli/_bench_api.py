@@ -50,7 +50,10 @@ SERVER_MAX = 10
 HANDSHAKE_WAIT = 4 * ONE_WAY_DELAY
 
 Fetch = Callable[[str], Awaitable[None]]
-Session = Callable[[ssl.SSLContext], Any]  # async context manager -> Fetch
+#: What the pool itself counted (hintpool only), read before it closes.
+Counts = Callable[[], dict[str, int]]
+Session = Callable[[ssl.SSLContext], Any]  # async CM -> (Fetch, Counts | None)
+POOL_COUNTS = ("connections_opened", "prewarmed", "prewarm_used", "prewarm_wasted")
 
 
 def supports_prewarm() -> bool:
@@ -60,7 +63,9 @@ def supports_prewarm() -> bool:
 
 def _hintpool(prewarm: bool | None) -> Session:
     @asynccontextmanager
-    async def session(ctx: ssl.SSLContext) -> AsyncIterator[Fetch]:
+    async def session(
+        ctx: ssl.SSLContext,
+    ) -> AsyncIterator[tuple[Fetch, Counts | None]]:
         options: dict[str, Any] = {"ssl_context": ctx}
         if prewarm is not None:
             options["prewarm"] = prewarm
@@ -71,23 +76,27 @@ def _hintpool(prewarm: bool | None) -> Session:
                 if response.status != 200:
                     raise RuntimeError(f"status {response.status}")
 
-            yield fetch
+            def counts() -> dict[str, int]:
+                stats = pool.statistics()
+                return {name: getattr(stats, name, 0) for name in POOL_COUNTS}
+
+            yield fetch, counts
 
     return session
 
 
 @asynccontextmanager
-async def _httpx(ctx: ssl.SSLContext) -> AsyncIterator[Fetch]:
+async def _httpx(ctx: ssl.SSLContext) -> AsyncIterator[tuple[Fetch, None]]:
     async with httpx.AsyncClient(verify=ctx) as client:
 
         async def fetch(url: str) -> None:
             (await client.get(url)).raise_for_status()
 
-        yield fetch
+        yield fetch, None
 
 
 @asynccontextmanager
-async def _aiohttp(ctx: ssl.SSLContext) -> AsyncIterator[Fetch]:
+async def _aiohttp(ctx: ssl.SSLContext) -> AsyncIterator[tuple[Fetch, None]]:
     import aiohttp
 
     async with aiohttp.ClientSession(
@@ -99,7 +108,7 @@ async def _aiohttp(ctx: ssl.SSLContext) -> AsyncIterator[Fetch]:
                 await response.read()
                 response.raise_for_status()
 
-        yield fetch
+        yield fetch, None
 
 
 def api_contenders(aiohttp: bool = True) -> dict[str, Session]:
@@ -179,7 +188,7 @@ async def _play(
         else:
             latencies.append(time.perf_counter() - began)
 
-    async with session(ctx) as fetch:
+    async with session(ctx) as (fetch, counts):
         tasks = []
         for i in range(int(seconds * RATE)):
             delay = start + i / RATE - time.perf_counter()
@@ -187,6 +196,7 @@ async def _play(
                 await asyncio.sleep(delay)
             tasks.append(asyncio.ensure_future(one(fetch)))
         await asyncio.gather(*tasks)
+        pool_counts = None if counts is None else counts()
     waited = sum(latency >= HANDSHAKE_WAIT for latency in latencies)
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     return {
@@ -197,4 +207,5 @@ async def _play(
         "p99_ms": None if p99 is None else round(p99 * 1000, 1),
         "p99_over_p50": round(p99 / p50, 2) if p50 and p99 else None,
         "errors": errors,
+        "pool": pool_counts,
     }

@@ -76,6 +76,7 @@ def api_table(api: dict[str, Any]) -> Table:
         "p99 ms",
         "p99 / p50",
         "connections (TLS full / resumed)",
+        "pre-warmed (used / wasted)",
         "errors",
     )
     rows: list[tuple[str, ...]] = []
@@ -94,10 +95,17 @@ def api_table(api: dict[str, Any]) -> Table:
                 _cell(result["p99_over_p50"], "x"),
                 f"{result['server_connections']} "
                 f"({result['tls_full']} / {result['tls_resumed']})",
+                _prewarm_cell(result.get("pool")),
                 _errors(result),
             )
         )
     return title, headers, rows
+
+
+def _prewarm_cell(pool: dict[str, int] | None) -> str:
+    if not pool or not pool.get("prewarmed"):
+        return NOT_MEASURED if not pool else "0"
+    return f"{pool['prewarmed']} ({pool['prewarm_used']} / {pool['prewarm_wasted']})"
 
 
 def extra_tables(document: dict[str, Any]) -> list[Table]:
