@@ -206,6 +206,7 @@ def test_bench_crawler_and_api_client_json_shape(
     for result in api["results"].values():
         assert result["requests"] == 20
         assert 0 <= result["waited_for_handshake"] <= result["requests"]
+        assert 1 <= result["opened_by_a_request"] <= result["server_connections"]
         assert result["server_connections"] >= 1
         assert (
             result["tls_full"] + result["tls_resumed"] == result["server_connections"]
