@@ -14,6 +14,9 @@ task, so a slow one does not delay the next. For ``prewarm=False`` and
   TLS handshake before the request could go out) =
   ``connections_opened - prewarmed``;
 * p50 / p99 latency of the requests;
+* the most requests in flight at once (a stalled loop on a loaded machine
+  makes bursts, and a burst needs new connections whatever pre-warming
+  does);
 * the pre-warm counters (opened, used, wasted).
 
 Traffic stays on the loopback interface; every loop is bounded.
@@ -41,14 +44,19 @@ async def run(
     ca.configure_trust(ctx)
     latencies: list[float] = []
     total = int(rate * seconds)
+    peak = in_flight = 0
 
     async with hintpool.AsyncConnectionPool(ssl_context=ctx, prewarm=prewarm) as pool:
 
         async def one() -> None:
+            nonlocal peak, in_flight
+            in_flight += 1
+            peak = max(peak, in_flight)
             start = time.perf_counter()
             response = await pool.request("GET", url)
             assert response.status == 200
             latencies.append(time.perf_counter() - start)
+            in_flight -= 1
 
         with anyio.fail_after(seconds * 3 + 30):
             async with anyio.create_task_group() as tg:
@@ -65,6 +73,7 @@ async def run(
         "handshake_waits": stats.connections_opened - stats.prewarmed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "peak_in_flight": peak,
         "prewarmed": stats.prewarmed,
         "prewarm_used": stats.prewarm_used,
         "prewarm_wasted": stats.prewarm_wasted,

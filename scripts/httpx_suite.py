@@ -35,10 +35,12 @@ transport), else 1. httpx's test server listens on 127.0.0.1:8000: that port
 must be free.
 
 Known, expected failures with hintpool (httpx 0.28.1, ``--all --compare``):
-tests that ask for ``http2=True`` (``client/test_*client.py::test_get``,
-``test_server_extensions``) or a ``proxy=`` / proxy environment variables
-(``client/test_proxies.py``), which hintpool refuses with
-``UnsupportedConfiguration``; and ``test_api.py::test_httpcore_lazy_loading``,
+in ``client/test_proxies.py``, ``test_socks_proxy`` and the
+``test_transport_for_request`` cases with a proxy, which assert that the
+transport's private ``_pool`` is an instance of httpcore's ``HTTPProxy`` /
+``SOCKSProxy`` (the proxy URL they also check, ``_pool._proxy_url``,
+matches; the environment-proxy tests pass); and
+``test_api.py::test_httpcore_lazy_loading``,
 which unloads httpx and asserts that httpcore is imported only on the first
 request, while importing hintpool imports httpcore.
 """

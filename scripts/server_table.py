@@ -5,13 +5,16 @@
     python scripts/server_table.py --stdout   # print, write nothing
     python scripts/server_table.py --spread 100  # time 100 idle closes each
 
+The HTTP/2 section comes from ``server_table_h2.py``.
 Servers are started by the interop suite's own code (tests/interop/servers),
 all at once in threads, each on 127.0.0.1: one started with a 2 s idle
 timeout and a per-connection limit of 3 (where the server has one), one with
 its default config. Raw-socket probes record what each sends and when it
-really closes an idle connection. ``--check`` compares behaviour exactly and
-times within a tolerance (they jitter); a different server version is only
-reported. A missing server fails the run when HINTPOOL_REQUIRE_SERVERS=1.
+really closes an idle connection; the proxies (squid, tinyproxy, microsocks,
+Dante) are probed at the same time by ``proxy_table.py``. ``--check``
+compares behaviour exactly and times within a tolerance (they jitter); a
+different server version is only reported. A missing server fails the run
+when HINTPOOL_REQUIRE_SERVERS=1.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import proxy_table  # noqa: E402 - next to this script
+from server_table_h2 import HEADER_H2, H2Report, probe_all, render_h2  # noqa: E402
+from server_table_h2 import NAMES as H2_ROW_NAMES  # noqa: E402
 
 from tests.interop.servers import (  # noqa: E402 - after the path set-up
     KINDS,
@@ -50,6 +57,9 @@ LIMIT = 3
 BOUND = 8.0
 REPEATS = 3
 TIME_TOLERANCE = 0.3
+#: squid's and Dante's idle timers tick in whole seconds: their closes spread
+#: over two seconds and the extremes of a few probes move from run to run.
+PROXY_TIME_TOLERANCE = 1.0
 #: ``--spread``: idle timeout and concurrent probes per server.
 SPREAD_TIMEOUT = 1.0
 SPREAD_PARALLEL = 10
@@ -93,6 +103,7 @@ HEADER = [
     f"`{FRACTIONAL:g} s` configured: announced / closes after",
 ]
 TIME_COLUMNS = (4, 5, 6)
+H2_NAMES = frozenset(H2_ROW_NAMES.values())
 
 
 @dataclass
@@ -264,7 +275,11 @@ def _spread_lines() -> list[str]:
     ]
 
 
-def render(reports: list[Report]) -> str:
+def render(
+    reports: list[Report],
+    proxies: list[proxy_table.ProxyReport],
+    h2_reports: list[H2Report],
+) -> str:
     lines = [
         "# Real servers and the `Keep-Alive` header",
         "",
@@ -313,6 +328,8 @@ def render(reports: list[Report]) -> str:
         "  before a request is written.",
         "",
         *_spread_lines(),
+        *render_h2(h2_reports),
+        *proxy_table.render(proxies),
     ]
     return "\n".join(lines)
 
@@ -320,7 +337,7 @@ def render(reports: list[Report]) -> str:
 def _rows(text: str) -> dict[str, list[str]]:
     rows = {}
     for line in text.splitlines():
-        if line.startswith("| ") and not line.startswith("| server "):
+        if line.startswith("| ") and not line.startswith(("| server ", "| proxy ")):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             rows[cells[0]] = cells
     return rows
@@ -330,28 +347,41 @@ def _times(cell: str) -> list[float]:
     return [float(m) for m in re.findall(r"(\d+(?:\.\d+)?) s\b", cell)]
 
 
+def _header(name: str) -> list[str]:
+    return HEADER_H2 if name in H2_NAMES else HEADER
+
+
 def compare(current: str, fresh: str) -> list[str]:
     """Differences that matter between the committed and a fresh table."""
     problems = []
     old, new = _rows(current), _rows(fresh)
+    proxies = set(proxy_table.NAMES.values())
     for name in sorted(set(old) | set(new)):
         if name not in old or name not in new:
             problems.append(f"{name}: row missing on one side")
             continue
+        header = proxy_table.HEADER if name in proxies else _header(name)
         for index, (was, now) in enumerate(zip(old[name], new[name])):
-            if index == 1 and was != now:
-                print(f"note: {name} version {was} here is {now}")
-            elif index in TIME_COLUMNS:
-                a, b = _times(was), _times(now)
-                if (
-                    len(a) != len(b)
-                    or any(abs(x - y) > TIME_TOLERANCE for x, y in zip(a, b))
-                    or _strip_times(was) != _strip_times(now)
-                ):
-                    problems.append(f"{name}: {HEADER[index]}: {was!r} -> {now!r}")
-            elif index != 1 and was != now:
-                problems.append(f"{name}: {HEADER[index]}: {was!r} -> {now!r}")
+            if index == 1 and header is not HEADER_H2:
+                if was != now:
+                    print(f"note: {name} version {was} here is {now}")
+            elif header is not HEADER or index in TIME_COLUMNS:
+                # Times jitter; everything else in the cell must match.
+                tolerance = PROXY_TIME_TOLERANCE if name in proxies else TIME_TOLERANCE
+                if not _same_times(was, now, tolerance):
+                    problems.append(f"{name}: {header[index]}: {was!r} -> {now!r}")
+            elif was != now:
+                problems.append(f"{name}: {header[index]}: {was!r} -> {now!r}")
     return problems
+
+
+def _same_times(was: str, now: str, tolerance: float) -> bool:
+    a, b = _times(was), _times(now)
+    return (
+        len(a) == len(b)
+        and all(abs(x - y) <= tolerance for x, y in zip(a, b))
+        and _strip_times(was) == _strip_times(now)
+    )
 
 
 def _strip_times(cell: str) -> str:
@@ -374,19 +404,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     require = os.environ.get("HINTPOOL_REQUIRE_SERVERS") == "1"
     reports: list[Report] = []
-    with ThreadPoolExecutor(len(KINDS)) as pool:
+    proxies: list[proxy_table.ProxyReport] = []
+    h2_reports: list[H2Report] = []
+    missing = False
+    with ThreadPoolExecutor(len(KINDS) + 1) as pool:
         futures = {kind: pool.submit(probe, kind) for kind in KINDS}
+        proxy_future = pool.submit(proxy_table.main_probe)
         for kind, future in futures.items():
             try:
                 reports.append(future.result())
             except ServerUnavailable as exc:
                 print(f"{kind}: {exc}", file=sys.stderr)
-                if require:
-                    return 1
-    if len(reports) < len(KINDS):
+                missing = True
+        try:
+            proxies = proxy_future.result()
+        except ServerUnavailable as exc:
+            print(f"proxies: {exc}", file=sys.stderr)
+            missing = True
+    # After the HTTP/1.1 probes, not beside them: their load made the idle
+    # closes those time look a few hundred milliseconds late.
+    try:
+        h2_reports = probe_all()
+    except ServerUnavailable as exc:
+        print(f"HTTP/2: {exc}", file=sys.stderr)
+        missing = True
+    if missing or not h2_reports:
         print("some servers are missing: table not written", file=sys.stderr)
         return 0 if not (args.check or require) else 1
-    text = render(reports)
+    text = render(reports, proxies, h2_reports)
     if args.stdout:
         print(text)
         return 0

@@ -31,6 +31,8 @@ WORDS = [
     ("default_async_backend", "default_sync_backend"),
     ("async_fast_wire_available", "fast_wire_available"),
     ("_asyncio_connection", "_socket_connection"),
+    ("_asyncio_open", "_socket_open"),
+    ("async_resolve", "resolve"),
     ("async_start_tls", "start_tls"),
     ("async_logging_trace", "logging_trace"),
     ("handle_async_request", "handle_request"),

@@ -561,3 +561,48 @@ def test_bug_in_a_callback_is_not_masked(monkeypatch: pytest.MonkeyPatch) -> Non
         codec.feed(OK + b"Content-Length: 0\r\n\r\n")
     with pytest.raises(RemoteProtocolError, match="unusable"):
         codec.feed(b"x")
+
+
+# --- the headers set aside for the keep-alive hint ---------------------------
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=lambda e: repr(e.response[:40])[2:-1])
+def test_hint_headers_are_the_ten_character_names(entry: Entry) -> None:
+    for chunks in ([entry.response], [entry.response[i : i + 1] for i in range(99)]):
+        codec = H1Codec()
+        codec.start_request(entry.method, b"/", HOST)
+        codec.end_request()
+        for chunk in chunks:
+            codec.feed(chunk)
+        if codec.head is None:
+            continue  # the head is longer than the bytes fed one at a time
+        head = codec.head
+        assert head.hint_headers == [h for h in head.headers if len(h[0]) == 10]
+
+
+def test_hint_headers_leave_out_informational_heads_and_trailers(
+    bytewise: bool,
+) -> None:
+    codec = H1Codec()
+    codec.start_request(b"GET", b"/", HOST)
+    feed(codec, b"HTTP/1.1 103 Early\r\nKeep-Alive: max=1\r\n\r\n", bytewise)
+    feed(
+        codec,
+        OK + b"Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n"
+        b"Keep-Alive: timeout=5 \r\n\r\n1\r\nx\r\n0\r\nKeep-Alive: max=2\r\n\r\n",
+        bytewise,
+    )
+    assert codec.complete and codec.trailers == [(b"Keep-Alive", b"max=2")]
+    assert head_of(codec).hint_headers == [
+        (b"Connection", b"keep-alive"),
+        (b"Keep-Alive", b"timeout=5"),
+    ]
+    codec.next_cycle()
+    exchange(OK + b"Content-Length: 0\r\n\r\n", bytewise, codec=codec)
+    assert head_of(codec).hint_headers == []
+
+
+def test_a_head_built_without_hint_headers_finds_them() -> None:
+    headers = [(b"Keep-Alive", b"max=3"), (b"X-Ten-Char", b"1"), (b"Date", b"x")]
+    head = ResponseHead(200, b"OK", b"HTTP/1.1", headers)
+    assert head.hint_headers == headers[:2]

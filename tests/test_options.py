@@ -55,6 +55,12 @@ SHARED_BAD: list[tuple[str, Any, type[Exception]]] = [
     ("socket_options", "SO_KEEPALIVE", TypeError),
     ("socket_options", [(1, 2)], ValueError),
     ("network_backend", "anyio", TypeError),
+    ("proxy", 8080, TypeError),
+    ("proxy", "ftp://127.0.0.1:21", ValueError),
+    ("proxy", "127.0.0.1:3128", ValueError),
+    ("proxy", "http://127.0.0.1:99999", ValueError),
+    ("proxy", "http://127.0.0.1:port", ValueError),
+    ("proxy", "http://user:secret@127.0.0.1:-1", ValueError),
 ]
 
 POOL_BAD: list[tuple[str, Any, type[Exception]]] = [
@@ -75,7 +81,6 @@ TRANSPORT_BAD: list[tuple[str, Any, type[Exception]]] = [
     ("http1", None, TypeError),
     ("http2", 1, TypeError),
     ("limits", {"max_connections": 5}, TypeError),
-    ("proxy", 8080, TypeError),
 ]
 
 LIMITS_BAD: list[tuple[str, Any, type[Exception]]] = [

@@ -98,6 +98,18 @@ def test_an_idle_connection_with_requests_left_is_spare_enough() -> None:
     assert due(pool) == [A]
 
 
+def test_an_idle_connection_about_to_expire_is_not_spare() -> None:
+    pool = warm_pool()
+    spare, busy = pool.open(A), pool.open(A)
+    pool.state.origin(A).last_hint = HINT
+    pool.release(spare, 0.0, hint=HINT)  # deadline 4, idle window 4
+    busy.lifetime.response_headers(KeepAlive(timeout=5.0, max=1), False)
+    _prewarm.consider(pool.state, pool.state.origin(A), 1.9)
+    assert due(pool) == []  # fresh for more than half its window
+    _prewarm.consider(pool.state, pool.state.origin(A), 2.1)
+    assert due(pool) == [A]
+
+
 def test_an_origin_nobody_uses_is_never_prewarmed() -> None:
     pool = warm_pool()
     serve(pool, 0.0)

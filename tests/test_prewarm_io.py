@@ -15,10 +15,13 @@ from typing import Any
 import anyio
 import httpcore
 import pytest
+import trio
+import trio.testing
 import trustme
 
 from hintpool import AsyncConnectionPool, ConnectionPool
 
+from ._async.test_connection_pool import response
 from .fixtures_server import ServerFactory
 
 SERVER = {"keep_alive": "timeout=5, max={left}", "max_requests": 3}
@@ -143,3 +146,37 @@ async def test_close_cancels_a_prewarm_in_flight(
     stats = pool.statistics()
     assert (stats.open, stats.prewarmed, stats.prewarm_failed) == (0, 0, 0)
     assert not any(o.prewarming for o in pool._state.origins.values())
+
+
+MOCK_CLOCK = pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}))],
+)
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_expiring_connection_of_a_busy_origin_is_replaced() -> None:
+    # Virtual time (trio's MockClock): the sleeps below take no real time.
+    canned = [response("timeout=5")] * 3  # every mock connection replays these
+    pool = AsyncConnectionPool(
+        network_backend=httpcore.AsyncMockBackend(canned),
+        clock=trio.current_time,
+        prewarm=True,
+    )
+    async with pool:
+        await pool.request("GET", "http://example.test/")
+        await anyio.sleep(1)
+        await pool.request("GET", "http://example.test/")  # busy: 2 within 5 s
+        await anyio.sleep(4.5)  # idle deadline 4 s after: expired, replaced
+        stats = pool.statistics()
+        assert (stats.expired, stats.prewarmed, stats.idle) == (1, 1, 1)
+        await pool.request("GET", "http://example.test/")
+        assert pool.statistics().prewarm_used == 1
+        # Nobody comes any more. Requests came 4.5 s apart, so the next
+        # expiry (4 s after the last) is replaced once more; that one is
+        # wasted, and not replaced again.
+        await anyio.sleep(20)
+        stats = pool.statistics()
+    assert (stats.expired, stats.prewarmed, stats.prewarm_wasted) == (3, 2, 1)
+    assert (stats.open, stats.connections_opened) == (0, 3)

@@ -105,6 +105,25 @@ async def test_reaper_stops_with_the_pool() -> None:
 
 
 @pytest.mark.anyio
+@MOCK_CLOCK
+async def test_pools_entered_in_one_task_may_exit_in_any_order() -> None:
+    # httpx enters its mounted transports after its own and exits them in
+    # the same order (not innermost first).
+    first = mock_pool([response("timeout=5")])
+    second = mock_pool([response("timeout=3")])
+    await first.__aenter__()
+    await second.__aenter__()
+    await first.request("GET", "http://a.test/")
+    await second.request("GET", "http://b.test/")
+    await first.__aexit__()
+    assert not first._reaper.running
+    await anyio.sleep(2.5)  # the second pool's reaper still works
+    assert second.statistics().expired == 1
+    await second.__aexit__()
+    assert not second._reaper.running
+
+
+@pytest.mark.anyio
 async def test_without_async_with_expired_connections_close_lazily() -> None:
     clock = [0.0]
     pool = AsyncConnectionPool(

@@ -19,6 +19,7 @@ from ._exceptions import (
     PoolClosed,
     PoolTimeout,
     ProtocolError,
+    ProxyError,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -32,6 +33,7 @@ from ._hints import KeepAlive, parse_keep_alive
 from ._policy import LifetimePolicy
 from ._respx import register_with_respx
 from ._state import OriginStatistics, PoolStatistics
+from ._stats import ProxyStatistics
 from ._sync.connection_pool import ConnectionPool
 from ._sync.transport import HTTPTransport
 
@@ -53,6 +55,8 @@ __all__ = [
     "PoolStatistics",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
+    "ProxyStatistics",
     "ReadError",
     "ReadTimeout",
     "RemoteProtocolError",

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import select
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, Callable, TypeVar
@@ -47,6 +48,7 @@ from ._asyncio_open import connect
 from ._asyncio_protocol import H1Protocol
 from ._exceptions import ConnectError, ConnectTimeout
 from ._h1 import ResponseHead
+from ._requests import ByteStream, checked_response
 from ._stale import _readable
 from ._trace_log import async_logging_trace
 
@@ -136,16 +138,18 @@ class AsyncFastConnection(H1Protocol):
         server_hostname: str | None = None,
         session: ssl.SSLSession | None = None,
         trace: Any = None,
+        sock: socket.socket | None = None,
     ) -> AsyncFastConnection:
         """Connect, then TLS when ``ssl_context`` is given.
 
-        ConnectError / ConnectTimeout on failure; nothing stays open after a
-        failure or a cancellation.
+        ``sock``: a socket connected already (through a proxy), taken over
+        instead of connecting. ConnectError / ConnectTimeout on failure;
+        nothing stays open after a failure or a cancellation.
         """
         conn = cls(origin)
         try:
-            if trace is None:
-                await conn._connect(timeout, uds, local_address, socket_options)
+            if trace is None or sock is not None:
+                await conn._connect(timeout, uds, local_address, socket_options, sock)
                 if ssl_context is not None:
                     await conn._start_tls(
                         ssl_context, server_hostname, session, timeout
@@ -226,6 +230,7 @@ class AsyncFastConnection(H1Protocol):
         uds: str | None,
         local_address: str | None,
         socket_options: Iterable[Any] | None,
+        sock: socket.socket | None = None,
     ) -> None:
         origin = self.origin
         opening = connect(
@@ -236,6 +241,7 @@ class AsyncFastConnection(H1Protocol):
             uds,
             local_address,
             socket_options,
+            sock,
         )
         try:
             if timeout is None:
@@ -302,11 +308,16 @@ class AsyncFastConnection(H1Protocol):
         try:
             if trace is None:
                 codec = self._codec
-                url = request.url
                 pending = codec.start_request(
-                    request.method, url.target, request.headers
+                    request.method, request.url.target, request.headers
                 )
-                await self._send_body(request.stream, pending, timeouts.get("write"))
+                stream = request.stream
+                if type(stream) is ByteStream and not stream.content:
+                    # No body (a GET): what _send_body() would do, without
+                    # an async generator to iterate.
+                    self._write(pending + codec.end_request())
+                else:
+                    await self._send_body(stream, pending, timeouts.get("write"))
                 head = codec.head or await self._receive_head()
             else:
                 head = await self._exchange_traced(request, trace, timeouts)
@@ -317,18 +328,18 @@ class AsyncFastConnection(H1Protocol):
                 await trace("http11.response_closed.started", {})
                 await trace("http11.response_closed.complete", {"return_value": None})
             raise
-        response = httpcore.Response(
+        # The head's own header list: httpcore's constructor would copy it.
+        return checked_response(
             head.status,
-            content=_ResponseStream(self, request, trace),
-            extensions={
+            head.headers,
+            _ResponseStream(self, request, trace),
+            {
                 "http_version": head.http_version,
                 "reason_phrase": head.reason,
                 "network_stream": self.network_stream,
             },
+            head.hint_headers,
         )
-        # The head's own list: httpcore's constructor would copy it.
-        response.headers = head.headers
-        return response
 
     async def _receive_head(self) -> ResponseHead:
         codec = self._codec
@@ -450,6 +461,27 @@ class _ResponseStream:
         self._request = request
         self._trace = trace
         self._closed = False
+
+    def take_complete(self) -> bytes | None:
+        """The whole body when every byte of it has arrived (the connection
+        then leaves the response as iterating to the end does), else None:
+        iterate. Spares the pool's ``request()`` two async iterators."""
+        conn = self._conn
+        codec = conn._codec
+        if (
+            not codec.complete
+            or conn._error is not None
+            or self._trace is not None
+            or self._cycle != conn._cycle
+            or not conn._active
+        ):
+            return None
+        body = codec.body
+        content = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        conn._taken()
+        conn._response_done(self._cycle)
+        return content
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn

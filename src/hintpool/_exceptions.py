@@ -25,6 +25,7 @@ __all__ = [
     "PoolClosed",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
     "ReadError",
     "ReadTimeout",
     "RemoteProtocolError",
@@ -100,6 +101,14 @@ class CloseError(NetworkError):
     pass
 
 
+class ProxyError(HintpoolError, httpcore.ProxyError):
+    """The proxy refused or broke the tunnel: a non-2xx answer to CONNECT
+    (407 included), a SOCKS5 refusal, or a proxy that closed during the
+    handshake. The message has the proxy's status and reason, never the
+    credentials. Never retried: nothing was sent to the origin.
+    """
+
+
 class PoolClosed(ConnectError):
     """Not raised any more: a closed pool stays usable, as httpx's does.
 
@@ -125,6 +134,7 @@ _FROM_HTTPCORE: dict[type[Exception], type[HintpoolError]] = {
     httpcore.ConnectError: ConnectError,
     httpcore.ReadError: ReadError,
     httpcore.WriteError: WriteError,
+    httpcore.ProxyError: ProxyError,
 }
 
 
@@ -167,6 +177,7 @@ def _httpx_map() -> dict[type[BaseException], type[Exception]]:
         ReadError: httpx.ReadError,
         WriteError: httpx.WriteError,
         CloseError: httpx.CloseError,
+        ProxyError: httpx.ProxyError,
     }
 
 

@@ -86,7 +86,7 @@ _COLON_JOIN = b": ".join
 class ResponseHead:
     """The final response head: status, reason, version and raw headers."""
 
-    __slots__ = ("headers", "http_version", "reason", "status")
+    __slots__ = ("headers", "hint_headers", "http_version", "reason", "status")
 
     def __init__(
         self,
@@ -94,6 +94,7 @@ class ResponseHead:
         reason: bytes,
         http_version: bytes,
         headers: list[tuple[bytes, bytes]],
+        hint_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -101,6 +102,15 @@ class ResponseHead:
         #: Original case and order, as received (trailing whitespace of
         #: values removed, as h11 does). Never copied by the codec.
         self.headers = headers
+        #: The headers whose names are ten characters long, in order: all
+        #: that ``hintpool._hints.response_keep_alive`` looks at
+        #: (``Connection``, ``Keep-Alive``), collected as they are parsed so
+        #: that the pool does not scan every header again.
+        self.hint_headers = (
+            [(n, v) for n, v in headers if len(n) == 10]
+            if hint_headers is None
+            else hint_headers
+        )
 
     def __repr__(self) -> str:
         return (
@@ -195,6 +205,7 @@ class H1Codec:
         "_head_method",
         "_head_size",
         "_headers",
+        "_hint_headers",
         "_informational",
         "_keep",
         "_max_head_size",
@@ -412,6 +423,7 @@ class H1Codec:
 
     def _reset_response(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
+        self._hint_headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
         self._head_size = 0
         self._tail = b""
@@ -516,7 +528,10 @@ class H1Codec:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp strips leading whitespace only; h11 strips both ends.
-        self._headers.append((name, value.rstrip(b" \t")))
+        header = (name, value.rstrip(b" \t"))
+        self._headers.append(header)
+        if len(name) == 10:  # see ResponseHead.hint_headers
+            self._hint_headers.append(header)
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -541,6 +556,7 @@ class H1Codec:
             if status < 100:
                 raise self._reject(f"Illegal status code {status}")
             self._headers = []
+            self._hint_headers = []
             self._reason = b""
             self._informational = True
             return
@@ -553,8 +569,11 @@ class H1Codec:
                 raise self._reject(f"Unsupported HTTP version {text}")
         http_version = b"HTTP/1.1" if version == 49 else b"HTTP/1.0"
         headers = self._headers
-        self.head = ResponseHead(status, self._reason, http_version, headers)
+        self.head = ResponseHead(
+            status, self._reason, http_version, headers, self._hint_headers
+        )
         self._headers = self.trailers = []
+        self._hint_headers = []  # trailers are no hints
         keep = parser.should_keep_alive()
         if self._head_method or status == 204 or status == 304 or status == 101:
             if status == 101:

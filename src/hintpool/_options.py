@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import httpx
 
+from ._proxy import parse_proxy
+
 __all__ = ["WIRES", "check_pool_options", "check_transport_options"]
 
 #: The values of the pools' ``wire=`` option.
@@ -129,10 +131,8 @@ def _cert(name: str, value: Any) -> None:
 
 
 def _proxy(name: str, value: Any) -> None:
-    # Refused as unsupported by the transport itself; only a wrong type is
-    # an argument error.
-    if value is not None and not isinstance(value, (str, httpx.URL, httpx.Proxy)):
-        _fail_type(name, "None, a URL or an httpx.Proxy", value)
+    # Scheme, port and host are checked too (hintpool._proxy).
+    parse_proxy(value, name)
 
 
 _PATH = (str, os.PathLike)

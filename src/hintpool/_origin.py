@@ -61,6 +61,7 @@ class OriginState(Counters):
     """What the pool knows and counts about one origin."""
 
     __slots__ = (
+        "http_version",
         "idle",
         "key",
         "last_hint",
@@ -68,8 +69,12 @@ class OriginState(Counters):
         "learned_at",
         "learned_timeout",
         "open",
+        "opening",
         "previous_request",
         "prewarming",
+        "proxy",
+        "shared",
+        "streams_peak",
         "watched",
     )
 
@@ -83,6 +88,16 @@ class OriginState(Counters):
         self.learned_at = 0.0
         #: The one idle connection the reaper watches for this origin.
         self.watched: PooledConnection | None = None
+        #: The label of the proxy it is reached through (statistics only).
+        self.proxy: str | None = None
+        #: HTTP/2 (``hintpool._multiplex``): active connections with a free
+        #: stream (a dict as an ordered set), the gate requests wait at while
+        #: a connection that may turn out HTTP/2 is opening, what the last
+        #: connection spoke, and the most streams one connection carried.
+        self.shared: dict[PooledConnection, None] = {}
+        self.opening: Any = None
+        self.http_version: str | None = None
+        self.streams_peak = 0
         #: When a request last asked for a connection (see hintpool._prewarm).
         self.last_request = -math.inf
         self.previous_request = -math.inf
@@ -125,11 +140,14 @@ class PooledConnection:
     __slots__ = (
         "connection",
         "generation",
+        "goaway",
         "heap_seq",
+        "http2",
         "lifetime",
         "origin",
         "prewarmed",
         "sock",
+        "streams",
         "tls",
     )
 
@@ -148,6 +166,11 @@ class PooledConnection:
         # The pool's generation when opened: close() starts a new one, and
         # connections of an older one are never reused.
         self.generation = -1
+        #: An HTTP/2 connection carries ``streams`` requests at once; one
+        #: that received GOAWAY takes no new stream.
+        self.http2 = False
+        self.streams = 0
+        self.goaway = False
         #: Opened ahead of need (hintpool._prewarm).
         self.prewarmed = False
 

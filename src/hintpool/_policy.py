@@ -66,6 +66,11 @@ MAX_REQUESTS_CAP = 1_000_000
 
 
 class State(enum.Enum):
+    # Members are singletons compared by identity: hashing by identity is
+    # right, and much cheaper than Enum's own __hash__ (a Python method) on
+    # the two transitions every request makes.
+    __hash__ = object.__hash__
+
     NEW = "new"
     ACTIVE = "active"
     IDLE = "idle"
@@ -75,6 +80,8 @@ class State(enum.Enum):
 
 
 class Event(enum.Enum):
+    __hash__ = object.__hash__  # see State
+
     START = "start"
     IDLE = "idle"
     RETIRE = "retire"
@@ -103,6 +110,13 @@ TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
     (_S.EXPIRED, _E.CLOSE): _S.EXPIRED,
     (_S.CLOSED, _E.CLOSE): _S.CLOSED,
 }
+
+# Members as module constants: reading one off an Enum class costs several
+# times a global's look-up, and every request makes a few transitions.
+_NEW, _ACTIVE, _IDLE = State.NEW, State.ACTIVE, State.IDLE
+_RETIRED = State.RETIRED
+_START, _TO_IDLE, _RETIRE = Event.START, Event.IDLE, Event.RETIRE
+_EXPIRE, _CLOSE = Event.EXPIRE, Event.CLOSE
 
 #: States in which the connection is gone for good.
 FINAL_STATES: Final = frozenset({State.RETIRED, State.EXPIRED, State.CLOSED})
@@ -165,7 +179,7 @@ class Lifetime:
     )
 
     def __init__(self) -> None:
-        self.state = State.NEW
+        self.state = _NEW
         self.idle_deadline = math.inf
         self.idle_since = 0.0
         #: When the last byte of the current response was read (0: not yet).
@@ -190,13 +204,13 @@ class Lifetime:
             ) from None
 
     def start_request(self) -> None:
-        self._go(Event.START)
+        self._go(_START)
         self.requests_served += 1
         self.body_end = 0.0
 
     def response_headers(self, hint: KeepAlive | None, will_close: bool) -> None:
         """Record what the response headers said about the connection."""
-        if self.state is not State.ACTIVE:
+        if self.state is not _ACTIVE:
             raise IllegalTransition(f"response headers in state {self.state.value!r}")
         if hint is not None:
             self.last_hint = hint
@@ -212,9 +226,9 @@ class Lifetime:
         ``idle_window`` comes from :meth:`LifetimePolicy.idle_window`.
         """
         if self.will_close or self.requests_left == 0 or idle_window <= 0:
-            self._go(Event.RETIRE)
+            self._go(_RETIRE)
             return False
-        self._go(Event.IDLE)
+        self._go(_TO_IDLE)
         if 0.0 < self.body_end < now:
             now = self.body_end  # the server's idle timer started then
         self.idle_since = now
@@ -232,25 +246,25 @@ class Lifetime:
         """The wire connection cannot be reused (closed by httpcore, body not
         read, error): RETIRED if the server had announced the end, else
         CLOSED."""
-        if self.state is State.ACTIVE and (self.will_close or self.requests_left == 0):
-            self._go(Event.RETIRE)
+        if self.state is _ACTIVE and (self.will_close or self.requests_left == 0):
+            self._go(_RETIRE)
         else:
-            self._go(Event.CLOSE)
+            self._go(_CLOSE)
 
     def reusable(self, now: float) -> bool:
-        return self.state is State.IDLE and now < self.idle_deadline
+        return self.state is _IDLE and now < self.idle_deadline
 
     def expire(self) -> None:
-        self._go(Event.EXPIRE)
+        self._go(_EXPIRE)
 
     def close(self) -> None:
-        self._go(Event.CLOSE)
+        self._go(_CLOSE)
 
     @property
     def retired_by_max(self) -> bool:
-        return self.state is State.RETIRED and self.requests_left == 0
+        return self.state is _RETIRED and self.requests_left == 0
 
     @property
     def retired_by_close(self) -> bool:
         """Retired because the server said ``Connection: close``."""
-        return self.state is State.RETIRED and self.will_close
+        return self.state is _RETIRED and self.will_close

@@ -18,8 +18,8 @@ and TLS. So the pool opens its replacement in the background first:
 * Only within the limits: a free slot of ``max_connections`` and of
   ``max_connections_per_origin``, no request waiting anywhere (a free slot
   is theirs), no idle connection of the origin good for more than one more
-  request, one pre-warm per origin at a time, and never by closing another
-  connection.
+  request and half an idle window, one pre-warm per origin at a time, and
+  never by closing another connection.
 * :func:`consider` reserves the slot and queues the origin on
   ``state.prewarm_due``; the pool opens the connection in a background
   task and reports with :func:`opened` (the connection turns idle, or goes
@@ -66,13 +66,19 @@ def busy(state: PoolState, origin: OriginState, now: float) -> bool:
     return now - last <= timeout and last - origin.previous_request <= timeout
 
 
-def _has_spare(origin: OriginState) -> bool:
-    """Is an idle connection of ``origin`` good for more than the next few
-    requests? (Only read when a connection is ending; an origin's idle
-    stack is short.)"""
+def _has_spare(origin: OriginState, now: float, window: float) -> bool:
+    """Is an idle connection of ``origin`` good for more than the next
+    request, and for more than half its idle window? (One that sat idle
+    under the busy one expires about when the ending one retires: measured,
+    that left most retirements without a replacement.) Only read when a
+    connection is ending; an origin's idle stack is short."""
+    fresh_until = now + window / 2
     for conn in origin.idle:
-        left = conn.lifetime.requests_left
-        if left is None or left > PREWARM_AHEAD:
+        lifetime = conn.lifetime
+        left = lifetime.requests_left
+        if (
+            left is None or left > PREWARM_AHEAD
+        ) and lifetime.idle_deadline > fresh_until:
             return True
     return False
 
@@ -83,13 +89,14 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
     if (
         not state.prewarm_enabled
         or origin.prewarming
+        or origin.http_version == "HTTP/2"  # multiplexed: no spare needed
         or state.waiters
         or state.open_count >= state.max_connections
         or origin.open >= state.max_per_origin
-        or state.policy.idle_window(origin.last_hint, origin.learned_timeout) <= 0
-        or not busy(state, origin, now)
-        or _has_spare(origin)
     ):
+        return
+    window = state.policy.idle_window(origin.last_hint, origin.learned_timeout)
+    if window <= 0 or not busy(state, origin, now) or _has_spare(origin, now, window):
         return
     state._reserve(origin)  # also takes the origin off the vacant list
     origin.prewarming += 1

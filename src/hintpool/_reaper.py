@@ -17,8 +17,10 @@ hint and whose idle timeout is not learned yet, the reaper also wakes every
 all of them): a server hang-up is then seen within that interval, and its
 idle age teaches the pool that origin's timeout.
 
-* Async (:class:`AsyncReaper`): a task in a task group that the pool's
-  ``async with`` owns, so it never outlives the pool. A pool used without
+* Async (:class:`AsyncReaper`): a task in a task group entered by the
+  pool's ``async with``, shared by the pools entered in the same task (so
+  they may exit in any order) and exited with the last of them: a reaper
+  never outlives its pool. A pool used without
   ``async with`` has no reaper: expired connections are then closed at the
   next request and at ``aclose()``.
 * Sync (:class:`Reaper`): one daemon thread per process serves every sync
@@ -62,30 +64,79 @@ REAPER_HEARTBEAT = 1.0
 STOP_TIMEOUT = 5.0
 
 
+class _ReaperHost:
+    """The task group that runs the reapers of the pools entered in one task.
+
+    Shared, so that pools entered one after the other in a task may be
+    exited in any order: httpx's clients enter their mounted transports
+    after their own and exit them in that same order, which one task group
+    per pool would not allow (anyio exits task groups innermost first). The
+    group is exited when its last pool is.
+    """
+
+    __slots__ = ("task_group", "users")
+
+    def __init__(self, task_group: anyio.abc.TaskGroup) -> None:
+        self.task_group = task_group
+        self.users = 0
+
+
+#: The reaper host of each task that has pools entered, by anyio task id.
+_HOSTS: dict[int, _ReaperHost] = {}
+
+
 class AsyncReaper:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._host_key: int | None = None
+        self._scope: anyio.CancelScope | None = None
         self._wake: anyio.Event | None = None
         self._target = -math.inf  # not running: nothing to notify
+        #: Cancel scopes of the background tasks ``spawn`` started: the
+        #: task group is shared with other pools, so stop() cancels these.
+        self._spawned: set[anyio.CancelScope] = set()
 
     @property
     def running(self) -> bool:
-        return self._task_group is not None
+        return self._host_key is not None
 
     async def start(self) -> None:
-        if self._task_group is not None:
+        if self._host_key is not None:
             return
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._task_group.start_soon(self._run, name="hintpool reaper")
+        key = anyio.get_current_task().id
+        host = _HOSTS.get(key)
+        if host is None:
+            task_group = anyio.create_task_group()
+            await task_group.__aenter__()
+            host = _HOSTS[key] = _ReaperHost(task_group)
+        host.users += 1
+        self._host_key = key
+        self._scope = scope = anyio.CancelScope()
+        host.task_group.start_soon(self._run_in, scope, name="hintpool reaper")
 
     async def stop(self) -> None:
-        task_group, self._task_group = self._task_group, None
+        key, self._host_key = self._host_key, None
         self._target = -math.inf
-        if task_group is not None:
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
+        if key is None:
+            return
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
+        for spawned in self._spawned:
+            spawned.cancel()
+        self._spawned.clear()
+        host = _HOSTS.get(key)
+        if host is None:
+            return
+        host.users -= 1
+        if host.users <= 0:
+            del _HOSTS[key]
+            host.task_group.cancel_scope.cancel()
+            await host.task_group.__aexit__(None, None, None)
+
+    async def _run_in(self, scope: anyio.CancelScope) -> None:
+        with scope:  # cancelled by stop(), maybe before this task started
+            await self._run()
 
     def notify(self, deadline: float) -> None:
         """A connection turned idle with this deadline."""
@@ -98,11 +149,25 @@ class AsyncReaper:
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
         """Run ``fn(*args)`` in the reaper's task group: it is cancelled when
         the pool closes. False when the reaper is not running."""
-        task_group = self._task_group
-        if task_group is None:
+        host = None if self._host_key is None else _HOSTS.get(self._host_key)
+        if host is None:
             return False
-        task_group.start_soon(fn, *args)
+        scope = anyio.CancelScope()
+        self._spawned.add(scope)
+        host.task_group.start_soon(self._run_spawned, scope, fn, args)
         return True
+
+    async def _run_spawned(
+        self,
+        scope: anyio.CancelScope,
+        fn: Callable[..., Coroutine[Any, Any, Any]],
+        args: tuple[Any, ...],
+    ) -> None:
+        try:
+            with scope:  # cancelled by stop(), maybe before this task started
+                await fn(*args)
+        finally:
+            self._spawned.discard(scope)
 
     async def _run(self) -> None:
         pool = self._pool

@@ -1,7 +1,9 @@
-"""Building an ``httpcore.Request`` for the pools' own ``request()`` API."""
+"""Building an ``httpcore.Request`` for the pools' own ``request()`` API,
+and requests and responses without httpcore's per-call type checks."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Union
 
@@ -24,6 +26,16 @@ _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 HTTPCORE_BYTE_STREAM: Any = type(httpcore.Request("GET", "http://x/").stream)
 
 
+class ByteStream(HTTPCORE_BYTE_STREAM):  # type: ignore[misc]
+    """httpcore's in-memory body (same name, same behaviour), whose bytes
+    hintpool's connections take from ``content`` instead of iterating: an
+    async generator per request costs more than sending a GET."""
+
+    def __init__(self, content: bytes) -> None:
+        super().__init__(content)
+        self.content = content
+
+
 def _host_header(url: httpcore.URL) -> bytes:
     host = url.host
     if b":" in host:  # IPv6 literal
@@ -31,6 +43,35 @@ def _host_header(url: httpcore.URL) -> bytes:
     if url.port is not None and url.port != _DEFAULT_PORTS.get(url.scheme):
         host += b":" + str(url.port).encode("ascii")
     return host
+
+
+# A URL made only of these parts and characters parses the same by hand as
+# by urllib (what httpcore.URL uses): no user info, IPv6 literal, fragment,
+# ";" parameters (urllib drops the last segment's), percent-encoded host,
+# whitespace or control character. Anything else goes to httpcore.URL.
+_SIMPLE_URL = re.compile(
+    r"(https?)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?([/?][A-Za-z0-9\-._~!$&'()*+,=:@/?%]*)?"
+).fullmatch
+
+
+def _simple_url(url: str) -> httpcore.URL | None:
+    """``httpcore.URL(url)`` for the common URL, at a fraction of the cost:
+    a crawler's URLs are rarely in the cache."""
+    match = _SIMPLE_URL(url)
+    if match is None:
+        return None
+    scheme, host, port, rest = match.groups()
+    port_number = None if port is None else int(port)
+    if port_number is not None and port_number > 65535:
+        return None  # httpcore.URL says what is wrong with it
+    path, _, query = (rest or "").partition("?")
+    target = (path or "/") + ("?" + query if query else "")
+    parsed: httpcore.URL = httpcore.URL.__new__(httpcore.URL)
+    parsed.scheme = scheme.encode("ascii")
+    parsed.host = host.lower().encode("ascii")
+    parsed.port = port_number
+    parsed.target = target.encode("ascii")
+    return parsed
 
 
 def _parse_url(url: httpcore.URL | bytes | str) -> tuple[httpcore.URL, bytes]:
@@ -41,7 +82,8 @@ def _parse_url(url: httpcore.URL | bytes | str) -> tuple[httpcore.URL, bytes]:
         return url, _host_header(url)
     parsed = _URL_CACHE.get(url)
     if parsed is None:
-        parsed_url = httpcore.URL(url)
+        simple = _simple_url(url) if isinstance(url, str) else None
+        parsed_url = httpcore.URL(url) if simple is None else simple
         parsed = (parsed_url, _host_header(parsed_url))
         if len(_URL_CACHE) >= _URL_CACHE_SIZE:
             _URL_CACHE.clear()
@@ -87,7 +129,7 @@ def build_request(
         _as_bytes(method),
         parsed_url,
         header_list,
-        HTTPCORE_BYTE_STREAM(content or b""),
+        ByteStream(content or b""),
         {} if extensions is None else extensions,
     )
 
@@ -109,3 +151,34 @@ def checked_request(
     request.stream = stream
     request.extensions = extensions
     return request
+
+
+def checked_response(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    stream: Any,
+    extensions: dict[str, Any],
+    hint_headers: list[tuple[bytes, bytes]],
+) -> httpcore.Response:
+    """What ``httpcore.Response()`` builds, without its per-call checks (the
+    connections hand over a codec's own header list and their own stream).
+
+    ``hint_headers`` (``ResponseHead.hint_headers``) is kept for
+    :func:`hint_headers`."""
+    response: httpcore.Response = httpcore.Response.__new__(httpcore.Response)
+    response.status = status
+    response.headers = headers
+    response.stream = stream
+    response.extensions = extensions
+    response._stream_consumed = False
+    response._hint_headers = hint_headers  # type: ignore[attr-defined]
+    return response
+
+
+def hint_headers(response: httpcore.Response) -> list[tuple[bytes, bytes]]:
+    """The headers that may carry keep-alive hints: the few the codec set
+    aside for a response of hintpool's own connections, else all of them."""
+    headers: list[tuple[bytes, bytes]] = getattr(
+        response, "_hint_headers", response.headers
+    )
+    return headers

@@ -49,6 +49,7 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._h1 import H1Codec, ResponseHead
+from ._requests import ByteStream, checked_response
 from ._socket_open import NetworkStream, Trace, open_socket, ssl_object_of, traced
 from ._stale import _readable
 from ._trace_log import logging_trace
@@ -108,10 +109,13 @@ class FastConnection:
         server_hostname: str | None = None,
         session: ssl.SSLSession | None = None,
         trace: Any = None,
+        sock: socket.socket | None = None,
     ) -> FastConnection:
         """Connect (TCP_NODELAY), then TLS when ``ssl_context`` is given.
 
-        Raises ConnectError / ConnectTimeout; nothing is left open on failure.
+        ``sock``: a socket connected already (through a proxy), taken over
+        instead of connecting. Raises ConnectError / ConnectTimeout; nothing
+        is left open on failure.
         """
         sock = open_socket(
             origin,
@@ -123,6 +127,7 @@ class FastConnection:
             server_hostname=server_hostname,
             session=session,
             trace=trace,
+            sock=sock,
         )
         return cls(origin, sock, timeout)
 
@@ -152,20 +157,19 @@ class FastConnection:
             else:
                 traced(trace, "http11.response_closed", {}, self._abort)
             raise
-        stream = _ResponseStream(self, request, read_timeout, trace)
-        response = httpcore.Response(
+        # Not through httpcore.Response(): that copies and re-checks every
+        # header; the codec's list is already bytes pairs.
+        return checked_response(
             head.status,
-            content=stream,
-            extensions={
+            head.headers,
+            _ResponseStream(self, request, read_timeout, trace),
+            {
                 "http_version": head.http_version,
                 "reason_phrase": head.reason,
                 "network_stream": self.network_stream,
             },
+            head.hint_headers,
         )
-        # Not through Response(headers=...): that copies and re-checks every
-        # header; the codec's list is already bytes pairs.
-        response.headers = head.headers
-        return response
 
     def _exchange(
         self,
@@ -239,7 +243,10 @@ class FastConnection:
         """Send the body after ``parts`` (unsent bytes, ``pending`` long),
         gathering small pieces so a small request is one ``sendall``."""
         codec = self._codec
-        for chunk in cast("Iterable[bytes]", request.stream):
+        stream = request.stream
+        # An in-memory body is taken as it is, without a generator.
+        chunks = (stream.content,) if type(stream) is ByteStream else stream
+        for chunk in cast("Iterable[bytes]", chunks):
             if not chunk:
                 continue
             framed = codec.body_chunk(chunk)
@@ -419,6 +426,19 @@ class _ResponseStream:
         self._trace = trace
         self._done = False
         self._closed = False
+
+    def take_complete(self) -> bytes | None:
+        """The whole body when every byte of it has arrived (the connection
+        then leaves the response as iterating to the end does), else None:
+        iterate. Spares the pool's ``request()`` two iterators."""
+        codec = self._connection._codec
+        if self._done or self._trace is not None or not codec.complete:
+            return None
+        body = codec.body
+        content = body[0] if len(body) == 1 else b"".join(body)
+        self._done = True
+        self._connection._response_done()
+        return content
 
     def __iter__(self) -> Iterator[bytes]:
         if self._done:

@@ -18,7 +18,14 @@ import httpcore
 from ._exceptions import ConnectError, ConnectTimeout
 from ._stale import _readable
 
-__all__ = ["NetworkStream", "Trace", "open_socket", "ssl_object_of", "traced"]
+__all__ = [
+    "NetworkStream",
+    "SocketIO",
+    "Trace",
+    "open_socket",
+    "ssl_object_of",
+    "traced",
+]
 
 _T = TypeVar("_T")
 Trace = Callable[[str, "dict[str, Any]"], Any]
@@ -153,10 +160,16 @@ def open_socket(
     server_hostname: str | None,
     session: ssl.SSLSession | None,
     trace: Trace | None,
+    sock: socket.socket | None = None,
 ) -> socket.socket:
-    """A connected socket (an SSLSocket after the handshake for TLS)."""
-    if trace is None:
-        sock = connect(origin, timeout, uds, local_address, socket_options)
+    """A connected socket (an SSLSocket after the handshake for TLS).
+
+    ``sock``: a socket connected already (through a proxy), used instead of
+    connecting; closed here if TLS fails.
+    """
+    if trace is None or sock is not None:
+        if sock is None:
+            sock = connect(origin, timeout, uds, local_address, socket_options)
         if ssl_context is None:
             return sock
         return start_tls(sock, ssl_context, server_hostname, session)
@@ -193,3 +206,61 @@ def open_socket(
     stream = traced(trace, "connection.start_tls", info, tls)
     tls_sock: socket.socket = stream.get_extra_info("socket")
     return tls_sock
+
+
+class SocketIO:
+    """A blocking socket connected for a proxy handshake; the connection
+    takes it over afterwards (:meth:`detach`). Sync twin of
+    ``hintpool._asyncio_open.AsyncSocketIO``; errors are httpcore's."""
+
+    __slots__ = ("_sock", "_timeout")
+
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+        self._sock: socket.socket | None = sock
+        self._timeout = timeout
+
+    @classmethod
+    def connect(
+        cls,
+        origin: httpcore.Origin,
+        *,
+        timeout: float | None,
+        uds: str | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+    ) -> SocketIO:
+        sock = connect(origin, timeout, uds, local_address, socket_options)
+        return cls(sock, timeout)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        assert self._sock is not None
+        try:
+            self._sock.settimeout(timeout)
+            return self._sock.recv(max_bytes)
+        except socket.timeout as exc:
+            raise httpcore.ReadTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or repr(exc)) from exc
+
+    def write(self, data: bytes, timeout: float | None = None) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.sendall(data)
+        except socket.timeout as exc:
+            raise httpcore.WriteTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or repr(exc)) from exc
+
+    def detach(self) -> socket.socket:
+        sock = self._sock
+        assert sock is not None
+        self._sock = None
+        # The TLS handshake that follows runs under the connect timeout.
+        sock.settimeout(self._timeout)
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -66,8 +66,10 @@ from ._stats import (
     OriginStatistics,
     OriginsView,
     PoolStatistics,
+    ProxyStatistics,
     failure_counter,
     origin_label,
+    proxy_statistics,
 )
 from ._waiters import WaitQueue
 
@@ -109,8 +111,13 @@ class PoolState(IdleConnections):
         server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        proxy_label: str | None = None,
+        proxy_key: OriginKey | None = None,
         max_per_origin: float = math.inf,
     ) -> None:
+        self.proxy_label = proxy_label
+        #: Where forwarded requests' connections (to the proxy) are pooled.
+        self.proxy_key = proxy_key
         self.server_closed = server_closed
         self.clock = clock
         self.max_connections = max_connections
@@ -144,6 +151,7 @@ class PoolState(IdleConnections):
         state = self.origins.get(key)
         if state is None:
             state = self.origins[key] = OriginState(key)
+            state.proxy = self.proxy_label
             now = self.clock()
             self.vacant[key] = now
             self.forget_vacant(now, keep=key)
@@ -523,5 +531,13 @@ class PoolState(IdleConnections):
             active=self.open_count - self.idle_count,
             waiting=len(self.waiters),
             origins=OriginsView(self.origins, lock or nullcontext()),
+            proxies=self._proxy_statistics(),
             **self.totals.values(),
         )
+
+    def _proxy_statistics(self) -> dict[str, ProxyStatistics]:
+        label = self.proxy_label
+        if label is None:
+            return {}
+        forward = None if self.proxy_key is None else self.origins.get(self.proxy_key)
+        return {label: proxy_statistics(label, self.totals, forward)}

@@ -34,6 +34,7 @@ __all__ = [
     "OriginStatistics",
     "OriginsView",
     "PoolStatistics",
+    "ProxyStatistics",
     "failure_counter",
     "origin_label",
 ]
@@ -59,6 +60,9 @@ COUNTER_FIELDS: Final = (
     "write_timeouts",
     "protocol_errors",
     "network_errors",
+    "proxy_errors",
+    "goaways_received",
+    "goaway_retries",
     "waited",
     "prewarmed",
     "prewarm_used",
@@ -95,6 +99,9 @@ class Counters:
     write_timeouts: int
     protocol_errors: int
     network_errors: int
+    proxy_errors: int
+    goaways_received: int
+    goaway_retries: int
     waited: int
     prewarmed: int
     prewarm_used: int
@@ -117,6 +124,7 @@ _FAILURES: Final = (
     (httpcore.ConnectError, "connect_errors"),
     (httpcore.ProtocolError, "protocol_errors"),
     (httpcore.NetworkError, "network_errors"),
+    (httpcore.ProxyError, "proxy_errors"),
 )
 
 
@@ -183,6 +191,22 @@ class OriginStatistics:
     protocol_errors: int = 0
     #: Reads or writes that failed on an open connection (a reset, say).
     network_errors: int = 0
+    #: Tunnels the proxy refused or broke (see :class:`hintpool.ProxyError`).
+    proxy_errors: int = 0
+    #: The proxy this origin is reached through (its URL without
+    #: credentials), or None. For ``http://`` requests forwarded by an
+    #: HTTP(S) proxy the entry is the proxy's own, as the connections are.
+    proxy: str | None = None
+    #: "HTTP/1.1" or "HTTP/2": what the latest connection speaks (None
+    #: before the first one).
+    http_version: str | None = None
+    #: The most requests one HTTP/2 connection carried at once.
+    concurrent_streams_peak: int = 0
+    #: HTTP/2 connections ended by the server's GOAWAY.
+    goaways_received: int = 0
+    #: Requests the server had not processed when it sent GOAWAY (or
+    #: refused with REFUSED_STREAM), sent again on another connection.
+    goaway_retries: int = 0
     #: Requests that found no free slot and queued (see
     #: ``max_connections_per_origin``).
     waited: int = 0
@@ -197,12 +221,59 @@ class OriginStatistics:
 def origin_statistics(state: OriginState) -> OriginStatistics:
     idle = len(state.idle)
     return OriginStatistics(
+        http_version=state.http_version,
+        concurrent_streams_peak=state.streams_peak,
         last_hint=state.last_hint,
         learned_timeout=state.learned_timeout,
         open=state.open,
         idle=idle,
         active=state.open - idle,
+        proxy=state.proxy,
         **state.values(),
+    )
+
+
+@dataclass(frozen=True)
+class ProxyStatistics:
+    """One proxy, as of the moment it was read.
+
+    Every connection of a pool with a proxy goes through it, so the
+    connection counts are the pool's; ``forward_*``, ``last_hint`` and
+    ``learned_timeout`` are those of the connections *to* the proxy that
+    carry forwarded ``http://`` requests (the proxy's own Keep-Alive hint).
+    """
+
+    url: str
+    connections_opened: int
+    requests: int
+    reused: int
+    #: CONNECT or SOCKS5 tunnels opened (one per new tunnelled connection).
+    tunnels_opened: int
+    #: Connections to the proxy that forward ``http://`` requests.
+    forward_connections_opened: int
+    forward_open: int
+    forward_idle: int
+    proxy_errors: int
+    last_hint: KeepAlive | None
+    learned_timeout: float | None
+
+
+def proxy_statistics(
+    url: str, totals: Counters, forward: OriginState | None
+) -> ProxyStatistics:
+    forward_opened = 0 if forward is None else forward.connections_opened
+    return ProxyStatistics(
+        url=url,
+        connections_opened=totals.connections_opened,
+        requests=totals.requests,
+        reused=totals.reused,
+        tunnels_opened=totals.connections_opened - forward_opened,
+        forward_connections_opened=forward_opened,
+        forward_open=0 if forward is None else forward.open,
+        forward_idle=0 if forward is None else len(forward.idle),
+        proxy_errors=totals.proxy_errors,
+        last_hint=None if forward is None else forward.last_hint,
+        learned_timeout=None if forward is None else forward.learned_timeout,
     )
 
 
@@ -288,9 +359,14 @@ class PoolStatistics:
     write_timeouts: int = 0
     protocol_errors: int = 0
     network_errors: int = 0
+    proxy_errors: int = 0
+    goaways_received: int = 0
+    goaway_retries: int = 0
     waited: int = 0
     prewarmed: int = 0
     prewarm_used: int = 0
     prewarm_wasted: int = 0
     prewarm_failed: int = 0
     origins: Mapping[str, OriginStatistics] = field(default_factory=dict)
+    #: The pool's proxy by URL (without credentials): at most one entry.
+    proxies: Mapping[str, ProxyStatistics] = field(default_factory=dict)

@@ -21,10 +21,12 @@ import httpcore
 
 __all__ = [
     "AsyncBookkeepingLock",
+    "AsyncStreamOrder",
     "AsyncShieldCancellation",
     "AsyncWaiter",
     "BookkeepingLock",
     "ShieldCancellation",
+    "StreamOrder",
     "Waiter",
     "async_fast_wire_available",
     "default_async_backend",
@@ -47,6 +49,42 @@ class AsyncBookkeepingLock:
 
 def BookkeepingLock() -> threading.Lock:
     return threading.Lock()
+
+
+class AsyncStreamOrder:
+    """HTTP/2 stream ids must go out in the order they are handed out. On an
+    event loop nothing runs between the two (httpcore does not await there
+    unless a trace callback does): no lock."""
+
+    __slots__ = ()
+
+    def acquire(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
+class StreamOrder:
+    """Threads sharing an HTTP/2 connection: held from taking a stream id
+    until that stream's HEADERS are in h2's state, so ids go out in order.
+    ``release`` is a no-op for a thread that does not hold it (the error
+    paths call it unconditionally)."""
+
+    __slots__ = ("_lock", "_owner")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def release(self) -> None:
+        if self._owner == threading.get_ident():
+            self._owner = None
+            self._lock.release()
 
 
 class AsyncShieldCancellation:

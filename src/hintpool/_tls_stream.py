@@ -300,8 +300,13 @@ def start_tls(
     server_hostname: str | None,
     session: ssl.SSLSession | None,
     timeout: float | None,
-) -> SyncTLSStream:
-    """Sync twin of :func:`async_start_tls`: ``wrap_socket(session=...)``."""
+) -> httpcore.NetworkStream:
+    """Sync twin of :func:`async_start_tls`: ``wrap_socket(session=...)``;
+    over a TLS stream (an https:// proxy's tunnel), TLS over memory BIOs."""
+    if stream.get_extra_info("ssl_object") is not None:
+        from ._tls_nested import start_nested_tls
+
+        return start_nested_tls(stream, ssl_context, server_hostname, session, timeout)
     raw = stream.get_extra_info("socket")
     if not isinstance(raw, socket.socket) or isinstance(raw, ssl.SSLSocket):
         stream.close()

@@ -8,6 +8,8 @@
   cannot hide behind a skip. A server that does not come up fails the test
   with its log tail.
 * ``tls_ca`` / ``tls_files`` / ``tls_client_context``: trustme certificates.
+* ``real_proxies`` (module scope): ``start(spec) -> RunningProxy``, the same
+  for squid, tinyproxy, microsocks and Dante (``servers/proxies.py``).
 * ``nginx_tls``: an nginx with TLS whose access log carries
   ``$ssl_session_reused`` (read it with ``servers.ssl_session_reused``) --
   the hook for the TLS resumption tests of issue #4.
@@ -31,11 +33,16 @@ from .servers import (
     TLSFiles,
     start_server,
 )
+from .servers.proxies import ProxySpec, RunningProxy, start_proxy
 from .servers.tls import client_context, write_tls_files
 
 REQUIRE_SERVERS = os.environ.get("HINTPOOL_REQUIRE_SERVERS") == "1"
+#: Modules that only speak HTTP/2 over TLS, which never runs on the fast
+#: HTTP/1.1 wire: their "httpcore" wire run would repeat the "fast" one.
+HTTP2_ONLY_MODULES = frozenset({"test_http2_goaway.py", "test_http2_race.py"})
 
 StartServer = Callable[[ServerSpec], RunningServer]
+StartProxy = Callable[[ProxySpec], RunningProxy]
 
 
 def skip_or_fail(message: str, require: bool) -> NoReturn:
@@ -43,6 +50,21 @@ def skip_or_fail(message: str, require: bool) -> NoReturn:
     if require:
         pytest.fail(f"{message} (HINTPOOL_REQUIRE_SERVERS=1)", pytrace=False)
     pytest.skip(message)
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("wire") == "httpcore" and item.path.name in HTTP2_ONLY_MODULES:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +89,30 @@ def real_servers() -> Iterator[StartServer]:
     finally:
         for server in running.values():
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def real_proxies() -> Iterator[StartProxy]:
+    running: dict[ProxySpec, RunningProxy] = {}
+
+    def start(spec: ProxySpec) -> RunningProxy:
+        proxy = running.get(spec)
+        if proxy is not None and proxy.process.poll() is None:
+            return proxy
+        try:
+            proxy = start_proxy(spec)
+        except ServerUnavailable as exc:
+            skip_or_fail(f"{spec.kind} unavailable: {exc}", REQUIRE_SERVERS)
+        except ServerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        running[spec] = proxy
+        return proxy
+
+    try:
+        yield start
+    finally:
+        for proxy in running.values():
+            proxy.stop()
 
 
 @pytest.fixture(scope="session")

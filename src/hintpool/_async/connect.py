@@ -10,6 +10,13 @@ Two connection classes can carry a pooled connection:
   trio, with a user's ``network_backend`` (mocks, custom streams), or when
   asked for with ``wire="httpcore"``.
 
+Through a proxy (``hintpool._proxy``) the first hop is the proxy: TCP to
+it, TLS too for an https:// proxy. Forwarded requests' connections end
+there. For a tunnel, ``hintpool._async.tunnel`` runs CONNECT or SOCKS5 on
+the socket (hintpool's connection, which then takes the socket over) or on
+httpcore's stream, then TLS to the origin runs inside. A tunnel through an
+https:// proxy (TLS in TLS) always uses httpcore's connection.
+
 The pool drives both through the same few methods (``handle_request``,
 ``is_idle``, ``aclose``); see ``hintpool._retry`` and ``hintpool._stale``
 for the two questions answered differently by each.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,10 +35,14 @@ from typing import Any
 import httpcore
 
 from .._asyncio_connection import AsyncFastConnection
+from .._asyncio_open import AsyncSocketIO
+from .._h2support import alpn_protocols, require_h2
+from .._proxy import ProxyConfig
 from .._synchronization import async_fast_wire_available, default_async_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._tls_stream import async_start_tls
 from .._trace_log import async_logging_trace
+from .tunnel import open_tunnel
 
 logger = logging.getLogger("hintpool")
 
@@ -72,6 +84,9 @@ class AsyncConnector:
         socket_options: Iterable[Any] | None = None,
         tls_session_cache: TLSSessionCache | None = None,
         wire: str = "auto",
+        proxy: ProxyConfig | None = None,
+        http1: bool = True,
+        http2: bool = False,
     ) -> None:
         # hintpool's own connection runs on real sockets only: a backend the
         # user supplied (a mock, custom streams) keeps httpcore's.
@@ -83,6 +98,14 @@ class AsyncConnector:
         self._local_address = local_address
         self._uds = uds
         self._socket_options = socket_options
+        #: Every connection goes through it (see ``hintpool._proxy``).
+        self.proxy = proxy
+        self._http1 = http1
+        self._http2 = http2
+        if http2:
+            require_h2()
+            if ssl_context is not None:
+                ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -92,32 +115,91 @@ class AsyncConnector:
             import httpx
 
             self._ssl_context = httpx.create_ssl_context()
-            self._ssl_context.set_alpn_protocols(["http/1.1"])
+            self._ssl_context.set_alpn_protocols(
+                alpn_protocols(self._http1, self._http2)
+            )
         return self._ssl_context
 
     def uses_fast_wire(self) -> bool:
         """Whether new connections are hintpool's own (see the module doc)."""
         return self._fast_allowed and async_fast_wire_available()
 
+    def may_speak_http2(self, scheme: bytes) -> bool:
+        """Whether a new connection to an origin of ``scheme`` may turn out
+        HTTP/2: TLS offering h2 by ALPN, or plain HTTP with ``http1=False``
+        (prior knowledge). Plain HTTP with both on stays HTTP/1.1, as in
+        httpx: there is no upgrade. Connections that end at a proxy
+        (forwarded requests) always speak HTTP/1.1."""
+        if self.proxy is not None and scheme == b"http":
+            return False
+        return self._http2 and (scheme == b"https" or not self._http1)
+
+    @property
+    def proxy_ssl_context(self) -> ssl.SSLContext:
+        """TLS to an https:// proxy: the proxy's own context, else the pool's."""
+        proxy = self.proxy
+        if proxy is not None and proxy.ssl_context is not None:
+            ctx: ssl.SSLContext = proxy.ssl_context
+            return ctx
+        return self.ssl_context
+
+    def _tls_for(
+        self, origin: httpcore.Origin, extensions: Mapping[str, Any], to_proxy: bool
+    ) -> tuple[ssl.SSLContext, str]:
+        """Context and SNI for TLS to ``origin`` (the proxy if ``to_proxy``:
+        the request's ``sni_hostname`` is the origin's, not the proxy's)."""
+        host = origin.host.decode("ascii")
+        if to_proxy:
+            return self.proxy_ssl_context, host
+        return self.ssl_context, extensions.get("sni_hostname") or host
+
     async def connect(
-        self, origin: httpcore.Origin, extensions: Mapping[str, Any]
+        self,
+        origin: httpcore.Origin,
+        extensions: Mapping[str, Any],
+        tunnel: bool = False,
     ) -> tuple[Any, Any, TLSConnectionInfo | None]:
         """A new connection to ``origin``, its raw socket when the pool must
         poll it for a server hang-up (else None), and what its TLS handshake
-        did (None for plain HTTP)."""
-        if self.uses_fast_wire():
+        did (None for plain HTTP).
+
+        With a proxy: ``tunnel`` opens a tunnel to ``origin`` through it;
+        otherwise ``origin`` is the proxy's (forwarded requests).
+        """
+        if tunnel:
+            proxy = self.proxy
+            assert proxy is not None
+            # TLS in TLS (an https:// target through an https:// proxy) runs
+            # on httpcore's connection: hintpool's own starts TLS on a socket.
+            if (
+                self.uses_fast_wire()
+                and proxy.scheme != "https"
+                and not self.may_speak_http2(origin.scheme)
+            ):
+                return await self._connect_fast_tunnel(origin, extensions, proxy)
+            return await self._connect_httpcore(origin, extensions, proxy)
+        if self.uses_fast_wire() and not self.may_speak_http2(origin.scheme):
             return await self._connect_fast(origin, extensions)
+        return await self._connect_httpcore(origin, extensions, None)
+
+    async def _connect_httpcore(
+        self,
+        origin: httpcore.Origin,
+        extensions: Mapping[str, Any],
+        tunnel_via: ProxyConfig | None,
+    ) -> tuple[Any, Any, TLSConnectionInfo | None]:
         backend = self._network_backend
         if backend is None:
             backend = self._network_backend = default_async_backend()
         connect_timeout = extensions.get("timeout", {}).get("connect")
         trace = async_logging_trace(extensions.get("trace"))
+        first_hop = origin if tunnel_via is None else tunnel_via.origin
         delays = _backoff()
         retries_left = self._retries
         while True:
             try:
                 stream = await self._open_stream(
-                    backend, origin, connect_timeout, trace
+                    backend, first_hop, connect_timeout, trace
                 )
                 break
             except (httpcore.ConnectError, httpcore.ConnectTimeout):
@@ -125,47 +207,129 @@ class AsyncConnector:
                     raise
                 retries_left -= 1
                 delay = next(delays)
-                logger.debug("connect to %s failed, retrying in %.1fs", origin, delay)
+                logger.debug(
+                    "connect to %s failed, retrying in %.1fs", first_hop, delay
+                )
                 await backend.sleep(delay)
-        tls = None
-        if origin.scheme == b"https":
-            sni = extensions.get("sni_hostname") or origin.host.decode("ascii")
-            if trace is not None:
-                await trace(
-                    "connection.start_tls.started",
-                    {
-                        "ssl_context": self.ssl_context,
-                        "server_hostname": sni,
-                        "timeout": connect_timeout,
-                    },
+        if tunnel_via is not None:
+            if first_hop.scheme == b"https":
+                stream, _ = await self._tls_hop(
+                    backend, stream, first_hop, extensions, True, trace
                 )
             try:
-                stream, tls = await self._start_tls_on(
-                    backend, stream, origin, sni, connect_timeout
-                )
-            except BaseException as exc:
-                if trace is not None:
-                    await trace("connection.start_tls.failed", {"exception": exc})
+                await open_tunnel(stream, tunnel_via, origin, connect_timeout)
+            except BaseException:
+                await stream.aclose()
                 raise
-            if trace is not None:
-                await trace("connection.start_tls.complete", {"return_value": stream})
+        tls = None
+        if origin.scheme == b"https":
+            # Without a tunnel, a pool with a proxy only connects to it.
+            to_proxy = tunnel_via is None and self.proxy is not None
+            stream, tls = await self._tls_hop(
+                backend, stream, origin, extensions, to_proxy, trace
+            )
         sock = stream.get_extra_info("socket")
-        connection = httpcore.AsyncHTTP11Connection(origin=origin, stream=stream)
+        connection: Any
+        if self._speaks_http2(origin, stream):
+            from .http2 import AsyncH2Connection  # h2 is an optional extra
+
+            connection = AsyncH2Connection(origin, stream)
+        else:
+            connection = httpcore.AsyncHTTP11Connection(origin=origin, stream=stream)
         return connection, sock, tls
 
-    async def _connect_fast(
-        self, origin: httpcore.Origin, extensions: Mapping[str, Any]
+    def _speaks_http2(
+        self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream
+    ) -> bool:
+        if not self.may_speak_http2(origin.scheme):
+            return False
+        if origin.scheme != b"https" or not self._http1:
+            return True  # prior knowledge, or HTTP/2 only (as httpcore does)
+        ssl_object = stream.get_extra_info("ssl_object")
+        return ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
+
+    async def _tls_hop(
+        self,
+        backend: httpcore.AsyncNetworkBackend,
+        stream: httpcore.AsyncNetworkStream,
+        origin: httpcore.Origin,
+        extensions: Mapping[str, Any],
+        to_proxy: bool,
+        trace: Any,
+    ) -> tuple[httpcore.AsyncNetworkStream, TLSConnectionInfo | None]:
+        ctx, sni = self._tls_for(origin, extensions, to_proxy)
+        connect_timeout = extensions.get("timeout", {}).get("connect")
+        if trace is not None:
+            await trace(
+                "connection.start_tls.started",
+                {
+                    "ssl_context": ctx,
+                    "server_hostname": sni,
+                    "timeout": connect_timeout,
+                },
+            )
+        try:
+            stream, tls = await self._start_tls_on(
+                backend, stream, origin, ctx, sni, connect_timeout
+            )
+        except BaseException as exc:
+            if trace is not None:
+                await trace("connection.start_tls.failed", {"exception": exc})
+            raise
+        if trace is not None:
+            await trace("connection.start_tls.complete", {"return_value": stream})
+        return stream, tls
+
+    async def _connect_fast_tunnel(
+        self,
+        origin: httpcore.Origin,
+        extensions: Mapping[str, Any],
+        proxy: ProxyConfig,
     ) -> tuple[AsyncFastConnection, None, TLSConnectionInfo | None]:
+        connect_timeout = extensions.get("timeout", {}).get("connect")
+        delays = _backoff()
+        retries_left = self._retries
+        while True:
+            try:
+                sock_io = await AsyncSocketIO.connect(
+                    proxy.origin,
+                    timeout=connect_timeout,
+                    uds=self._uds,
+                    local_address=self._local_address,
+                    socket_options=self._socket_options,
+                )
+                break
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                if retries_left <= 0:
+                    raise
+                retries_left -= 1
+                delay = next(delays)
+                logger.debug("connect to %s failed, retrying in %.1fs", proxy, delay)
+                await self._sleep(delay)
+        try:
+            await open_tunnel(sock_io, proxy, origin, connect_timeout)
+        except BaseException:
+            await sock_io.aclose()
+            raise
+        return await self._connect_fast(origin, extensions, sock_io.detach())
+
+    async def _connect_fast(
+        self,
+        origin: httpcore.Origin,
+        extensions: Mapping[str, Any],
+        sock: socket.socket | None = None,
+    ) -> tuple[AsyncFastConnection, None, TLSConnectionInfo | None]:
+        """``sock``: connected through a tunnel already (closed on failure)."""
         connect_timeout = extensions.get("timeout", {}).get("connect")
         ctx = sni = key = session = None
         cache = self.tls_session_cache
         if origin.scheme == b"https":
-            sni = extensions.get("sni_hostname") or origin.host.decode("ascii")
-            ctx = self.ssl_context
+            to_proxy = sock is None and self.proxy is not None
+            ctx, sni = self._tls_for(origin, extensions, to_proxy)
             key = (ctx, origin.host.decode("ascii"), origin.port, sni)
             session = None if cache is None else cache.get(key)
         delays = _backoff()
-        retries_left = self._retries
+        retries_left = 0 if sock is not None else self._retries
         while True:
             started = time.perf_counter()
             try:
@@ -179,12 +343,21 @@ class AsyncConnector:
                     server_hostname=sni,
                     session=session,
                     trace=async_logging_trace(extensions.get("trace")),
+                    sock=sock,
                 )
                 break
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            except BaseException as exc:
                 # As in httpcore, ``retries`` covers the TCP connect only: a
                 # failed TLS handshake (bad certificate ...) fails at once.
-                if retries_left <= 0 or _tls_failure(exc):
+                if (
+                    not isinstance(
+                        exc, (httpcore.ConnectError, httpcore.ConnectTimeout)
+                    )
+                    or retries_left <= 0
+                    or _tls_failure(exc)
+                ):
+                    if sock is not None:
+                        sock.close()  # taken over, unless open() never ran
                     raise
                 retries_left -= 1
                 delay = next(delays)
@@ -212,14 +385,15 @@ class AsyncConnector:
         backend: httpcore.AsyncNetworkBackend,
         stream: httpcore.AsyncNetworkStream,
         origin: httpcore.Origin,
+        ctx: ssl.SSLContext,
         sni: str,
         timeout: float | None,
     ) -> tuple[httpcore.AsyncNetworkStream, TLSConnectionInfo | None]:
         if isinstance(backend, _SOCKET_BACKENDS):
-            return await self._start_tls(stream, origin, sni, timeout)
+            return await self._start_tls(stream, origin, ctx, sni, timeout)
         try:
             tls_stream = await stream.start_tls(
-                self.ssl_context, server_hostname=sni, timeout=timeout
+                ctx, server_hostname=sni, timeout=timeout
             )
         except BaseException:
             await stream.aclose()
@@ -230,11 +404,13 @@ class AsyncConnector:
         self,
         stream: httpcore.AsyncNetworkStream,
         origin: httpcore.Origin,
+        ctx: ssl.SSLContext,
         sni: str,
         timeout: float | None,
     ) -> tuple[httpcore.AsyncNetworkStream, TLSConnectionInfo]:
-        """TLS offering the cached session for (context, host, port, SNI)."""
-        ctx = self.ssl_context
+        """TLS offering the cached session for (context, host, port, SNI):
+        an origin's session is never offered to its proxy, nor the other way
+        round, as their hosts and ports differ."""
         key = (ctx, origin.host.decode("ascii"), origin.port, sni)
         cache = self.tls_session_cache
         session = None if cache is None else cache.get(key)

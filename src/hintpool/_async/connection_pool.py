@@ -14,7 +14,7 @@ import time
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httpcore
 
@@ -26,12 +26,13 @@ from .._exceptions import (
     translate,
 )
 from .._hints import response_keep_alive
+from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._prewarm import PREWARM_AHEAD
+from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
-from .._requests import HeaderTypes, build_request
-from .._retry import may_retry
+from .._requests import HeaderTypes, build_request, hint_headers
 from .._stale import server_closed
 from .._state import (
     RESERVED,
@@ -50,6 +51,7 @@ from .._synchronization import (
 )
 from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
 from .connect import AsyncConnector
+from .resend import AsyncResend
 
 __all__ = ["AsyncConnectionPool"]
 
@@ -61,8 +63,9 @@ _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
 _PREWARM_EXTENSIONS = {"timeout": {"connect": 5.0}}
 
 
-class AsyncConnectionPool:
-    """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints.
+class AsyncConnectionPool(AsyncResend):
+    """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
+    (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 
     Use it directly (httpcore's ``request()`` / ``stream()`` /
     ``handle_async_request()`` API), or through
@@ -93,8 +96,16 @@ class AsyncConnectionPool:
     :param wire: ``"auto"`` (default): hintpool's own HTTP/1.1 connection
         where it can run (asyncio and sync, no custom ``network_backend``),
         httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.
+    :param http1: speak HTTP/1.1 (default True).
+    :param http2: offer HTTP/2 by ALPN on ``https://`` (needs the ``h2``
+        package: ``pip install hintpool[http2]``); with ``http1=False``,
+        HTTP/2 with prior knowledge on ``http://`` too. See docs/http2.md.
     :param clock: monotonic clock, injectable for tests (under trio's
         MockClock pass ``trio.current_time``).
+    :param proxy: send every request through this proxy: a URL
+        (``http://``, ``https://``, ``socks5://``, ``socks5h://``), an
+        ``httpx.URL`` or an ``httpx.Proxy``, with httpx's meaning. See
+        ``hintpool._proxy`` for what is pooled with what.
     """
 
     def __init__(
@@ -118,7 +129,10 @@ class AsyncConnectionPool:
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
         prewarm: bool = False,
         wire: str = "auto",
+        http1: bool = True,
+        http2: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        proxy: Any = None,
     ) -> None:
         check_pool_options(
             ssl_context=ssl_context,
@@ -139,8 +153,14 @@ class AsyncConnectionPool:
             tls_session_ttl=tls_session_ttl,
             prewarm=prewarm,
             wire=wire,
+            http1=http1,
+            http2=http2,
             clock=clock,
+            proxy=proxy,
         )
+        if not (http1 or http2):
+            raise ValueError("http1 and http2 cannot both be False")
+        self._proxy = parse_proxy(proxy)
         if socket_options is not None:
             # Every new connection applies them: an iterator would be used up
             # by the first one.
@@ -163,6 +183,12 @@ class AsyncConnectionPool:
             server_closed=server_closed,
             max_origins=max_origins,
             clock=clock,
+            proxy_label=None if self._proxy is None else self._proxy.label,
+            proxy_key=(
+                self._proxy.key
+                if self._proxy is not None and not self._proxy.is_socks
+                else None
+            ),
             max_per_origin=(
                 math.inf
                 if max_connections_per_origin is None
@@ -178,6 +204,9 @@ class AsyncConnectionPool:
             socket_options=socket_options,
             tls_session_cache=make_session_cache(tls_session_cache, tls_session_ttl),
             wire=wire,
+            proxy=self._proxy,
+            http1=http1,
+            http2=http2,
         )
         self._clock = clock
         self._lock = AsyncBookkeepingLock()
@@ -190,6 +219,17 @@ class AsyncConnectionPool:
     @property
     def policy(self) -> LifetimePolicy:
         return self._policy
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy's URL without credentials, or None."""
+        return None if self._proxy is None else self._proxy.label
+
+    @property
+    def _proxy_url(self) -> httpcore.URL | None:
+        # httpcore's proxy pools' name for it, which httpx's own tests read.
+        proxy = self._proxy
+        return None if proxy is None else proxy.url
 
     @property
     def tls_session_cache(self) -> TLSSessionCache | None:
@@ -227,7 +267,9 @@ class AsyncConnectionPool:
         stream = response.stream
         assert isinstance(stream, AsyncPoolByteStream)
         try:
-            content_read = b"".join([chunk async for chunk in stream])
+            content_read = stream.read_now()
+            if content_read is None:
+                content_read = b"".join([chunk async for chunk in stream])
         finally:
             await stream.aclose()
         response._content = content_read  # what aread() would have stored
@@ -270,33 +312,28 @@ class AsyncConnectionPool:
         port = url.port or default_port
         key = (scheme, url.host, port)
         _ask_for_keep_alive(request)
+        tunnel = False
+        proxy = self._proxy
+        if proxy is not None:
+            if proxy.forwards(scheme):
+                # On the proxy's connections, shared by every http:// origin.
+                key = proxy.key
+                request = forward_request(request, proxy)
+            else:
+                tunnel = True
 
-        conn = await self._acquire(key, request)
+        conn = await self._acquire(key, request, tunnel)
         try:
             response: httpcore.Response = await conn.connection.handle_async_request(
                 request
             )
         except BaseException as exc:
-            if not (
-                self._retry_stale
-                and (conn.lifetime.requests_served > 1 or conn.prewarmed)
-                and may_retry(request, exc, conn.connection)
-            ):
-                await self._discard(conn, exc)
-                raise_translated(exc)
-            # The keep-alive race: the server closed this reused connection
-            # as the request went out. Once more, on a new connection.
-            logger.debug("retrying %r on a new connection: %r", request, exc)
-            await self._discard(conn, failed_on_reuse=True)
-            conn = await self._acquire(key, request, fresh=True)
-            with self._lock:
-                self._state.count(conn.origin, "retries")
-            try:
-                response = await conn.connection.handle_async_request(request)
-            except BaseException as retry_exc:
-                await self._discard(conn, retry_exc)
-                raise_translated(retry_exc)
-        hint, will_close = response_keep_alive(response.headers)
+            response, conn = await self._send_again(key, request, tunnel, conn, exc)
+        if conn.http2:
+            stream = cast("AsyncIterable[bytes]", response.stream)
+            response.stream = AsyncPoolByteStream(stream, self, conn)
+            return response
+        hint, will_close = response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
@@ -307,8 +344,8 @@ class AsyncConnectionPool:
             with self._lock:
                 _prewarm.consider(self._state, conn.origin, self._clock())
             self._start_prewarms()
-        assert isinstance(response.stream, AsyncIterable)
-        response.stream = AsyncPoolByteStream(response.stream, self, conn)
+        stream = cast("AsyncIterable[bytes]", response.stream)
+        response.stream = AsyncPoolByteStream(stream, self, conn)
         return response
 
     async def aclose(self) -> None:
@@ -347,15 +384,37 @@ class AsyncConnectionPool:
         self,
         key: tuple[bytes, bytes, int],
         request: httpcore.Request,
+        tunnel: bool,
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
-        with self._lock:
-            origin = self._state.origin(key)
-            result = self._state.checkout(origin, self._clock(), to_close, fresh)
-            if result is WAIT:
-                waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
-                self._state.queue(waiter, origin)
+        while True:
+            with self._lock:
+                origin = self._state.origin(key)
+                if origin.shared and not fresh:
+                    shared = take_stream(self._state, origin)
+                    if shared is not None:
+                        return shared
+                gate = origin.opening
+                if gate is None:
+                    result = self._state.checkout(
+                        origin, self._clock(), to_close, fresh
+                    )
+                    if result is WAIT:
+                        waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
+                        self._state.queue(waiter, origin)
+                    elif (
+                        result is RESERVED
+                        and origin.http_version != "HTTP/1.1"
+                        and self._connector.may_speak_http2(key[0])
+                    ):
+                        # Until it is known whether it speaks HTTP/2, the next
+                        # requests to this origin wait for this connection.
+                        origin.opening = AsyncWaiter(key)
+            if gate is None:
+                break
+            if not await gate.wait(request.extensions.get("timeout", {}).get("pool")):
+                raise PoolTimeout("timed out waiting for a connection slot")
         if to_close:
             await self._close_connections(to_close)
         if result is WAIT:
@@ -365,8 +424,11 @@ class AsyncConnectionPool:
             with self._lock:
                 origin = self._state.origin(key)
         if result is RESERVED:
-            return await self._open(origin, request)
+            return await self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
+        if result.http2:
+            with self._lock:
+                first_stream(self._state, result)
         return result
 
     async def _wait(
@@ -401,19 +463,27 @@ class AsyncConnectionPool:
                 await self._close_connections(to_close)
         return result
 
-    async def _open(self, origin: Any, request: httpcore.Request) -> PooledConnection:
+    async def _open(
+        self, origin: Any, request: httpcore.Request, tunnel: bool
+    ) -> PooledConnection:
         try:
             connection, sock, tls = await self._connector.connect(
-                request.url.origin, request.extensions
+                request.url.origin, request.extensions, tunnel
             )
         except BaseException as exc:
             with self._lock:
                 self._state.count_failure(origin, translate(exc))
                 self._state.release_slot(origin)
+                _open_gate(origin)
             raise_translated(exc)
         conn = PooledConnection(origin, connection, sock, tls)
         with self._lock:
             self._state.connection_opened(conn)
+            if hasattr(connection, "goaway"):
+                first_stream(self._state, conn)
+            else:
+                origin.http_version = "HTTP/1.1"
+            _open_gate(origin)
         logger.debug("opened %r", conn)
         return conn
 
@@ -422,8 +492,11 @@ class AsyncConnectionPool:
     async def _response_closed(self, conn: PooledConnection) -> None:
         to_close: list[PooledConnection] = []
         with self._lock:
-            reusable = conn.connection.is_idle()
-            self._state.release(conn, self._clock(), reusable, to_close)
+            if conn.http2:
+                stream_done(self._state, conn, self._clock(), to_close)
+            else:
+                reusable = conn.connection.is_idle()
+                self._state.release(conn, self._clock(), reusable, to_close)
             if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
                 self._reaper.notify(self._state.wake_time(conn))
         if self._state.prewarm_due:
@@ -499,9 +572,13 @@ class AsyncConnectionPool:
         A failure is logged and counted, never raised: the requests to that
         origin open their own connections as usual."""
         scheme, host, port = origin.key
+        # Through a proxy, an origin's own key means a tunnel; the proxy's
+        # key, the connections forwarded requests share.
+        proxy = self._proxy
+        tunnel = proxy is not None and origin.key != proxy.key
         try:
             connection, sock, tls = await self._connector.connect(
-                httpcore.Origin(scheme, host, port), _PREWARM_EXTENSIONS
+                httpcore.Origin(scheme, host, port), _PREWARM_EXTENSIONS, tunnel
             )
         except Exception as exc:
             logger.info("pre-warming %s failed: %r", origin_label(origin.key), exc)
@@ -514,6 +591,14 @@ class AsyncConnectionPool:
             raise
         conn = PooledConnection(origin, connection, sock, tls)
         to_close: list[PooledConnection] = []
+        if hasattr(connection, "goaway"):
+            # HTTP/2: the origin's one connection carries every request, so
+            # a spare is of no use; closing it is what an unused one costs.
+            with self._lock:
+                _prewarm.failed(self._state, origin, cancelled=True)
+                origin.http_version = "HTTP/2"
+            await self._close_connections([conn])
+            return
         with self._lock:
             _prewarm.opened(self._state, conn, self._clock(), to_close)
             if conn.heap_seq >= 0:
@@ -534,6 +619,15 @@ class AsyncConnectionPool:
                     await conn.connection.aclose()
                 except Exception as exc:  # closing is best effort
                     logger.debug("error closing %r: %r", conn, exc)
+
+
+def _open_gate(origin: Any) -> None:
+    """The connection opened (or failed): requests waiting to learn whether
+    it speaks HTTP/2 go on."""
+    gate = origin.opening
+    if gate is not None:
+        origin.opening = None
+        gate.assign(None)
 
 
 def _ask_for_keep_alive(request: httpcore.Request) -> None:
@@ -563,6 +657,17 @@ class AsyncPoolByteStream:
         self._conn = conn
         self._closed = False
 
+    def read_now(self) -> bytes | None:
+        """The whole body, if the connection has every byte of it already
+        (taken without iterating: see ``request()``); else None."""
+        take = getattr(self._stream, "take_complete", None)
+        if take is None:
+            return None
+        content: bytes | None = take()
+        if content is not None:
+            self._body_read()
+        return content
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
@@ -573,18 +678,20 @@ class AsyncPoolByteStream:
                 await self.aclose()
             raise_translated(exc)
         else:
-            # Servers start their idle timer when the response is written:
-            # the idle deadline counts from the last byte, not from when the
-            # caller closes the response.
-            self._conn.lifetime.body_end = self._pool._clock()
-            # The whole response was read: the TLS session (and, for TLS
-            # 1.3, its ticket, which comes after the handshake) is worth
-            # keeping now.
-            tls = self._conn.tls
-            if tls is not None and not tls.stored:
-                cache = self._pool.tls_session_cache
-                if cache is not None:
-                    cache.response_read(tls)
+            self._body_read()
+
+    def _body_read(self) -> None:
+        # Servers start their idle timer when the response is written: the
+        # idle deadline counts from the last byte, not from when the caller
+        # closes the response.
+        self._conn.lifetime.body_end = self._pool._clock()
+        # The whole response was read: the TLS session (and, for TLS 1.3,
+        # its ticket, which comes after the handshake) is worth keeping now.
+        tls = self._conn.tls
+        if tls is not None and not tls.stored:
+            cache = self._pool.tls_session_cache
+            if cache is not None:
+                cache.response_read(tls)
 
     async def aclose(self) -> None:
         if self._closed:

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from .loop import LocalServerError
 from .server import LocalServer, ServerConfig
 
-__all__ = ["BenchServer", "start_bench_server"]
+__all__ = ["BenchServer", "BenchTLS", "start_bench_server"]
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -30,7 +33,12 @@ KEEP_ALIVE_TIMEOUT = 5
 
 NODE_SERVER = r"""
 const http = require('http');
+const fs = require('fs');
 const hosts = JSON.parse(process.argv[1]);
+// Optional certificate and key files: serve https instead.
+const tls = process.argv[3]
+  ? {cert: fs.readFileSync(process.argv[3]), key: fs.readFileSync(process.argv[4])}
+  : null;
 const keepAliveMs = Number(process.argv[2]) * 1000;
 const handler = (req, res) => {
   res.setHeader('Content-Type', 'text/plain');
@@ -41,7 +49,9 @@ const handler = (req, res) => {
 const ports = new Array(hosts.length);
 let pending = hosts.length;
 hosts.forEach((host, i) => {
-  const server = http.createServer(handler);
+  const server = tls
+    ? require('https').createServer(tls, handler)
+    : http.createServer(handler);
   server.keepAliveTimeout = keepAliveMs;
   server.on('error', (err) => {
     process.stderr.write(`${host}: ${err.message}\n`);
@@ -60,14 +70,17 @@ process.stdin.resume();
 class BenchServer:
     """A started benchmark server: ``addresses[i]`` is origin i's (host, port)."""
 
-    def __init__(self, kind: str, addresses: list[tuple[str, int]]) -> None:
+    def __init__(
+        self, kind: str, addresses: list[tuple[str, int]], scheme: str = "http"
+    ) -> None:
         self.kind = kind
         self.addresses = addresses
+        self.scheme = scheme
         self._process: subprocess.Popen[str] | None = None
         self._server: LocalServer | None = None
 
     def urls(self, path: str = "/") -> list[str]:
-        return [f"http://{host}:{port}{path}" for host, port in self.addresses]
+        return [f"{self.scheme}://{host}:{port}{path}" for host, port in self.addresses]
 
     def stop(self) -> None:
         if self._server is not None:
@@ -97,13 +110,25 @@ class BenchServer:
         self.stop()
 
 
-def start_bench_server(hosts: Sequence[str], kind: str = "auto") -> BenchServer:
+@dataclass(frozen=True)
+class BenchTLS:
+    """What an https benchmark server needs: PEM files for Node.js, a
+    context for the in-process server."""
+
+    cert_chain: Path
+    private_key: Path
+    server_context: ssl.SSLContext
+
+
+def start_bench_server(
+    hosts: Sequence[str], kind: str = "auto", tls: BenchTLS | None = None
+) -> BenchServer:
     """Start a server listening on every host; *kind* "auto", "node" or "python"."""
     node = shutil.which("node")
     if kind == "node" and node is None:
         raise LocalServerError("node is not on PATH")
     if kind != "python" and node is not None:
-        return _start_node(node, hosts)
+        return _start_node(node, hosts, tls)
     server = LocalServer(
         hosts[0],
         ServerConfig(
@@ -111,25 +136,36 @@ def start_bench_server(hosts: Sequence[str], kind: str = "auto") -> BenchServer:
             idle_timeout=float(KEEP_ALIVE_TIMEOUT),
         ),
         extra_hosts=hosts[1:],
+        tls=None if tls is None else tls.server_context,
     )
     server.start()
-    bench = BenchServer("in-process h11 server", list(server.addresses))
+    scheme = "http" if tls is None else "https"
+    bench = BenchServer("in-process h11 server", list(server.addresses), scheme)
     bench._server = server
     return bench
 
 
-def _start_node(node: str, hosts: Sequence[str]) -> BenchServer:
+def _start_node(node: str, hosts: Sequence[str], tls: BenchTLS | None) -> BenchServer:
     version = subprocess.run(
         [node, "--version"], capture_output=True, text=True, timeout=START_TIMEOUT
     ).stdout.strip()
+    files = [] if tls is None else [str(tls.cert_chain), str(tls.private_key)]
     process = subprocess.Popen(
-        [node, "-e", NODE_SERVER, json.dumps(list(hosts)), str(KEEP_ALIVE_TIMEOUT)],
+        [
+            node,
+            "-e",
+            NODE_SERVER,
+            json.dumps(list(hosts)),
+            str(KEEP_ALIVE_TIMEOUT),
+            *files,
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    bench = BenchServer(f"Node.js {version} http", [])
+    scheme = "http" if tls is None else "https"
+    bench = BenchServer(f"Node.js {version} {scheme}", [], scheme)
     bench._process = process
     try:
         ports = _read_ports(process, len(hosts))

@@ -11,7 +11,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from .._exceptions import UnsupportedConfiguration, as_httpx_errors, raise_as_httpx
+from .._exceptions import as_httpx_errors, raise_as_httpx
+from .._h2support import alpn_protocols, require_h2
 from .._options import check_transport_options
 from .._requests import checked_request
 from .._state import PoolStatistics
@@ -40,8 +41,13 @@ class HTTPTransport(httpx.BaseTransport):
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
-    HTTP/2 and proxies are not supported yet: ``http2=True``, ``http1=False``
-    and ``proxy=...`` raise :class:`hintpool.UnsupportedConfiguration`.
+    ``proxy``: a URL (``http://``, ``https://``, ``socks5://``,
+    ``socks5h://``), an ``httpx.URL`` or an ``httpx.Proxy``, as in httpx;
+    see the proxies page of the docs for what is pooled with what.
+
+    ``http2=True`` offers HTTP/2 by ALPN on ``https://`` (the ``h2``
+    package: ``pip install hintpool[http2]``); ``http1=False, http2=True``
+    speaks HTTP/2 with prior knowledge on ``http://`` too.
     """
 
     def __init__(
@@ -78,20 +84,14 @@ class HTTPTransport(httpx.BaseTransport):
             limits=limits,
             proxy=proxy,
         )
-        if http2 or not http1:
-            raise UnsupportedConfiguration(
-                "hintpool speaks HTTP/1.1 only: http2=True and http1=False are "
-                "not supported (the Keep-Alive header does not exist in HTTP/2)"
-            )
-        if proxy is not None:
-            raise UnsupportedConfiguration(
-                "hintpool does not support proxies yet; use httpx's own "
-                "transport for proxied requests (e.g. with httpx mounts)"
-            )
+        if not (http1 or http2):
+            raise ValueError("http1 and http2 cannot both be False")
+        if http2:
+            require_h2()
         ssl_context = httpx.create_ssl_context(
             verify=verify, cert=cert, trust_env=trust_env
         )
-        ssl_context.set_alpn_protocols(["http/1.1"])
+        ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
         self._pool = ConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
@@ -111,6 +111,9 @@ class HTTPTransport(httpx.BaseTransport):
             tls_session_ttl=tls_session_ttl,
             prewarm=prewarm,
             wire=wire,
+            proxy=proxy,
+            http1=http1,
+            http2=http2,
         )
 
     @property

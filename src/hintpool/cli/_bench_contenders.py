@@ -36,6 +36,7 @@ __all__ = [
     "SyncGet",
     "contenders",
     "missing",
+    "request_body",
     "supports_wire",
 ]
 
@@ -111,7 +112,8 @@ def _httpx_headers(close: bool) -> dict[str, str]:
     return {"Connection": "close"} if close else {}
 
 
-def _body(method: str) -> bytes | None:
+def request_body(method: str) -> bytes | None:
+    """No body for a GET; the race's small form for anything else."""
     return None if method == "GET" else POST_BODY
 
 
@@ -127,7 +129,7 @@ def _hintpool_pool_async(wire: str | None) -> Callable[[int, bool], Any]:
 
             async def get(url: str, method: str = "GET") -> None:
                 response = await pool.request(
-                    method, url, headers=headers, content=_body(method)
+                    method, url, headers=headers, content=request_body(method)
                 )
                 _check(response.status)
 
@@ -146,7 +148,7 @@ def _httpx_async(hint: bool) -> Callable[[int, bool], Any]:
 
             async def get(url: str, method: str = "GET") -> None:
                 response = await client.request(
-                    method, url, headers=headers, content=_body(method)
+                    method, url, headers=headers, content=request_body(method)
                 )
                 _check(response.status_code)
 
@@ -165,7 +167,7 @@ async def _aiohttp(connections: int, close: bool) -> AsyncIterator[AsyncGet]:
 
         async def get(url: str, method: str = "GET") -> None:
             async with session.request(
-                method, url, headers=headers, data=_body(method)
+                method, url, headers=headers, data=request_body(method)
             ) as response:
                 await response.read()
                 _check(response.status)
@@ -198,7 +200,7 @@ def _hintpool_pool_sync(wire: str | None) -> Callable[[int, bool], Any]:
 
             def get(url: str, method: str = "GET") -> None:
                 response = pool.request(
-                    method, url, headers=headers, content=_body(method)
+                    method, url, headers=headers, content=request_body(method)
                 )
                 _check(response.status)
 
@@ -217,7 +219,7 @@ def _httpx_sync(hint: bool) -> Callable[[int, bool], Any]:
 
             def get(url: str, method: str = "GET") -> None:
                 response = client.request(
-                    method, url, headers=headers, content=_body(method)
+                    method, url, headers=headers, content=request_body(method)
                 )
                 _check(response.status_code)
 
@@ -236,7 +238,9 @@ def _urllib3(connections: int, close: bool) -> Iterator[SyncGet]:
     with urllib3.PoolManager(num_pools=connections, maxsize=connections) as manager:
 
         def get(url: str, method: str = "GET") -> None:
-            response = manager.request(method, url, headers=headers, body=_body(method))
+            response = manager.request(
+                method, url, headers=headers, body=request_body(method)
+            )
             _check(response.status)
 
         yield get

@@ -86,8 +86,8 @@ def _method_cell(result: dict[str, Any], method: str) -> str:
     )
 
 
-def race_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
-    race = document.get("race") or {"results": {}}
+def race_rows(document: dict[str, Any], key: str = "race") -> list[tuple[str, ...]]:
+    race = document.get(key) or {"results": {}}
     out: list[tuple[str, ...]] = []
     for name, result in race["results"].items():
         p99 = result["p99_ms"]
@@ -150,11 +150,11 @@ def print_table(document: dict[str, Any]) -> None:
         console = Console(width=120)  # piped: do not wrap every cell
     if document["workloads"]:
         console.print(table)
-    if document.get("race"):
-        race = Table(title=RACE_TITLE.format(seconds=document["race"]["seconds"]))
+    for key, title in _races(document):
+        race = Table(title=title)
         for i, header in enumerate(RACE_HEADERS):
             race.add_column(header, justify="right" if 0 < i < 6 else "left")
-        for row in race_rows(document):
+        for row in race_rows(document, key):
             race.add_row(*row)
         console.print(race)
     for title, headers, rows_ in extra_tables(document):
@@ -166,16 +166,26 @@ def print_table(document: dict[str, Any]) -> None:
         console.print(extra)
 
 
+def _races(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, title) of each race that ran: the race, the race through squid."""
+    out = []
+    if document.get("race"):
+        out.append(("race", RACE_TITLE.format(seconds=document["race"]["seconds"])))
+    if document.get("proxy_race"):
+        out.append(("proxy_race", document["proxy_race"]["title"]))
+    return out
+
+
 def _print_plain(document: dict[str, Any]) -> None:
     table = [HEADERS, *rows(document)]
     widths = [max(len(row[i]) for row in table) for i in range(len(HEADERS))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     print(_describe(document))
-    if document.get("race"):
+    for key, title in _races(document):
         print()
-        print(RACE_TITLE.format(seconds=document["race"]["seconds"]))
-        for row in [RACE_HEADERS, *race_rows(document)]:
+        print(title)
+        for row in [RACE_HEADERS, *race_rows(document, key)]:
             print("  ".join(row))
     for title, headers, rows_ in extra_tables(document):
         print()
@@ -196,10 +206,9 @@ def plot(document: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = [w for w in document["workloads"] if w["results"]]
-    race = document.get("race")
+    races = [document[key] for key, _ in _races(document)]
     heights = [len(w["results"]) for w in panels]
-    if race:
-        heights.append(len(race["results"]))
+    heights += [len(race["results"]) for race in races]
     if not heights:
         heights = [1]
     fig, axes = plt.subplots(
@@ -211,8 +220,8 @@ def plot(document: dict[str, Any], path: str) -> None:
     )
     for ax, workload in zip(axes[:, 0], panels):
         _panel(ax, workload)
-    if race:
-        _race_panel(axes[-1, 0], race)
+    for ax, race in zip(axes[len(panels) :, 0], races):
+        _race_panel(ax, race)
     fig.suptitle(
         "hintpool bench: " + document["config"].get("server", ""), x=0.01, ha="left"
     )
@@ -259,8 +268,10 @@ def _race_panel(ax: Any, race: dict[str, Any]) -> None:
     ax.barh(names, posts, color=colors, label="POST failed")
     ax.legend(fontsize=7, loc="lower right")
     ax.invert_yaxis()
+    where = " through squid (CONNECT + TLS)" if "title" in race else ""
     ax.set_title(
-        "race: failed requests, server timeout=2 s behind 25 ms RTT (lower is better)",
+        f"race{where}: failed requests, server timeout=2 s behind 25 ms RTT"
+        " (lower is better)",
         loc="left",
         fontsize=10,
     )

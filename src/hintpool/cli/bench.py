@@ -12,11 +12,13 @@ median over the rounds, the ratios against httpx's default transport and
 against the fastest peer of the mode (aiohttp for async rows, urllib3 for
 sync rows: issue #12's targets), and the error counts.  The race workload
 (:mod:`._bench_race`) runs once, after the rounds, and counts failed
-requests instead; the asyncio floor and custom-loop rows sit it out.  So do
-the crawler workload (:mod:`._bench_crawler`: fast origins' throughput
-beside a slow one) and the api-client workload (:mod:`._bench_api`:
-requests that waited for a handshake at a steady rate), each with its own
-few contenders.
+requests instead; the asyncio floor and custom-loop rows sit it out.  The
+proxied workloads (:mod:`._bench_proxy`) run after the others, through a
+squid of their own, with the async contenders that take a proxy.  The
+crawler workload (:mod:`._bench_crawler`: fast origins' throughput beside a
+slow one) and the api-client workload (:mod:`._bench_api`: requests that
+waited for a handshake at a steady rate) come last, each with its own few
+contenders.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ._bench_contenders import (
     Contender,
 )
 from ._bench_measure import Run, Workload, add_ratios, measure, summary
+from ._bench_proxy import KEYS as PROXY_KEYS
 
 __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
 
@@ -54,6 +57,7 @@ API_SECONDS = {"full": 30.0, "quick": 10.0}
 CRAWLER_ORIGINS = 100
 MANY = "many-origins"
 RACE = "race"
+PROXY_RACE = "proxy-race"
 CRAWLER = "crawler"
 API_CLIENT = "api-client"
 
@@ -102,7 +106,8 @@ def tls_resumption_workloads() -> list[Workload]:
     return []
 
 
-WORKLOADS = [w.key for w in workloads(1)] + [RACE, CRAWLER, API_CLIENT]
+WORKLOADS = [w.key for w in workloads(1)] + list(PROXY_KEYS) + [RACE, PROXY_RACE]
+WORKLOADS += [CRAWLER, API_CLIENT]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +242,7 @@ def _run_all(
         "wire_keyword": _bench_contenders.supports_wire(),
         "workloads": [],
         "race": None,
+        "proxy_race": None,
         "crawler": None,
         "api_client": None,
     }
@@ -246,6 +252,7 @@ def _run_all(
             document["config"]["server_addresses"] = len(server.addresses)
             runs = _rounds(chosen, found, server.urls(), settings, quiet)
         document["workloads"] = [_report(w, found, runs) for w in chosen]
+    document["workloads"] += _run_proxied(settings, found, quiet)
     race = settings["race_seconds"]
     if RACE in settings["workloads"] and race > 0:
         from ._bench_race import run_race
@@ -257,6 +264,8 @@ def _run_all(
                     [c for c in found if c.in_race], race, settings["seed"]
                 ),
             }
+    if PROXY_RACE in settings["workloads"] and race > 0:
+        document["proxy_race"] = _run_proxy_race(settings, found, quiet)
     _run_extra(settings, document, quiet)
     return document
 
@@ -280,6 +289,39 @@ def _run_extra(settings: dict[str, Any], document: dict[str, Any], quiet: bool) 
         seconds = settings["api_seconds"]
         with _status(f"api-client workload ({seconds:g} s)", quiet):
             document["api_client"] = run_api_client(seconds, aiohttp)
+
+
+def _run_proxy_race(
+    settings: dict[str, Any], found: list[Contender], quiet: bool
+) -> dict[str, Any] | None:
+    from ._bench_proxy_race import race_entry
+
+    seconds = settings["race_seconds"]
+    have_aiohttp = any(c.name == AIOHTTP for c in found)
+    with _status(f"race through squid ({seconds} s)", quiet):
+        return race_entry(seconds, settings["seed"], have_aiohttp)
+
+
+def _run_proxied(
+    settings: dict[str, Any], found: list[Contender], quiet: bool
+) -> list[dict[str, Any]]:
+    """The workloads through squid (see :mod:`._bench_proxy`), if chosen."""
+    from ._bench_proxy import proxied, proxy_workloads
+
+    chosen = [w for w in proxy_workloads() if w.key in settings["workloads"]]
+    if not chosen:
+        return []
+    have_aiohttp = any(c.name == AIOHTTP for c in found)
+    with proxied(settings["server"], have_aiohttp) as ready:
+        if ready is None:
+            return []
+        contenders, urls = ready
+        runs: dict[tuple[str, str], list[Run]] = {}
+        for workload in chosen:
+            runs.update(
+                _rounds([workload], contenders, urls[workload.key], settings, quiet)
+            )
+    return [_report(w, contenders, runs) for w in chosen]
 
 
 def _rounds(

@@ -1,13 +1,16 @@
 """Real servers for the interop suite and ``scripts/server_table.py``.
 
 ``launch`` starts them, ``configs`` writes their configs, ``probe`` talks to
-them over raw sockets, ``tls`` makes their certificates. The apps they serve
+them over raw sockets, ``tls`` makes their certificates. ``proxies``,
+``proxy_configs`` and ``proxy_probe`` do the same for the real proxies
+(squid, tinyproxy, microsocks, Dante). The apps they serve
 live next to this file (``asgi_app.py``, ``wsgi_app.py``, ``node_server.js``).
 """
 
 from __future__ import annotations
 
 from .launch import (
+    HTTP2_KINDS,
     KINDS,
     AccessRecord,
     RunningServer,
@@ -20,6 +23,7 @@ from .launch import (
 )
 
 __all__ = [
+    "HTTP2_KINDS",
     "KINDS",
     "AccessRecord",
     "RunningServer",

@@ -10,11 +10,11 @@ ACCESS_LOG = os.environ.get("HINTPOOL_ACCESS_LOG")
 BODY = b"hello\n"
 
 
-def record(port: int, method: str, path: str) -> None:
+def record(port: int, method: str, path: str, version: str = "1.1") -> None:
     if ACCESS_LOG:
         # One short O_APPEND write per line: lines never interleave.
         with open(ACCESS_LOG, "a", encoding="utf-8") as log:
-            log.write(f'{port} - 200 "{method} {path}"\n')
+            log.write(f'{port} - 200 "{method} {path} HTTP/{version}"\n')
 
 
 async def app(
@@ -33,7 +33,7 @@ async def app(
     while (await receive()).get("more_body"):
         pass
     client = scope.get("client") or ("", 0)
-    record(client[1], scope["method"], scope["path"])
+    record(client[1], scope["method"], scope["path"], scope.get("http_version", "1.1"))
     headers = [
         (b"content-type", b"text/plain"),
         (b"content-length", str(len(BODY)).encode()),

@@ -160,6 +160,26 @@ def _nginx_time(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+#: nginx 1.25.1 replaced ``listen ... http2`` by the ``http2 on;`` directive.
+HTTP2_ON = (1, 25, 1)
+
+
+def _nginx_version(command: list[str]) -> tuple[int, ...]:
+    out = subprocess.run(
+        [*command, "-v"], capture_output=True, text=True, timeout=10, check=False
+    )
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    return tuple(int(n) for n in found.groups()) if found else (0, 0, 0)
+
+
+def _nginx_h2(spec: ServerSpec, command: list[str]) -> str:
+    # Since 1.19.7 keepalive_timeout and keepalive_requests govern HTTP/2
+    # connections too (http2_idle_timeout and http2_max_requests are gone).
+    if spec.http2 and _nginx_version(command) < HTTP2_ON:
+        return " http2"
+    return ""
+
+
 def _nginx(
     spec: ServerSpec,
     command: list[str],
@@ -176,7 +196,11 @@ def _nginx(
     keepalive = f"{timeout} {header}" if spec.hint else timeout
     if spec.idle_timeout is None and not spec.hint:
         keepalive = ""
-    server = [f"listen {host}:{port}{' ssl' if spec.tls else ''};"]
+    server = [
+        f"listen {host}:{port}{' ssl' if spec.tls else ''}{_nginx_h2(spec, command)};"
+    ]
+    if spec.http2 and _nginx_version(command) >= HTTP2_ON:
+        server.append("http2 on;")
     if spec.tls is not None:
         server += [
             f"ssl_certificate {spec.tls.cert_chain};",
@@ -258,7 +282,8 @@ def _node(
     if spec.tls is not None:
         env["HINTPOOL_TLS_CERT"] = str(spec.tls.cert_chain)
         env["HINTPOOL_TLS_KEY"] = str(spec.tls.private_key)
-    return [*command, str(HERE / "node_server.js")], env
+    script = "node_h2_server.js" if spec.http2 else "node_server.js"
+    return [*command, str(HERE / script)], env
 
 
 # -- Python servers (no per-connection request limit in any of them) ------
@@ -299,6 +324,15 @@ def _hypercorn(
     argv = [*command, "--bind", f"{host}:{port}", "--workers", "1"]
     if spec.idle_timeout is not None:
         argv += ["--keep-alive", *_whole_seconds(spec)]
+    if spec.tls is not None:
+        # Hypercorn offers h2 through ALPN whenever it speaks TLS.
+        argv += ["--certfile", str(spec.tls.cert_chain)]
+        argv += ["--keyfile", str(spec.tls.private_key)]
+    if spec.max_requests is not None:
+        # Only in a config file: requests per HTTP/2 connection, then GOAWAY.
+        config = workdir / "hypercorn.toml"
+        config.write_text(f"keep_alive_max_requests = {spec.max_requests}\n")
+        argv += ["--config", str(config)]
     return [*argv, "asgi_app:app"], _python_env(access_log)
 
 

@@ -38,6 +38,7 @@ from typing import Literal
 from . import configs
 
 __all__ = [
+    "HTTP2_KINDS",
     "KINDS",
     "AccessRecord",
     "RunningServer",
@@ -59,6 +60,8 @@ KINDS: tuple[Kind, ...] = (
     "gunicorn",
 )
 PYTHON_KINDS = frozenset({"uvicorn", "hypercorn", "gunicorn"})
+#: Servers the suite runs with HTTP/2 (over TLS, ALPN ``h2``; HTTP/1.1 too).
+HTTP2_KINDS: tuple[Kind, ...] = ("nginx", "node", "hypercorn")
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
@@ -97,6 +100,14 @@ class ServerSpec:
     #: ``keepalive_timeout``); the other servers ignore this switch.
     hint: bool = True
     tls: TLSFiles | None = None
+    #: Offer HTTP/2 through ALPN (needs ``tls``; only the HTTP2_KINDS).
+    http2: bool = False
+
+    def __post_init__(self) -> None:
+        if self.http2 and (self.tls is None or self.kind not in HTTP2_KINDS):
+            raise ValueError(
+                f"http2=True needs tls and one of {', '.join(HTTP2_KINDS)}"
+            )
 
     @property
     def label(self) -> str:
@@ -109,6 +120,8 @@ class ServerSpec:
             parts.append("no-hint")
         if self.tls is not None:
             parts.append("tls")
+        if self.http2:
+            parts.append("h2")
         return " ".join(parts)
 
 

@@ -47,8 +47,16 @@ class Exchange:
 class ProbeConnection:
     """One HTTP/1.1 connection driven by hand with h11."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        # ``sock``: an open connection to use instead (a proxy's tunnel).
+        if sock is None:
+            sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=host)
         self.stamped = False

@@ -1,0 +1,102 @@
+"""Bookkeeping of HTTP/2 connections: many requests on one connection.
+
+Theory of operation
+-------------------
+Pure and synchronous, like ``hintpool._state``, whose object every function
+here takes: the pool calls in under its lock and does the I/O afterwards.
+
+An HTTP/2 connection holds one connection slot (``open_count`` counts
+connections, never streams) and carries up to the server's
+``SETTINGS_MAX_CONCURRENT_STREAMS`` requests at once (``streams``):
+
+* While at least one stream is open its lifetime is ACTIVE; the pool's
+  lifecycle (``hintpool._policy``) is the HTTP/1.1 one, with "a request"
+  read as "the first stream after idle" and "the response ended" as "the
+  last stream ended". With no stream open it is IDLE, on its origin's idle
+  stack and in the deadline heap like any idle connection: it expires at
+  ``keepalive_expiry`` or the origin's learned timeout, and the reaper
+  closes it then.
+* An ACTIVE connection with a free stream sits in its origin's ``shared``
+  set. :func:`take_stream` looks there first, before the idle stack, so
+  requests to an origin share the connection already busy instead of
+  opening more: O(1), the set holds only connections with room.
+* GOAWAY (or any failure that makes the connection unavailable) takes it
+  out of ``shared`` at once; it is closed when its last stream ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._origin import OriginState, PooledConnection
+
+if TYPE_CHECKING:
+    from ._state import PoolState
+
+__all__ = ["first_stream", "stream_done", "take_stream"]
+
+
+def take_stream(state: PoolState, origin: OriginState) -> PooledConnection | None:
+    """A stream on an active HTTP/2 connection of ``origin``, or None."""
+    shared = origin.shared
+    while shared:
+        conn = next(iter(shared))
+        if not _open_for_streams(state, conn):
+            del shared[conn]
+            continue
+        conn.streams += 1
+        if conn.streams > origin.streams_peak:
+            origin.streams_peak = conn.streams
+        if conn.streams >= conn.connection.max_streams:
+            del shared[conn]
+        origin.requests += 1
+        origin.reused += 1
+        state.totals.requests += 1
+        state.totals.reused += 1
+        return conn
+    return None
+
+
+def first_stream(state: PoolState, conn: PooledConnection) -> None:
+    """``conn`` (new, or taken idle) carries its first stream: share it."""
+    conn.http2 = True
+    conn.streams = 1
+    origin = conn.origin
+    origin.http_version = "HTTP/2"
+    if origin.streams_peak < 1:
+        origin.streams_peak = 1
+    if conn.connection.max_streams > 1 and _open_for_streams(state, conn):
+        origin.shared[conn] = None
+
+
+def stream_done(
+    state: PoolState,
+    conn: PooledConnection,
+    now: float,
+    to_close: list[PooledConnection],
+) -> None:
+    """A stream of ``conn`` ended (its response closed, or it failed)."""
+    conn.streams -= 1
+    origin = conn.origin
+    if not _open_for_streams(state, conn):
+        origin.shared.pop(conn, None)
+        if conn.streams == 0:
+            state.release(conn, now, False, to_close)
+        return
+    if conn.streams == 0:
+        origin.shared.pop(conn, None)
+        state.release(conn, now, True, to_close)
+    elif conn.streams < conn.connection.max_streams:
+        origin.shared[conn] = None
+
+
+def _open_for_streams(state: PoolState, conn: PooledConnection) -> bool:
+    """Whether new streams may go on ``conn``; counts a GOAWAY once."""
+    if conn.goaway:
+        return False
+    connection = conn.connection
+    if getattr(connection, "goaway", None) is not None:
+        conn.goaway = True
+        state.count(conn.origin, "goaways_received")
+        return False
+    return conn.generation == state.generation and bool(connection.is_available())
