@@ -23,6 +23,7 @@ from hypothesis.stateful import (
 from hintpool._hints import KeepAlive
 from hintpool._policy import FINAL_STATES, LifetimePolicy, State
 from hintpool._state import (
+    FORGET_AFTER,
     RESERVED,
     WAIT,
     OriginKey,
@@ -72,12 +73,14 @@ class Pool:
         max_per_origin: float = math.inf,
     ) -> None:
         self.hung_up: set[object] = set()
+        self.now = 0.0  # what the state's clock says (vacancy times)
         self.state = PoolState(
             max_connections=max_connections,
             max_idle=max_idle,
             policy=policy or LifetimePolicy(margin=1.0, keepalive_expiry=5.0),
             server_closed=self._server_closed,
             max_origins=max_origins,
+            clock=lambda: self.now,
             max_per_origin=max_per_origin,
         )
 
@@ -730,6 +733,54 @@ def test_max_origins_never_forgets_the_origin_just_created() -> None:
     assert B in pool.state.origins
 
 
+def test_origins_vacant_for_forget_after_are_forgotten() -> None:
+    pool = Pool()
+    pool.release(pool.open(A), reusable=False)  # A loses its connection at 0
+    kept = pool.open(B)
+    pool.release(kept, hint=KeepAlive(None, None))  # B keeps an idle one
+    pool.now = 10.0
+    pool.state.origin(C)  # C never gets a connection
+    assert list(pool.state.vacant) == [A, C]
+    assert pool.state.next_forget() == FORGET_AFTER
+    pool.state.forget_vacant(FORGET_AFTER - 0.5)
+    assert set(pool.state.origins) == {A, B, C}
+    pool.state.forget_vacant(FORGET_AFTER)
+    assert set(pool.state.origins) == {B, C}  # B has a connection: remembered
+    assert pool.state.next_forget() == 10.0 + FORGET_AFTER
+    pool.state.forget_vacant(1e9)
+    assert set(pool.state.origins) == {B}
+    assert pool.state.next_forget() == math.inf
+    assert pool.state.statistics().connections_opened == 2  # totals keep A
+
+
+def test_an_origin_in_use_again_is_no_longer_vacant() -> None:
+    pool = Pool()
+    pool.release(pool.open(A), reusable=False)
+    pool.now = 100.0
+    conn = pool.open(A)
+    assert A not in pool.state.vacant
+    pool.state.forget_vacant(1e9)
+    assert A in pool.state.origins
+    pool.now = 200.0
+    pool.release(conn, reusable=False)
+    assert pool.state.vacant[A] == 200.0
+
+
+def test_origins_beyond_max_origins_go_once_their_connections_end() -> None:
+    # Four origins busy at once with max_origins=2: all four are kept while
+    # they have connections; when they go vacant the oldest vacancies go at
+    # the next reaper pass, without waiting for a new origin to arrive.
+    pool = Pool(max_origins=2)
+    keys = [(b"http", f"h{i}.example".encode(), 80) for i in range(4)]
+    conns = [pool.open(key) for key in keys]
+    assert len(pool.state.origins) == 4
+    for i, conn in enumerate(conns):
+        pool.now = float(i)
+        pool.release(conn, reusable=False)
+    pool.state.forget_vacant(pool.now)
+    assert list(pool.state.origins) == keys[2:]
+
+
 def test_origin_label() -> None:
     assert origin_label(A) == "http://a.example:80"
     assert origin_label(C) == "https://c.example:443"
@@ -1171,6 +1222,7 @@ class PoolMachine(RuleBasedStateMachine):
             return
         state = self.state
         origins = state.origins.values()
+        assert set(state.vacant) == {o.key for o in origins if not o.open}
         assert state.open_count == sum(o.open for o in origins)
         assert state.idle_count == sum(len(o.idle) for o in origins)
         assert 0 <= state.idle_count <= state.max_idle

@@ -98,8 +98,7 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
     window = state.policy.idle_window(origin.last_hint, origin.learned_timeout)
     if window <= 0 or not busy(state, origin, now) or _has_spare(origin, now, window):
         return
-    state.open_count += 1
-    origin.open += 1
+    state._reserve(origin)  # also takes the origin off the vacant list
     origin.prewarming += 1
     state.prewarm_due.append(origin)
 

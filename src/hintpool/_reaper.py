@@ -173,7 +173,10 @@ class AsyncReaper:
         pool = self._pool
         while True:
             self._wake = anyio.Event()
-            wake_at = await pool._reap()
+            # Also wake to forget origins left without a connection. The sync
+            # reaper thread does not: it would outlive a dropped pool for
+            # FORGET_AFTER seconds; sync pools forget at its other passes.
+            wake_at = min(await pool._reap(), pool._state.next_forget())
             self._target = wake_at
             delay = wake_at - pool._clock()
             if delay > 0:

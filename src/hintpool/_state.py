@@ -21,6 +21,11 @@ event loop each call is atomic.
   included, against ``max_connections``; ``idle_count`` counts idle ones
   against ``max_keepalive_connections`` (httpcore counts all connections
   there; the limit is about idle ones).
+* Origins with no connection left are kept in ``vacant``, oldest vacancy
+  first, so that forgetting is O(1) per origin, never a scan. When an
+  origin arrives and at each reaper pass, the oldest vacant ones beyond
+  ``max_origins`` go, and so does any origin vacant for ``FORGET_AFTER``
+  seconds: a crawler that moved on does not keep its old origins forever.
 * ``max_per_origin`` caps an origin's slots as ``max_connections`` caps
   all of them. A request that finds no slot waits in ``waiters``
   (``hintpool._waiters``): FIFO within an origin, and a freed slot goes to
@@ -35,9 +40,11 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Union
+from typing import Any, Final, Union
 
 from . import _prewarm
 from ._evict import IDLE_LIMIT, OPEN_LIMIT, EvictionLog, pick_victim
@@ -67,6 +74,7 @@ from ._stats import (
 from ._waiters import WaitQueue
 
 __all__ = [
+    "FORGET_AFTER",
     "MAX_WATCHED",
     "RELEARN_AFTER",
     "RESERVED",
@@ -85,6 +93,10 @@ __all__ = [
 ORIGIN_LIMIT = "max_connections_per_origin"
 
 CheckoutResult = Union[PooledConnection, Sentinel]
+#: Seconds an origin with no connection is remembered. What it taught the
+#: pool (a learned timeout) is stale by then anyway (RELEARN_AFTER), and its
+#: counters stay in the pool's totals.
+FORGET_AFTER: Final = RELEARN_AFTER
 
 
 class PoolState(IdleConnections):
@@ -98,6 +110,7 @@ class PoolState(IdleConnections):
         policy: LifetimePolicy,
         server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
         proxy_label: str | None = None,
         proxy_key: OriginKey | None = None,
         max_per_origin: float = math.inf,
@@ -106,12 +119,15 @@ class PoolState(IdleConnections):
         #: Where forwarded requests' connections (to the proxy) are pooled.
         self.proxy_key = proxy_key
         self.server_closed = server_closed
+        self.clock = clock
         self.max_connections = max_connections
         self.max_per_origin = max_per_origin
         self.max_idle = max_idle
         self.policy = policy
         self.max_origins = max_origins
         self.origins: dict[OriginKey, OriginState] = {}
+        #: Origins without a connection -> when they lost their last one.
+        self.vacant: OrderedDict[OriginKey, float] = OrderedDict()
         self.open_count = 0
         super().__init__()
         self.waiters = WaitQueue()
@@ -136,21 +152,38 @@ class PoolState(IdleConnections):
         if state is None:
             state = self.origins[key] = OriginState(key)
             state.proxy = self.proxy_label
-            if len(self.origins) > self.max_origins:
-                self._forget_origins(keep=key)
+            now = self.clock()
+            self.vacant[key] = now
+            self.forget_vacant(now, keep=key)
         return state
 
-    def _forget_origins(self, keep: OriginKey) -> None:
-        """Drop the oldest origins that have no connection left (never
-        ``keep``, the one being created)."""
+    def forget_vacant(self, now: float, keep: OriginKey | None = None) -> None:
+        """Drop the origins vacant for ``FORGET_AFTER`` seconds, and the
+        oldest vacant ones beyond ``max_origins`` (never ``keep``, the one
+        just created or vacated: it is the newest)."""
+        vacant = self.vacant
         excess = len(self.origins) - self.max_origins
-        for key in list(self.origins):
-            if excess <= 0:
+        while vacant:
+            key = next(iter(vacant))
+            # The same sum as next_forget(), so that a reaper woken at that
+            # time surely forgets (now - FORGET_AFTER may round the other way).
+            if key == keep or (excess <= 0 and vacant[key] + FORGET_AFTER > now):
                 break
-            state = self.origins[key]
-            if state.open == 0 and key != keep:
-                del self.origins[key]
-                excess -= 1
+            del vacant[key]
+            del self.origins[key]
+            excess -= 1
+
+    def next_forget(self) -> float:
+        """When the oldest vacant origin is due to be forgotten."""
+        vacant = self.vacant
+        return vacant[next(iter(vacant))] + FORGET_AFTER if vacant else float("inf")
+
+    def _lost_connection(self, origin: OriginState) -> None:
+        # Only noted here: forgetting happens in origin() and in the reaper's
+        # pass (forget_vacant), where no caller holds an OriginState.
+        origin.open -= 1
+        if not origin.open:
+            self.vacant[origin.key] = self.clock()
 
     # -- checkout ------------------------------------------------------------
 
@@ -175,7 +208,7 @@ class PoolState(IdleConnections):
             if self._usable(conn, now):
                 self._start_reused(conn)
                 return conn
-            origin.open -= 1
+            self._lost_connection(origin)
             self.open_count -= 1
             to_close.append(conn)
         if self._heap and self._heap[0][0] <= now:
@@ -267,12 +300,14 @@ class PoolState(IdleConnections):
         """Close an idle connection (already off the pool) to respect a limit."""
         conn.lifetime.close()
         self._count_eviction(conn.origin, limit)
-        conn.origin.open -= 1
+        self._lost_connection(conn.origin)
         self.open_count -= 1
         to_close.append(conn)
 
     def _reserve(self, origin: OriginState) -> Sentinel:
         self.open_count += 1
+        if not origin.open:
+            self.vacant.pop(origin.key, None)
         origin.open += 1
         return RESERVED
 
@@ -298,7 +333,7 @@ class PoolState(IdleConnections):
 
     def release_slot(self, origin: OriginState) -> None:
         """A reserved slot was not used (connect failed): pass it on."""
-        origin.open -= 1
+        self._lost_connection(origin)
         self.open_count -= 1
         self._offer_slot(origin.key)
 
@@ -351,7 +386,7 @@ class PoolState(IdleConnections):
         self._drop(conn, to_close)
 
     def _drop(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:
-        conn.origin.open -= 1
+        self._lost_connection(conn.origin)
         self.open_count -= 1
         to_close.append(conn)
         self._offer_slot(conn.origin.key)
@@ -392,7 +427,7 @@ class PoolState(IdleConnections):
             self.take_idle(conn)
             conn.lifetime.expire()
             self.count(conn.origin, "expired")
-            conn.origin.open -= 1
+            self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
             if not conn.origin.idle:
@@ -460,7 +495,7 @@ class PoolState(IdleConnections):
         self.generation += 1
         for conn in self.clear_idle():
             conn.lifetime.close()
-            conn.origin.open -= 1
+            self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
 

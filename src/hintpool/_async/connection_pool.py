@@ -182,6 +182,7 @@ class AsyncConnectionPool(AsyncResend):
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            clock=clock,
             proxy_label=None if self._proxy is None else self._proxy.label,
             proxy_key=(
                 self._proxy.key
@@ -532,6 +533,7 @@ class AsyncConnectionPool(AsyncResend):
         with self._lock:
             now = self._clock()
             self._state.evict_expired(now, to_close)
+            self._state.forget_vacant(now)
             hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)

@@ -183,6 +183,7 @@ class ConnectionPool(Resend):
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            clock=clock,
             proxy_label=None if self._proxy is None else self._proxy.label,
             proxy_key=(
                 self._proxy.key
@@ -533,6 +534,7 @@ class ConnectionPool(Resend):
         with self._lock:
             now = self._clock()
             self._state.evict_expired(now, to_close)
+            self._state.forget_vacant(now)
             hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)
