@@ -326,8 +326,8 @@ def render(
         "  before a request is written.",
         "",
         *_spread_lines(),
-        *proxy_table.render(proxies),
         *server_table_h2.render_h2(h2_reports),
+        *proxy_table.render(proxies),
     ]
     return "\n".join(lines)
 

@@ -134,6 +134,11 @@ def rss_mib() -> float:
     return float("nan")  # pragma: no cover - not Linux
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -175,6 +180,7 @@ class Soak:
             "requests": self.sent,
             "errors": self.errors,
             "rss_mib": round(rss_mib(), 1),
+            "cpu_seconds": round(cpu_seconds(), 2),
             "fds": open_fds(),
             "open": stats.open,
             "idle": stats.idle,

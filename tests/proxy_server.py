@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 from hintpool._local.loop import LoopThread, close_writer
 
 __all__ = ["ProxyBehaviour", "TestProxy"]
+
+# StreamWriter.start_tls exists from Python 3.11.
+_HANDSHAKE_IN_HANDLER = sys.version_info >= (3, 11)
 
 
 @dataclass
@@ -80,13 +84,21 @@ class TestProxy(LoopThread):
         return f"{scheme}://127.0.0.1:{self.port}"
 
     async def _listen(self) -> asyncio.Server:
+        tls = None if _HANDSHAKE_IN_HANDLER else self.tls
         return await asyncio.start_server(
-            self._handle, self._bind_hosts(), self.port, ssl=self.tls
+            self._handle, self._bind_hosts(), self.port, ssl=tls
         )
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if self.tls is not None and _HANDSHAKE_IN_HANDLER:
+            # In the handler task, so that stop() cancels a handshake in
+            # progress and closes its transport (as the test server does).
+            try:
+                await writer.start_tls(self.tls)  # type: ignore[attr-defined,unused-ignore]
+            except (OSError, ssl.SSLError, asyncio.TimeoutError):
+                return
         with self._lock:
             self.connections += 1
             self.open_connections += 1

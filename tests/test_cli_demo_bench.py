@@ -17,7 +17,7 @@ import pytest
 import hintpool
 from hintpool._local.origins import loopback_hosts
 from hintpool._local.race import make_schedule, percentile
-from hintpool.cli import _bench_contenders, _bench_report, main
+from hintpool.cli import _bench_contenders, _bench_report, _bench_report_extra, main
 from hintpool.cli._bench_measure import run_on_loop
 
 FLOOR = "asyncio floor"
@@ -27,6 +27,7 @@ WIRE_ROWS = {"hintpool pool (httpcore wire)", "hintpool pool sync (httpcore wire
 RESULT_KEYS = {
     "requests",
     "failed",
+    "by_method",
     "errors",
     "retries",
     "connections_opened",
@@ -56,6 +57,12 @@ def test_demo_quick_json_shows_no_failure_for_hintpool(
         assert set(result) >= RESULT_KEYS
         assert result["requests"] == document["config"]["requests_per_contender"]
         assert set(result["latency_ms"]) == {"p50", "p95", "p99"}
+    for result in document["results"].values():
+        by_method = result["by_method"]
+        assert set(by_method) == {"GET", "POST"}
+        assert by_method["POST"]["requests"] > 0  # bursts alternate the methods
+        assert sum(m["requests"] for m in by_method.values()) == result["requests"]
+        assert sum(m["failed"] for m in by_method.values()) == result["failed"]
     hintpool = document["results"]["hintpool"]
     assert hintpool["failed"] == 0, hintpool["errors"]
     assert hintpool["errors"] == {}
@@ -160,9 +167,55 @@ def test_bench_smoke_json_shape(
     race = document["race"]["results"]
     assert {"hintpool pool", "hintpool+httpx", "httpx default"} <= set(race)
     assert not {FLOOR, UVLOOP_ROW} & set(race)  # no client / not on the race loop
-    assert all({"requests", "failed", "error_types"} <= set(r) for r in race.values())
+    for result in race.values():
+        assert {"requests", "failed", "error_types", "by_method"} <= set(result)
+        assert set(result["by_method"]) <= {"GET", "POST"}
+        sent = sum(m["requests"] for m in result["by_method"].values())
+        assert sent == result["requests"]
     if plotting:
         assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_crawler_and_api_client_json_shape(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["bench", "--workloads", "crawler,api-client"]
+    argv += ["--crawler-seconds", "1", "--api-seconds", "1", "--json"]
+    document = run_json(capsys, *argv)
+    assert document["workloads"] == [] and document["race"] is None
+    crawler = document["crawler"]
+    assert (crawler["max_connections"], crawler["per_origin_cap"]) == (20, 4)
+    assert {"httpx default"} <= set(crawler["results"])
+    hintpool_rows = [n for n in crawler["results"] if n.startswith("hintpool")]
+    assert len(hintpool_rows) == 1
+    capped = (
+        "max_connections_per_origin"
+        in inspect.signature(hintpool.AsyncConnectionPool).parameters
+    )
+    assert ("per-origin cap 4" in hintpool_rows[0]) is capped
+    for result in crawler["results"].values():
+        assert result["without_slow"]["fast_requests"] > 0
+        assert result["without_slow"]["slow_responses"] == 0
+        assert {"fast_req_per_s", "fast_p99_ms", "errors"} <= set(result["with_slow"])
+    api = document["api_client"]
+    assert (api["rate"], api["keep_alive"]) == (20, "timeout=3, max=10")
+    prewarm = "prewarm" in inspect.signature(hintpool.AsyncConnectionPool).parameters
+    names = set(api["results"])
+    assert ("hintpool pool (pre-warm)" in names) is prewarm
+    assert ("hintpool pool" in names) is not prewarm
+    for result in api["results"].values():
+        assert result["requests"] == 20
+        assert 0 <= result["waited_for_handshake"] <= result["requests"]
+        assert 1 <= result["opened_by_a_request"] <= result["server_connections"]
+        assert result["server_connections"] >= 1
+        assert (
+            result["tls_full"] + result["tls_resumed"] == result["server_connections"]
+        )
+    tables = _bench_report_extra.extra_tables(document)
+    assert [len(rows) for _, _, rows in tables] == [
+        len(crawler["results"]),
+        len(api["results"]),
+    ]
 
 
 def test_bench_skips_a_missing_contender_in_one_line(
@@ -320,9 +373,34 @@ def test_schedule_is_seeded_and_bounded() -> None:
     assert first == make_schedule(3, 10.0)
     assert first != make_schedule(4, 10.0)
     assert 0 < sum(b.gap for b in first) < 10.0 + 2.1
+    assert {b.method for b in first} == {"GET"}
+    mixed = make_schedule(3, 10.0, methods=("GET", "POST"))
+    assert [(b.gap, b.requests) for b in mixed] == [(b.gap, b.requests) for b in first]
+    assert [b.method for b in mixed[:4]] == ["GET", "POST", "GET", "POST"]
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 99) == 4.0
+
+
+def test_race_rows_split_failures_by_method() -> None:
+    result = {
+        "requests": 5,
+        "failed": 2,
+        "by_method": {
+            "GET": {"requests": 3, "failed": 0},
+            "POST": {"requests": 2, "failed": 2},
+        },
+        "error_types": {"ServerDisconnectedError: Server disconnected": 2},
+        "p99_ms": 50.0,
+    }
+    document = {"race": {"seconds": 1, "results": {"aiohttp": result}}}
+    (row,) = _bench_report.race_rows(document)
+    column = {name: i for i, name in enumerate(_bench_report.RACE_HEADERS)}
+    assert row[column["GET failed"]] == "0/3"
+    assert row[column["POST failed"]] == "2/2"
+    del result["by_method"]  # a document from before the split
+    (row,) = _bench_report.race_rows(document)
+    assert row[column["POST failed"]] == _bench_report.NOT_MEASURED
 
 
 def _bench_report_can_plot() -> bool:

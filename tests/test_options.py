@@ -29,6 +29,10 @@ SHARED_BAD: list[tuple[str, Any, type[Exception]]] = [
     ("max_origins", -1, ValueError),
     ("max_origins", 0, ValueError),
     ("max_origins", "many", TypeError),
+    ("max_connections_per_origin", 0, ValueError),
+    ("max_connections_per_origin", -1, ValueError),
+    ("max_connections_per_origin", 2.5, TypeError),
+    ("max_connections_per_origin", True, TypeError),
     ("keepalive_margin", -1, ValueError),
     ("keepalive_margin", math.inf, ValueError),
     ("keepalive_margin", "1", TypeError),
@@ -36,6 +40,8 @@ SHARED_BAD: list[tuple[str, Any, type[Exception]]] = [
     ("max_keepalive_timeout", math.nan, ValueError),
     ("retry_stale", "yes", TypeError),
     ("retry_stale", None, TypeError),
+    ("prewarm", "yes", TypeError),
+    ("prewarm", None, TypeError),
     ("tls_session_cache", -1, ValueError),
     ("tls_session_cache", 1.5, TypeError),
     ("tls_session_ttl", -1, ValueError),
@@ -127,6 +133,20 @@ def test_limits_fields_are_checked_under_their_name(
     limits = httpx.Limits(**{name: value})
     with pytest.raises(error, match=rf"^limits\.{name} must be"):
         cls(limits=limits)
+
+
+@pytest.mark.parametrize("cls", POOLS, ids=lambda c: c.__name__)
+def test_per_origin_cap_above_the_pool_limit_is_refused(cls: Any) -> None:
+    with pytest.raises(ValueError, match="must not exceed max_connections"):
+        cls(max_connections=5, max_connections_per_origin=6)
+    cls(max_connections=5, max_connections_per_origin=5)
+    cls(max_connections=None, max_connections_per_origin=500)
+
+
+@pytest.mark.parametrize("cls", TRANSPORTS, ids=lambda c: c.__name__)
+def test_per_origin_cap_above_the_limits_is_refused(cls: Any) -> None:
+    with pytest.raises(ValueError, match="must not exceed max_connections"):
+        cls(limits=httpx.Limits(max_connections=5), max_connections_per_origin=6)
 
 
 @pytest.mark.parametrize(

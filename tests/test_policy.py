@@ -55,9 +55,16 @@ def test_idle_window_from_hint(timeout: float, expected: float) -> None:
     assert policy.idle_window(KeepAlive(timeout, 10)) == expected
 
 
-def test_idle_window_hint_beats_learned_timeout() -> None:
+def test_idle_window_hint_beats_longer_learned_timeout() -> None:
     policy = LifetimePolicy(margin=2.0)
     assert policy.idle_window(KeepAlive(10.0, None), learned_timeout=30.0) == 8.0
+
+
+def test_idle_window_shorter_learned_timeout_beats_hint() -> None:
+    # Closes seen before the announced time (a proxy's tunnel in front of
+    # the origin): the earlier of the two counts.
+    policy = LifetimePolicy(margin=0.5)
+    assert policy.idle_window(KeepAlive(5.0, None), learned_timeout=2.0) == 1.5
 
 
 def test_idle_window_hint_without_timeout_falls_back() -> None:
@@ -130,7 +137,9 @@ def test_idle_window_properties(
     window = policy.idle_window(hint, learned)
     assert window >= 0
     assert not math.isnan(window)
-    effective = timeout if hinted and timeout is not None else learned
+    effective = timeout if hinted else None
+    if learned is not None and (effective is None or learned < effective):
+        effective = learned
     if effective is not None:
         assert window == max(0.0, min(effective, max_timeout) - margin)
         assert window <= max_timeout
@@ -194,6 +203,7 @@ _DRIVERS = {
     Event.RETIRE: lambda lt: (setattr(lt, "will_close", True), lt.response_done(0, 1)),
     Event.EXPIRE: lambda lt: lt.expire(),
     Event.CLOSE: lambda lt: lt.close(),
+    Event.WARM: lambda lt: lt.warmed(0.0, 10.0),
 }
 
 
@@ -202,6 +212,7 @@ def test_transition_table_is_what_the_docstring_draws() -> None:
     assert {
         (S.NEW, E.START): S.ACTIVE,
         (S.NEW, E.CLOSE): S.CLOSED,
+        (S.NEW, E.WARM): S.IDLE,
         (S.ACTIVE, E.IDLE): S.IDLE,
         (S.ACTIVE, E.RETIRE): S.RETIRED,
         (S.ACTIVE, E.CLOSE): S.CLOSED,

@@ -23,6 +23,7 @@ import trio.testing
 
 import hintpool
 from hintpool import AsyncConnectionPool, ConnectionPool
+from hintpool._state import FORGET_AFTER
 
 from ._async.test_connection_pool import response
 from .server import TestServer
@@ -71,6 +72,25 @@ async def test_reaper_wakes_for_a_nearer_deadline() -> None:
         assert stats.origins["http://a.test:80"].idle == 1
         await anyio.sleep(56)
         assert pool.statistics().expired == 2
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_a_crawler_that_moved_on_leaves_no_origin_behind() -> None:
+    # Origins visited once, then nothing: the reaper closes the idle
+    # connections, then wakes FORGET_AFTER seconds later to forget the
+    # origins (no new origin has to arrive for that); the totals remain.
+    async with mock_pool([response("timeout=5")]) as pool:
+        for i in range(30):
+            await pool.request("GET", f"http://c{i}.test/")
+        await anyio.sleep(5)
+        stats = pool.statistics()
+        assert (stats.open, len(stats.origins)) == (0, 30)
+        await anyio.sleep(FORGET_AFTER - 10)  # the first went vacant at 0
+        assert len(pool.statistics().origins) == 30
+        await anyio.sleep(10)
+        stats = pool.statistics()
+        assert (len(stats.origins), stats.connections_opened) == (0, 30)
 
 
 @pytest.mark.anyio

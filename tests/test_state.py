@@ -23,6 +23,7 @@ from hypothesis.stateful import (
 from hintpool._hints import KeepAlive
 from hintpool._policy import FINAL_STATES, LifetimePolicy, State
 from hintpool._state import (
+    FORGET_AFTER,
     RESERVED,
     WAIT,
     OriginKey,
@@ -69,14 +70,18 @@ class Pool:
         max_idle: float = 10,
         policy: LifetimePolicy | None = None,
         max_origins: int = 10_000,
+        max_per_origin: float = math.inf,
     ) -> None:
         self.hung_up: set[object] = set()
+        self.now = 0.0  # what the state's clock says (vacancy times)
         self.state = PoolState(
             max_connections=max_connections,
             max_idle=max_idle,
             policy=policy or LifetimePolicy(margin=1.0, keepalive_expiry=5.0),
             server_closed=self._server_closed,
             max_origins=max_origins,
+            clock=lambda: self.now,
+            max_per_origin=max_per_origin,
         )
 
     def _server_closed(self, conn: Any) -> bool:
@@ -142,10 +147,11 @@ def test_checkout_reserves_until_max_connections_then_waits() -> None:
 
 def test_checkout_waits_behind_queued_waiters_even_with_free_slots() -> None:
     pool = Pool(max_connections=2)
-    pool.state.waiters.append(FakeWaiter(B))
+    waiter = FakeWaiter(B)
+    pool.state.waiters.append(waiter)
     result, _ = pool.checkout(A)
     assert result is WAIT  # FIFO: no overtaking
-    pool.state.waiters[0].cancelled = True
+    pool.state.abandon(waiter, [])
     result, _ = pool.checkout(A)
     assert result is RESERVED
     assert not pool.state.waiters  # the cancelled one was pruned
@@ -252,6 +258,19 @@ def test_release_uses_learned_timeout_without_hint() -> None:
     other = pool.open(B)
     pool.release(other, now=100.0)
     assert other.lifetime.idle_deadline == 105.0
+
+
+def test_close_before_the_hint_is_learned_and_wins() -> None:
+    origin = OriginState(A)
+    origin.last_hint = KeepAlive(5.0, None)
+    origin.learn_idle_close(6.0, now=10.0)  # after the hint: the hint holds
+    assert origin.learned_timeout is None
+    origin.learn_idle_close(2.0, now=20.0)  # before it: something closes early
+    assert origin.learned_timeout == 2.0
+    origin.learn_idle_close(3.0, now=30.0)  # the smallest age stays
+    assert origin.learned_timeout == 2.0
+    policy = LifetimePolicy(margin=0.5)
+    assert policy.idle_window(origin.last_hint, origin.learned_timeout) == 1.5
 
 
 def test_release_without_expiry_keeps_forever() -> None:
@@ -621,7 +640,8 @@ def test_close_all() -> None:
     # Queued by hand: the bookkeeping does not care how they got there.
     waiter, cancelled = FakeWaiter(C), FakeWaiter(A)
     cancelled.cancelled = True
-    pool.state.waiters.extend([cancelled, waiter])
+    pool.state.waiters.append(cancelled)
+    pool.state.waiters.append(waiter)
     to_close: list[PooledConnection] = []
     pool.state.close_all(to_close)
     assert sorted(to_close, key=id) == sorted([idle_a, idle_b], key=id)
@@ -711,6 +731,54 @@ def test_max_origins_never_forgets_the_origin_just_created() -> None:
     origin_b = pool.state.origin(B)
     assert pool.state.origin(B) is origin_b
     assert B in pool.state.origins
+
+
+def test_origins_vacant_for_forget_after_are_forgotten() -> None:
+    pool = Pool()
+    pool.release(pool.open(A), reusable=False)  # A loses its connection at 0
+    kept = pool.open(B)
+    pool.release(kept, hint=KeepAlive(None, None))  # B keeps an idle one
+    pool.now = 10.0
+    pool.state.origin(C)  # C never gets a connection
+    assert list(pool.state.vacant) == [A, C]
+    assert pool.state.next_forget() == FORGET_AFTER
+    pool.state.forget_vacant(FORGET_AFTER - 0.5)
+    assert set(pool.state.origins) == {A, B, C}
+    pool.state.forget_vacant(FORGET_AFTER)
+    assert set(pool.state.origins) == {B, C}  # B has a connection: remembered
+    assert pool.state.next_forget() == 10.0 + FORGET_AFTER
+    pool.state.forget_vacant(1e9)
+    assert set(pool.state.origins) == {B}
+    assert pool.state.next_forget() == math.inf
+    assert pool.state.statistics().connections_opened == 2  # totals keep A
+
+
+def test_an_origin_in_use_again_is_no_longer_vacant() -> None:
+    pool = Pool()
+    pool.release(pool.open(A), reusable=False)
+    pool.now = 100.0
+    conn = pool.open(A)
+    assert A not in pool.state.vacant
+    pool.state.forget_vacant(1e9)
+    assert A in pool.state.origins
+    pool.now = 200.0
+    pool.release(conn, reusable=False)
+    assert pool.state.vacant[A] == 200.0
+
+
+def test_origins_beyond_max_origins_go_once_their_connections_end() -> None:
+    # Four origins busy at once with max_origins=2: all four are kept while
+    # they have connections; when they go vacant the oldest vacancies go at
+    # the next reaper pass, without waiting for a new origin to arrive.
+    pool = Pool(max_origins=2)
+    keys = [(b"http", f"h{i}.example".encode(), 80) for i in range(4)]
+    conns = [pool.open(key) for key in keys]
+    assert len(pool.state.origins) == 4
+    for i, conn in enumerate(conns):
+        pool.now = float(i)
+        pool.release(conn, reusable=False)
+    pool.state.forget_vacant(pool.now)
+    assert list(pool.state.origins) == keys[2:]
 
 
 def test_origin_label() -> None:
@@ -855,8 +923,7 @@ class PoolMachine(RuleBasedStateMachine):
             self.closed.add(id(conn))
             assert conn not in self.active
         newly = [w for w in self.queued if w.assigned]
-        # FIFO: the waiters served are the first live ones, in order.
-        assert newly == live_before[: len(newly)]
+        self.check_served(live_before, newly)
         for waiter in newly:
             event(f"waiter assigned {type(waiter.result).__name__}")
             assert waiter.times_assigned == 1
@@ -869,6 +936,12 @@ class PoolMachine(RuleBasedStateMachine):
                 assert conn.lifetime.state is State.IDLE
         self.queued = [w for w in self.queued if not w.cancelled]
         return result
+
+    def check_served(
+        self, live_before: list[FakeWaiter], newly: list[FakeWaiter]
+    ) -> None:
+        # FIFO: the waiters served are the first live ones, in order.
+        assert newly == live_before[: len(newly)]
 
     def took(self, conn: PooledConnection, before: State, deadline: float) -> None:
         """``conn`` was handed out for a new request."""
@@ -1149,6 +1222,7 @@ class PoolMachine(RuleBasedStateMachine):
             return
         state = self.state
         origins = state.origins.values()
+        assert set(state.vacant) == {o.key for o in origins if not o.open}
         assert state.open_count == sum(o.open for o in origins)
         assert state.idle_count == sum(len(o.idle) for o in origins)
         assert 0 <= state.idle_count <= state.max_idle

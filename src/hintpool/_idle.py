@@ -39,10 +39,17 @@ class IdleConnections:
         self.ghosts: dict[OriginState, None] = {}
         self.ghost_room = 0
 
-    def push_idle(self, conn: PooledConnection) -> None:
-        """``conn`` turned idle: onto its origin's stack and the heap."""
+    def push_idle(self, conn: PooledConnection, spare: bool = False) -> None:
+        """``conn`` turned idle: onto its origin's stack and the heap.
+
+        A ``spare`` (pre-warmed) connection goes to the bottom of the stack:
+        the connections it replaces serve their last requests first.
+        """
         origin = conn.origin
-        origin.idle.append(conn)
+        if spare:
+            origin.idle.insert(0, conn)
+        else:
+            origin.idle.append(conn)
         self.idle_count += 1
         self._seq += 1
         conn.heap_seq = self._seq

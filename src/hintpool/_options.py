@@ -145,6 +145,7 @@ _RULES: dict[str, Check] = {
     ),
     "max_connections": _integer(1, optional=True),
     "max_keepalive_connections": _integer(0, optional=True),
+    "max_connections_per_origin": _integer(1, optional=True),
     "keepalive_expiry": _seconds(optional=True),
     "keepalive_margin": _seconds(finite=True),
     "max_keepalive_timeout": _seconds(),
@@ -157,6 +158,7 @@ _RULES: dict[str, Check] = {
     "network_backend": _network_backend,
     "max_origins": _integer(1),
     "retry_stale": _BOOL,
+    "prewarm": _BOOL,
     "tls_session_cache": _tls_session_cache,
     "tls_session_ttl": _seconds(positive=True),
     "wire": _wire,
@@ -186,6 +188,19 @@ def _check(options: dict[str, Any]) -> None:
 def check_pool_options(**options: Any) -> None:
     """Raise TypeError / ValueError naming the first wrong keyword."""
     _check(options)
+    _check_per_origin_cap(
+        options.get("max_connections_per_origin"), options.get("max_connections")
+    )
+
+
+def _check_per_origin_cap(cap: int | None, total: int | None) -> None:
+    # A cap above the pool's own limit could never be reached: almost
+    # surely a mix-up of the two numbers.
+    if cap is not None and total is not None and cap > total:
+        raise ValueError(
+            f"max_connections_per_origin ({cap}) must not exceed "
+            f"max_connections ({total})"
+        )
 
 
 def check_transport_options(**options: Any) -> None:

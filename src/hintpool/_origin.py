@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final, Protocol
 
 from ._hints import KeepAlive
@@ -64,10 +65,13 @@ class OriginState(Counters):
         "idle",
         "key",
         "last_hint",
+        "last_request",
         "learned_at",
         "learned_timeout",
         "open",
         "opening",
+        "previous_request",
+        "prewarming",
         "proxy",
         "shared",
         "streams_peak",
@@ -94,17 +98,25 @@ class OriginState(Counters):
         self.opening: Any = None
         self.http_version: str | None = None
         self.streams_peak = 0
+        #: When a request last asked for a connection (see hintpool._prewarm).
+        self.last_request = -math.inf
+        self.previous_request = -math.inf
+        #: Pre-warmed connections being opened (0 or 1).
+        self.prewarming = 0
 
     def learn_idle_close(self, age: float, now: float) -> None:
         """The server closed one of our idle connections ``age`` s after use.
 
-        Only for origins that send no timeout hint (a hint always wins). The
-        estimate is the smallest age seen; it is forgotten after
-        ``RELEARN_AFTER`` seconds so a one-off early close (a restart) does
-        not stop reuse for good.
+        Learned when the origin sends no timeout hint, or when the close
+        came before the hint's timeout: something between us and the origin
+        (a proxy's tunnel, a load balancer) ends connections earlier than
+        the origin says, and the earlier of the two then counts (see
+        ``LifetimePolicy.idle_window``). The estimate is the smallest age
+        seen; it is forgotten after ``RELEARN_AFTER`` seconds so a one-off
+        early close (a restart) does not stop reuse for good.
         """
         hint = self.last_hint
-        if hint is not None and hint.timeout is not None:
+        if hint is not None and hint.timeout is not None and age >= hint.timeout:
             return
         age = max(0.0, age)
         learned = self.learned_timeout
@@ -136,6 +148,7 @@ class PooledConnection:
         "http2",
         "lifetime",
         "origin",
+        "prewarmed",
         "sock",
         "streams",
         "tls",
@@ -161,6 +174,8 @@ class PooledConnection:
         self.http2 = False
         self.streams = 0
         self.goaway = False
+        #: Opened ahead of need (hintpool._prewarm).
+        self.prewarmed = False
 
     def __repr__(self) -> str:
         return (

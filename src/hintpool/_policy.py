@@ -5,6 +5,8 @@ Theory of operation
 A pooled HTTP/1.1 connection lives through a small state machine::
 
     NEW --start--> ACTIVE --idle--> IDLE --start--> ACTIVE ...
+     |                                ^
+     +--warm--------------------------+  (pre-warmed: opened before a request)
                       |               |
                       +--retire-----> RETIRED   (server's ``max`` used up,
                       |               |          or it said ``Connection: close``)
@@ -85,6 +87,7 @@ class Event(enum.Enum):
     RETIRE = "retire"
     EXPIRE = "expire"
     CLOSE = "close"
+    WARM = "warm"
 
 
 _S, _E = State, Event
@@ -93,6 +96,8 @@ _S, _E = State, Event
 TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
     (_S.NEW, _E.START): _S.ACTIVE,
     (_S.NEW, _E.CLOSE): _S.CLOSED,
+    # Pre-warmed: opened ahead of any request, idle until one comes.
+    (_S.NEW, _E.WARM): _S.IDLE,
     (_S.ACTIVE, _E.IDLE): _S.IDLE,
     (_S.ACTIVE, _E.RETIRE): _S.RETIRED,
     (_S.ACTIVE, _E.CLOSE): _S.CLOSED,
@@ -148,9 +153,15 @@ class LifetimePolicy:
     def idle_window(
         self, hint: KeepAlive | None, learned_timeout: float | None = None
     ) -> float:
-        """Seconds a connection may stay idle after a response (inf: no limit)."""
+        """Seconds a connection may stay idle after a response (inf: no limit).
+
+        A learned timeout shorter than the hint wins: connections were seen
+        closed before the announced time (see ``OriginState.learn_idle_close``).
+        """
         timeout = hint.timeout if hint is not None else None
-        if timeout is None:
+        if learned_timeout is not None and (
+            timeout is None or learned_timeout < timeout
+        ):
             timeout = learned_timeout
         if timeout is not None:
             return max(0.0, min(timeout, self.max_timeout) - self.margin)
@@ -229,6 +240,13 @@ class Lifetime:
         self.idle_since = now
         self.idle_deadline = now + idle_window
         return True
+
+    def warmed(self, now: float, idle_window: float) -> None:
+        """Opened ahead of need (pre-warmed): idle from ``now``, when the
+        server's idle timer starts too."""
+        self._go(Event.WARM)
+        self.idle_since = now
+        self.idle_deadline = now + idle_window
 
     def response_aborted(self) -> None:
         """The wire connection cannot be reused (closed by httpcore, body not

@@ -42,7 +42,8 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Callable
 
 import anyio
 import anyio.abc
@@ -91,6 +92,9 @@ class AsyncReaper:
         self._scope: anyio.CancelScope | None = None
         self._wake: anyio.Event | None = None
         self._target = -math.inf  # not running: nothing to notify
+        #: Cancel scopes of the background tasks ``spawn`` started: the
+        #: task group is shared with other pools, so stop() cancels these.
+        self._spawned: set[anyio.CancelScope] = set()
 
     @property
     def running(self) -> bool:
@@ -118,6 +122,9 @@ class AsyncReaper:
         if self._scope is not None:
             self._scope.cancel()
             self._scope = None
+        for spawned in self._spawned:
+            spawned.cancel()
+        self._spawned.clear()
         host = _HOSTS.get(key)
         if host is None:
             return
@@ -136,11 +143,40 @@ class AsyncReaper:
         if deadline < self._target and self._wake is not None:
             self._wake.set()
 
+    #: Background work (pre-warming) can run beside the reaper.
+    spawns_tasks = True
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Run ``fn(*args)`` in the reaper's task group: it is cancelled when
+        the pool closes. False when the reaper is not running."""
+        host = None if self._host_key is None else _HOSTS.get(self._host_key)
+        if host is None:
+            return False
+        scope = anyio.CancelScope()
+        self._spawned.add(scope)
+        host.task_group.start_soon(self._run_spawned, scope, fn, args)
+        return True
+
+    async def _run_spawned(
+        self,
+        scope: anyio.CancelScope,
+        fn: Callable[..., Coroutine[Any, Any, Any]],
+        args: tuple[Any, ...],
+    ) -> None:
+        try:
+            with scope:  # cancelled by stop(), maybe before this task started
+                await fn(*args)
+        finally:
+            self._spawned.discard(scope)
+
     async def _run(self) -> None:
         pool = self._pool
         while True:
             self._wake = anyio.Event()
-            wake_at = await pool._reap()
+            # Also wake to forget origins left without a connection. The sync
+            # reaper thread does not: it would outlive a dropped pool for
+            # FORGET_AFTER seconds; sync pools forget at its other passes.
+            wake_at = min(await pool._reap(), pool._state.next_forget())
             self._target = wake_at
             delay = wake_at - pool._clock()
             if delay > 0:
@@ -173,6 +209,13 @@ class Reaper:
 
     def start(self) -> None:
         """Nothing to do: the pool is scheduled with its first idle connection."""
+
+    #: The shared reaper thread must not block on one pool's connects:
+    #: sync pools do not pre-warm.
+    spawns_tasks = False
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> bool:
+        return False
 
     def stop(self) -> None:
         _SHARED.remove(self)

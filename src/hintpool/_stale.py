@@ -10,6 +10,7 @@ catches a close that arrived since the connection went idle.
 from __future__ import annotations
 
 import select
+import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +44,29 @@ def server_closed(conn: PooledConnection) -> bool:
         check = getattr(conn.connection, "server_closed", None)
         return False if check is None else bool(check())
     try:
-        return _readable(sock)
+        if not _readable(sock):
+            return False
+        if (
+            conn.prewarmed
+            and conn.tls is not None
+            and not conn.lifetime.requests_served
+        ):
+            return _fin_first(sock)
+        return True
     except (OSError, ValueError):  # already closed on our side
         return True
+
+
+def _fin_first(sock: Any) -> bool:
+    """A pre-warmed TLS connection nothing has read from yet: the bytes
+    waiting are most likely the server's TLS 1.3 session tickets, sent
+    after the handshake. Only an end of stream with nothing before it
+    counts as a hang-up (a close that follows data is met by the request,
+    and an idempotent one is retried)."""
+    # Through a duplicate of the descriptor: under trio ``sock`` is a trio
+    # socket, whose recv() is a coroutine.
+    with socket.fromfd(sock.fileno(), socket.AF_INET, socket.SOCK_STREAM) as peer:
+        try:
+            return peer.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False

@@ -21,19 +21,32 @@ event loop each call is atomic.
   included, against ``max_connections``; ``idle_count`` counts idle ones
   against ``max_keepalive_connections`` (httpcore counts all connections
   there; the limit is about idle ones).
-* A request that finds no slot waits in a FIFO queue. Invariant: while a live
-  waiter is queued there is no idle connection, because every connection
-  that turns idle is first offered to the queue.
+* Origins with no connection left are kept in ``vacant``, oldest vacancy
+  first, so that forgetting is O(1) per origin, never a scan. When an
+  origin arrives and at each reaper pass, the oldest vacant ones beyond
+  ``max_origins`` go, and so does any origin vacant for ``FORGET_AFTER``
+  seconds: a crawler that moved on does not keep its old origins forever.
+* ``max_per_origin`` caps an origin's slots as ``max_connections`` caps
+  all of them. A request that finds no slot waits in ``waiters``
+  (``hintpool._waiters``): FIFO within an origin, and a freed slot goes to
+  the oldest waiter that can use it, so an origin at its cap holds up no
+  other. Invariants: while a waiter of an origin is queued that origin has
+  no idle connection, and while a waiter that could take a new slot is
+  queued no slot is free and nothing is idle, because every connection that
+  turns idle and every slot that frees is first offered to the queue.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
+import math
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Union
+from typing import Any, Final, Union
 
+from . import _prewarm
 from ._evict import IDLE_LIMIT, OPEN_LIMIT, EvictionLog, pick_victim
 from ._idle import IdleConnections
 from ._origin import (
@@ -58,8 +71,10 @@ from ._stats import (
     origin_label,
     proxy_statistics,
 )
+from ._waiters import WaitQueue
 
 __all__ = [
+    "FORGET_AFTER",
     "MAX_WATCHED",
     "RELEARN_AFTER",
     "RESERVED",
@@ -74,8 +89,14 @@ __all__ = [
     "origin_label",
 ]
 
+#: The eviction of an idle connection for a fresh one to the same origin.
+ORIGIN_LIMIT = "max_connections_per_origin"
 
 CheckoutResult = Union[PooledConnection, Sentinel]
+#: Seconds an origin with no connection is remembered. What it taught the
+#: pool (a learned timeout) is stale by then anyway (RELEARN_AFTER), and its
+#: counters stay in the pool's totals.
+FORGET_AFTER: Final = RELEARN_AFTER
 
 
 class PoolState(IdleConnections):
@@ -89,21 +110,27 @@ class PoolState(IdleConnections):
         policy: LifetimePolicy,
         server_closed: Callable[[PooledConnection], bool],
         max_origins: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
         proxy_label: str | None = None,
         proxy_key: OriginKey | None = None,
+        max_per_origin: float = math.inf,
     ) -> None:
         self.proxy_label = proxy_label
         #: Where forwarded requests' connections (to the proxy) are pooled.
         self.proxy_key = proxy_key
         self.server_closed = server_closed
+        self.clock = clock
         self.max_connections = max_connections
+        self.max_per_origin = max_per_origin
         self.max_idle = max_idle
         self.policy = policy
         self.max_origins = max_origins
         self.origins: dict[OriginKey, OriginState] = {}
+        #: Origins without a connection -> when they lost their last one.
+        self.vacant: OrderedDict[OriginKey, float] = OrderedDict()
         self.open_count = 0
         super().__init__()
-        self.waiters: deque[WaiterLike] = deque()
+        self.waiters = WaitQueue()
         #: Every counter of every origin, summed as it is counted, so that
         #: statistics() is O(1) and survives forgotten origins.
         self.totals = Counters()
@@ -112,6 +139,11 @@ class PoolState(IdleConnections):
         self.evictions = EvictionLog()
         #: Which idle connection a limit closes: see hintpool._evict.
         self.eviction = "unproven"
+        #: Open replacements ahead of need (hintpool._prewarm); the pool
+        #: turns it on while it can run background tasks.
+        self.prewarm_enabled = False
+        #: Origins with a slot reserved for a pre-warm the pool must start.
+        self.prewarm_due: list[OriginState] = []
 
     # -- origins -----------------------------------------------------------
 
@@ -120,21 +152,38 @@ class PoolState(IdleConnections):
         if state is None:
             state = self.origins[key] = OriginState(key)
             state.proxy = self.proxy_label
-            if len(self.origins) > self.max_origins:
-                self._forget_origins(keep=key)
+            now = self.clock()
+            self.vacant[key] = now
+            self.forget_vacant(now, keep=key)
         return state
 
-    def _forget_origins(self, keep: OriginKey) -> None:
-        """Drop the oldest origins that have no connection left (never
-        ``keep``, the one being created)."""
+    def forget_vacant(self, now: float, keep: OriginKey | None = None) -> None:
+        """Drop the origins vacant for ``FORGET_AFTER`` seconds, and the
+        oldest vacant ones beyond ``max_origins`` (never ``keep``, the one
+        just created or vacated: it is the newest)."""
+        vacant = self.vacant
         excess = len(self.origins) - self.max_origins
-        for key in list(self.origins):
-            if excess <= 0:
+        while vacant:
+            key = next(iter(vacant))
+            # The same sum as next_forget(), so that a reaper woken at that
+            # time surely forgets (now - FORGET_AFTER may round the other way).
+            if key == keep or (excess <= 0 and vacant[key] + FORGET_AFTER > now):
                 break
-            state = self.origins[key]
-            if state.open == 0 and key != keep:
-                del self.origins[key]
-                excess -= 1
+            del vacant[key]
+            del self.origins[key]
+            excess -= 1
+
+    def next_forget(self) -> float:
+        """When the oldest vacant origin is due to be forgotten."""
+        vacant = self.vacant
+        return vacant[next(iter(vacant))] + FORGET_AFTER if vacant else float("inf")
+
+    def _lost_connection(self, origin: OriginState) -> None:
+        # Only noted here: forgetting happens in origin() and in the reaper's
+        # pass (forget_vacant), where no caller holds an OriginState.
+        origin.open -= 1
+        if not origin.open:
+            self.vacant[origin.key] = self.clock()
 
     # -- checkout ------------------------------------------------------------
 
@@ -150,6 +199,8 @@ class PoolState(IdleConnections):
         Connections found expired are appended to ``to_close``. ``fresh``
         skips the idle connections (a retry wants a new connection).
         """
+        origin.previous_request = origin.last_request
+        origin.last_request = now
         stack = origin.idle
         while stack and not fresh:
             conn = stack.pop()
@@ -157,20 +208,43 @@ class PoolState(IdleConnections):
             if self._usable(conn, now):
                 self._start_reused(conn)
                 return conn
-            origin.open -= 1
+            self._lost_connection(origin)
             self.open_count -= 1
             to_close.append(conn)
         if self._heap and self._heap[0][0] <= now:
             self.evict_expired(now, to_close)
-        if self.waiters:
-            self._prune_waiters()
-        if not self.waiters:
-            if self.open_count < self.max_connections:
-                return self._reserve(origin)
-            if self.idle_count:
-                self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
-                return self._reserve(origin)
+        if self.waiters and self._must_queue(origin.key):
+            return WAIT
+        if origin.open >= self.max_per_origin:
+            if not stack:
+                return WAIT
+            # A fresh connection (a retry) in place of an idle one.
+            self._evict(self.take_idle(stack[-1]), to_close, ORIGIN_LIMIT)
+            return self._reserve(origin)
+        if self.open_count < self.max_connections:
+            return self._reserve(origin)
+        if self.idle_count:
+            self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
+            return self._reserve(origin)
         return WAIT
+
+    def _must_queue(self, key: OriginKey) -> bool:
+        """FIFO: a waiter of this origin, or one that could take the slot
+        this request wants, came first."""
+        waiters = self.waiters
+        return (
+            waiters.has_waiter(key) or waiters.oldest(None, self.can_open) is not None
+        )
+
+    def queue(self, waiter: WaiterLike, origin: OriginState) -> None:
+        """Queue a request that found no slot (``checkout`` said WAIT)."""
+        self.waiters.append(waiter)
+        self.count(origin, "waited")
+
+    def can_open(self, key: OriginKey) -> bool:
+        """Is this origin below its cap (may it take a new slot)?"""
+        state = self.origins.get(key)
+        return state is None or state.open < self.max_per_origin
 
     def _usable(self, conn: PooledConnection, now: float) -> bool:
         """Check an idle connection taken off the pool; close it if it is not.
@@ -191,8 +265,14 @@ class PoolState(IdleConnections):
         return True
 
     def _start_reused(self, conn: PooledConnection) -> None:
-        conn.lifetime.start_request()
+        lifetime = conn.lifetime
         origin = conn.origin
+        if not lifetime.requests_served:  # pre-warmed: its first request
+            self.count(origin, "prewarm_used")
+            self.count(origin, "requests")
+            lifetime.start_request()
+            return
+        lifetime.start_request()
         origin.requests += 1
         origin.reused += 1
         totals = self.totals
@@ -220,32 +300,29 @@ class PoolState(IdleConnections):
         """Close an idle connection (already off the pool) to respect a limit."""
         conn.lifetime.close()
         self._count_eviction(conn.origin, limit)
-        conn.origin.open -= 1
+        self._lost_connection(conn.origin)
         self.open_count -= 1
         to_close.append(conn)
 
     def _reserve(self, origin: OriginState) -> Sentinel:
         self.open_count += 1
+        if not origin.open:
+            self.vacant.pop(origin.key, None)
         origin.open += 1
         return RESERVED
 
-    def _prune_waiters(self) -> bool:
-        """Drop cancelled waiters from the front; True if none is left."""
-        waiters = self.waiters
-        while waiters and waiters[0].cancelled:
-            waiters.popleft()
-        return not waiters
-
     def connection_opened(self, conn: PooledConnection) -> None:
         """A connection was opened in a reserved slot; its first request starts."""
+        self.count_opened(conn)
+        conn.origin.requests += 1
+        self.totals.requests += 1
+        conn.lifetime.start_request()
+
+    def count_opened(self, conn: PooledConnection) -> None:
         origin = conn.origin
         origin.connections_opened += 1
-        origin.requests += 1
-        totals = self.totals
-        totals.connections_opened += 1
-        totals.requests += 1
+        self.totals.connections_opened += 1
         conn.generation = self.generation
-        conn.lifetime.start_request()
         tls = conn.tls
         if tls is not None:
             if tls.resumed:
@@ -256,19 +333,21 @@ class PoolState(IdleConnections):
 
     def release_slot(self, origin: OriginState) -> None:
         """A reserved slot was not used (connect failed): pass it on."""
-        origin.open -= 1
+        self._lost_connection(origin)
         self.open_count -= 1
-        self._offer_slot()
+        self._offer_slot(origin.key)
 
-    def _offer_slot(self) -> None:
-        """A slot became free: the first live waiter takes it."""
+    def _offer_slot(self, freed: OriginKey) -> None:
+        """A slot of origin ``freed`` became free: the oldest waiter that
+        can use it takes it (one of ``freed``'s own, or of any origin below
+        its cap)."""
         waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.cancelled:
-                self._reserve(self.origin(waiter.key))
-                waiter.assign(RESERVED)
-                return
+        if not waiters:
+            return
+        waiter = waiters.oldest(freed, self.can_open)
+        if waiter is not None:
+            self._reserve(self.origin(waiter.key))
+            waiters.assign(waiter, RESERVED)
 
     # -- release -------------------------------------------------------------
 
@@ -299,37 +378,40 @@ class PoolState(IdleConnections):
                 return
         if lifetime.retired_by_max:
             self.count(origin, "retired_by_max")
-        elif lifetime.retired_by_close:
+            self._drop(conn, to_close)
+            _prewarm.consider(self, origin, now)
+            return
+        if lifetime.retired_by_close:
             self.count(origin, "retired_by_close")
         self._drop(conn, to_close)
 
     def _drop(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:
-        conn.origin.open -= 1
+        self._lost_connection(conn.origin)
         self.open_count -= 1
         to_close.append(conn)
-        self._offer_slot()
+        self._offer_slot(conn.origin.key)
 
     def _make_idle(
-        self, conn: PooledConnection, to_close: list[PooledConnection]
+        self,
+        conn: PooledConnection,
+        to_close: list[PooledConnection],
+        spare: bool = False,
     ) -> None:
         waiters = self.waiters
-        while waiters:
-            waiter = waiters[0]
-            if waiter.cancelled:
-                waiters.popleft()
-                continue
-            if waiter.key == conn.origin.key:
-                # Handed over idle: the waiter claims (and checks) it.
-                waiters.popleft()
-                waiter.assign(conn)
+        if waiters:
+            waiter = waiters.oldest(conn.origin.key, self.can_open)
+            if waiter is not None:
+                if waiter.key == conn.origin.key:
+                    # Handed over idle: the waiter claims (and checks) it.
+                    waiters.assign(waiter, conn)
+                    return
+                # The oldest waiter wants another origin (below its cap):
+                # its turn comes first, so this connection makes way for it.
+                conn.lifetime.close()
+                self._count_eviction(conn.origin, OPEN_LIMIT)
+                self._drop(conn, to_close)
                 return
-            # FIFO: the first waiter wants another origin. Its turn comes
-            # first, so this connection makes way for it.
-            conn.lifetime.close()
-            self._count_eviction(conn.origin, OPEN_LIMIT)
-            self._drop(conn, to_close)
-            return
-        self.push_idle(conn)
+        self.push_idle(conn, spare)
         if self.idle_count > self.max_idle:
             self._evict(pick_victim(self, conn), to_close, IDLE_LIMIT)
 
@@ -345,9 +427,11 @@ class PoolState(IdleConnections):
             self.take_idle(conn)
             conn.lifetime.expire()
             self.count(conn.origin, "expired")
-            conn.origin.open -= 1
+            self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
+            if not conn.origin.idle:
+                _prewarm.consider(self, conn.origin, now)
 
     def idle_closed_by_server(
         self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
@@ -387,7 +471,7 @@ class PoolState(IdleConnections):
 
     def abandon(self, waiter: WaiterLike, to_close: list[PooledConnection]) -> None:
         """A waiter gave up (timeout, cancellation): undo what it was given."""
-        waiter.cancelled = True
+        self.waiters.cancel(waiter)
         if not waiter.assigned:
             return
         result = waiter.result
@@ -411,7 +495,7 @@ class PoolState(IdleConnections):
         self.generation += 1
         for conn in self.clear_idle():
             conn.lifetime.close()
-            conn.origin.open -= 1
+            self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
 
@@ -431,6 +515,8 @@ class PoolState(IdleConnections):
 
     def _count_eviction(self, origin: OriginState, limit: str) -> None:
         self.count(origin, "evicted")
+        if limit == ORIGIN_LIMIT:
+            return  # a retry's fresh connection: no limit is too small
         value = self.max_idle if limit == IDLE_LIMIT else self.max_connections
         self.evictions.evicted(limit, self.totals.requests, value)
 
@@ -439,14 +525,11 @@ class PoolState(IdleConnections):
     ) -> PoolStatistics:
         """O(1): the totals, and a view that builds per-origin entries when
         read (under ``lock``, the pool's)."""
-        waiting = len(self.waiters)
-        if waiting:
-            waiting = sum(1 for w in self.waiters if not w.cancelled)
         return PoolStatistics(
             open=self.open_count,
             idle=self.idle_count,
             active=self.open_count - self.idle_count,
-            waiting=waiting,
+            waiting=len(self.waiters),
             origins=OriginsView(self.origins, lock or nullcontext()),
             proxies=self._proxy_statistics(),
             **self.totals.values(),

@@ -63,6 +63,11 @@ COUNTER_FIELDS: Final = (
     "proxy_errors",
     "goaways_received",
     "goaway_retries",
+    "waited",
+    "prewarmed",
+    "prewarm_used",
+    "prewarm_wasted",
+    "prewarm_failed",
 )
 
 
@@ -97,6 +102,11 @@ class Counters:
     proxy_errors: int
     goaways_received: int
     goaway_retries: int
+    waited: int
+    prewarmed: int
+    prewarm_used: int
+    prewarm_wasted: int
+    prewarm_failed: int
 
     def values(self) -> dict[str, Any]:
         return dict(zip(COUNTER_FIELDS, _read_counters(self)))
@@ -197,6 +207,15 @@ class OriginStatistics:
     #: Requests the server had not processed when it sent GOAWAY (or
     #: refused with REFUSED_STREAM), sent again on another connection.
     goaway_retries: int = 0
+    #: Requests that found no free slot and queued (see
+    #: ``max_connections_per_origin``).
+    waited: int = 0
+    #: Connections opened ahead of need (``prewarm=True``), and of those:
+    #: used by a request, closed unused, and failed to open.
+    prewarmed: int = 0
+    prewarm_used: int = 0
+    prewarm_wasted: int = 0
+    prewarm_failed: int = 0
 
 
 def origin_statistics(state: OriginState) -> OriginStatistics:
@@ -343,6 +362,11 @@ class PoolStatistics:
     proxy_errors: int = 0
     goaways_received: int = 0
     goaway_retries: int = 0
+    waited: int = 0
+    prewarmed: int = 0
+    prewarm_used: int = 0
+    prewarm_wasted: int = 0
+    prewarm_failed: int = 0
     origins: Mapping[str, OriginStatistics] = field(default_factory=dict)
     #: The pool's proxy by URL (without credentials): at most one entry.
     proxies: Mapping[str, ProxyStatistics] = field(default_factory=dict)

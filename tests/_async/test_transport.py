@@ -99,7 +99,7 @@ async def test_max_retires_the_connection_before_the_server_closes_it(
     srv = server_factory(
         keep_alive="timeout=5, max={left}", max_requests=2, close_on_last=False
     )
-    async with client() as c:
+    async with client(prewarm=False) as c:
         for _ in range(5):
             assert (await c.get(srv.url + "/conn")).status_code == 200
         stats = pool_stats(c)

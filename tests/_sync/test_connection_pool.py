@@ -127,7 +127,9 @@ def test_keepalive_expiry_none_keeps_hintless_connections() -> None:
 
 def test_max_counts_down_and_retires_the_connection() -> None:
     # Apache: "max=1" = one more request after this one, "max=0" = last.
-    pool = make_pool([response("timeout=5, max=1"), response("timeout=5, max=0")])
+    pool = make_pool(
+        [response("timeout=5, max=1"), response("timeout=5, max=0")], prewarm=False
+    )
     with pool:
         get(pool)
         get(pool)

@@ -73,22 +73,31 @@ def race(
     tls: ssl.SSLContext | None,
     record_property: Callable[[str, object], None],
     label: str,
+    post: bool = False,
+    **options: object,
 ) -> tuple[list[Exception], hintpool.PoolStatistics]:
     """Run hintpool and httpx's default side by side; hintpool's failures
-    and statistics are returned, httpx's count recorded."""
+    and statistics are returned, httpx's count recorded. ``post``: POSTs
+    with a body, which no client may send twice."""
     baseline: list[Exception] = []
+
+    def method(client: httpx.Client) -> Get:
+        if post:
+            return lambda url: client.post(url, content=b"once")
+        return client.get
 
     def run_httpx() -> None:
         verify: ssl.SSLContext | bool = True if tls is None else tls
         with httpx.Client(proxy=proxy_url, verify=verify, timeout=10.0) as plain:
-            baseline.extend(run_schedule(plain.get, f"{base}/race-httpx", gaps))
+            baseline.extend(run_schedule(method(plain), f"{base}/race-httpx", gaps))
 
     thread = threading.Thread(target=run_httpx, name="httpx-baseline")
     thread.start()
-    client, transport = sync_client(tls=tls, proxy=proxy_url, keepalive_margin=MARGIN)
+    options.setdefault("keepalive_margin", MARGIN)
+    client, transport = sync_client(tls=tls, proxy=proxy_url, **options)
     try:
         with client:
-            failures = run_schedule(client.get, f"{base}/race-hintpool", gaps)
+            failures = run_schedule(method(client), f"{base}/race-hintpool", gaps)
             stats = transport.statistics()
     finally:
         thread.join(timeout=60)
@@ -205,3 +214,59 @@ def test_no_failures_when_the_proxy_closes_tunnels_first(
         f" retries {per_origin.retries}, closed {per_origin.closed_by_server},"
         f" learned timeout {per_origin.learned_timeout}"
     )
+
+
+def test_no_failed_posts_when_hints_are_capped_below_the_proxy(
+    real_servers: StartServer,
+    real_proxies: StartProxy,
+    delay_proxy_factory: Callable[..., object],
+    tls_files: TLSFiles,
+    tls_client_context: ssl.SSLContext,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """As above, with POSTs (never retried): ``max_keepalive_timeout`` at
+    tinyproxy's 1 s keeps every tunnel inside the proxy's timeout."""
+    origin = real_servers(origin_spec(tls_files, timeout=5.0))
+    proxy = real_proxies(ProxySpec("tinyproxy", idle_timeout=TIMEOUT))
+    proxy_url = behind_delay(delay_proxy_factory, proxy)
+    failures, stats = race(
+        proxy_url,
+        origin.url,
+        GAPS,
+        tls_client_context,
+        record_property,
+        "tinyproxy tunnel, POSTs",
+        post=True,
+        max_keepalive_timeout=TIMEOUT,
+    )
+    assert failures == []
+    per_origin = stats.origins[origin.url]
+    assert (per_origin.closed_by_server, per_origin.retries) == (0, 0)
+
+
+def test_no_failed_posts_through_squid_with_expiry_below_its_earliest_close(
+    real_servers: StartServer,
+    real_proxies: StartProxy,
+    delay_proxy_factory: Callable[..., object],
+    record_property: Callable[[str, object], None],
+) -> None:
+    """POSTs are never retried, and squid's scattered closes make a learned
+    timeout unsafe for them: with ``keepalive_expiry`` and
+    ``max_keepalive_timeout`` below squid's earliest close (a second before
+    ``client_idle_pconn_timeout``) no POST fails."""
+    origin = real_servers(origin_spec(None))
+    proxy = real_proxies(ProxySpec("squid", idle_timeout=PROXY_TIMEOUT))
+    proxy_url = behind_delay(delay_proxy_factory, proxy)
+    failures, stats = race(
+        proxy_url,
+        origin.url,
+        SQUID_GAPS,
+        None,
+        record_property,
+        "squid forward, POSTs",
+        post=True,
+        limits=httpx.Limits(keepalive_expiry=PROXY_TIMEOUT - 1.25),
+        max_keepalive_timeout=PROXY_TIMEOUT - 1,
+    )
+    assert failures == []
+    assert stats.origins[proxy_url].closed_by_server == 0

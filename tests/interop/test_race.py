@@ -147,7 +147,10 @@ def test_no_failures_behind_latency_after_learning(
         time.sleep(TIMEOUT + 0.3)  # the reaper sees the server's close
         learned = transport.statistics().origins[base].learned_timeout
         assert learned is not None
-        assert TIMEOUT - 0.05 <= learned <= TIMEOUT + 0.2
+        # Short of the timeout by the proxy's one-way delay plus however late
+        # a loaded client read the response's end (90 ms seen in CI): shorter
+        # only makes the pool retire connections earlier.
+        assert TIMEOUT - MARGIN <= learned <= TIMEOUT + 0.2
         failures = run_schedule(client.get, f"{base}/learned-race", GAPS)
         stats = transport.statistics().origins[base]
     assert failures == []

@@ -8,6 +8,7 @@ module does the I/O around them: connect, send, close, wait.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 import types
@@ -17,6 +18,7 @@ from typing import Any, Callable, cast
 
 import httpcore
 
+from .. import _prewarm
 from .._exceptions import (
     PoolTimeout,
     UnsupportedProtocol,
@@ -27,6 +29,7 @@ from .._hints import response_keep_alive
 from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
+from .._prewarm import PREWARM_AHEAD
 from .._proxy import forward_request, parse_proxy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
 from .._requests import HeaderTypes, build_request, hint_headers
@@ -35,9 +38,11 @@ from .._state import (
     RESERVED,
     WAIT,
     CheckoutResult,
+    OriginState,
     PooledConnection,
     PoolState,
     PoolStatistics,
+    origin_label,
 )
 from .._synchronization import (
     AsyncBookkeepingLock,
@@ -54,6 +59,8 @@ logger = logging.getLogger("hintpool")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
+#: A pre-warm has no request to take timeouts from: httpx's default.
+_PREWARM_EXTENSIONS = {"timeout": {"connect": 5.0}}
 
 
 class AsyncConnectionPool(AsyncResend):
@@ -67,6 +74,10 @@ class AsyncConnectionPool(AsyncResend):
     :param max_connections: open connections at most, all origins together
         (``None``: no limit).
     :param max_keepalive_connections: idle connections kept at most.
+    :param max_connections_per_origin: open connections at most to any one
+        origin (``None``: no cap). Waiting is fair: a freed slot goes to the
+        oldest request that can use it, so requests to an origin at its cap
+        never hold up requests to other origins.
     :param keepalive_expiry: idle seconds allowed when a server sends no
         ``Keep-Alive: timeout`` (``None``: no limit).
     :param keepalive_margin: seconds taken off every announced timeout.
@@ -77,6 +88,11 @@ class AsyncConnectionPool(AsyncResend):
     :param tls_session_cache: resume TLS sessions on new connections to an
         origin: True (up to 1,000 origins), a size, or False / 0 (off).
     :param tls_session_ttl: seconds a TLS session is offered at most.
+    :param prewarm: open a replacement in the background when a connection
+        to a busy origin is about to end (the server's ``max`` runs out, or
+        its idle deadline falls while requests still come), so the next
+        request finds a warm connection; needs ``async with`` (the reaper's
+        task group runs it). Sync pools do not pre-warm.
     :param wire: ``"auto"`` (default): hintpool's own HTTP/1.1 connection
         where it can run (asyncio and sync, no custom ``network_backend``),
         httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.
@@ -98,6 +114,7 @@ class AsyncConnectionPool(AsyncResend):
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int | None = 100,
         max_keepalive_connections: int | None = 20,
+        max_connections_per_origin: int | None = None,
         keepalive_expiry: float | None = 5.0,
         keepalive_margin: float = 1.0,
         max_keepalive_timeout: float = 600.0,
@@ -110,6 +127,7 @@ class AsyncConnectionPool(AsyncResend):
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
+        prewarm: bool = False,
         wire: str = "auto",
         http1: bool = True,
         http2: bool = False,
@@ -120,6 +138,7 @@ class AsyncConnectionPool(AsyncResend):
             ssl_context=ssl_context,
             max_connections=max_connections,
             max_keepalive_connections=max_keepalive_connections,
+            max_connections_per_origin=max_connections_per_origin,
             keepalive_expiry=keepalive_expiry,
             keepalive_margin=keepalive_margin,
             max_keepalive_timeout=max_keepalive_timeout,
@@ -132,6 +151,7 @@ class AsyncConnectionPool(AsyncResend):
             retry_stale=retry_stale,
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
+            prewarm=prewarm,
             wire=wire,
             http1=http1,
             http2=http2,
@@ -162,11 +182,17 @@ class AsyncConnectionPool(AsyncResend):
             policy=self._policy,
             server_closed=server_closed,
             max_origins=max_origins,
+            clock=clock,
             proxy_label=None if self._proxy is None else self._proxy.label,
             proxy_key=(
                 self._proxy.key
                 if self._proxy is not None and not self._proxy.is_socks
                 else None
+            ),
+            max_per_origin=(
+                math.inf
+                if max_connections_per_origin is None
+                else max_connections_per_origin
             ),
         )
         self._connector = AsyncConnector(
@@ -185,6 +211,7 @@ class AsyncConnectionPool(AsyncResend):
         self._clock = clock
         self._lock = AsyncBookkeepingLock()
         self._retry_stale = retry_stale
+        self._prewarm = prewarm
         self._reaper = AsyncReaper(self)
 
     # -- public API ------------------------------------------------------------
@@ -310,6 +337,13 @@ class AsyncConnectionPool(AsyncResend):
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
+        left = conn.lifetime.requests_left
+        if left is not None and left <= PREWARM_AHEAD and self._state.prewarm_enabled:
+            # The server's last response or the one before: the replacement
+            # connects while this body is read and the next request is sent.
+            with self._lock:
+                _prewarm.consider(self._state, conn.origin, self._clock())
+            self._start_prewarms()
         stream = cast("AsyncIterable[bytes]", response.stream)
         response.stream = AsyncPoolByteStream(stream, self, conn)
         return response
@@ -323,7 +357,9 @@ class AsyncConnectionPool(AsyncResend):
         working when one of them is closed)."""
         to_close: list[PooledConnection] = []
         with self._lock:
+            self._state.prewarm_enabled = False
             self._state.close_all(to_close)
+        # Cancels the pre-warms still connecting: they free their slots.
         await self._reaper.stop()
         await self._close_connections(to_close)
 
@@ -331,6 +367,7 @@ class AsyncConnectionPool(AsyncResend):
         """Start the reaper (idle connections are closed at their deadline
         even when no request comes); ``__aexit__`` closes the pool."""
         await self._reaper.start()
+        self._state.prewarm_enabled = self._prewarm and self._reaper.spawns_tasks
         return self
 
     async def __aexit__(
@@ -365,7 +402,7 @@ class AsyncConnectionPool(AsyncResend):
                     )
                     if result is WAIT:
                         waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
-                        self._state.waiters.append(waiter)
+                        self._state.queue(waiter, origin)
                     elif (
                         result is RESERVED
                         and origin.http_version != "HTTP/1.1"
@@ -462,6 +499,8 @@ class AsyncConnectionPool(AsyncResend):
                 self._state.release(conn, self._clock(), reusable, to_close)
             if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
                 self._reaper.notify(self._state.wake_time(conn))
+        if self._state.prewarm_due:
+            self._start_prewarms()
         if to_close:
             await self._close_connections(to_close)
 
@@ -494,9 +533,11 @@ class AsyncConnectionPool(AsyncResend):
         with self._lock:
             now = self._clock()
             self._state.evict_expired(now, to_close)
+            self._state.forget_vacant(now)
             hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)
+        self._start_prewarms()
         await self._close_connections(to_close)
         with self._lock:
             state = self._state
@@ -511,11 +552,68 @@ class AsyncConnectionPool(AsyncResend):
                 wake_at = min(wake_at, now + REAPER_HEARTBEAT)
         return wake_at
 
+    # -- pre-warming (see hintpool._prewarm) ------------------------------------
+
+    def _start_prewarms(self) -> None:
+        """Open the pre-warms the bookkeeping reserved slots for."""
+        with self._lock:
+            due = self._state.prewarm_due
+            if not due:
+                return
+            self._state.prewarm_due = []
+        for origin in due:
+            if not self._reaper.spawn(self._prewarm_connection, origin):
+                with self._lock:  # the pool is closing
+                    _prewarm.failed(self._state, origin, cancelled=True)
+
+    async def _prewarm_connection(self, origin: OriginState) -> None:
+        """Open a connection to ``origin`` ahead of need, in the background.
+
+        A failure is logged and counted, never raised: the requests to that
+        origin open their own connections as usual."""
+        scheme, host, port = origin.key
+        # Through a proxy, an origin's own key means a tunnel; the proxy's
+        # key, the connections forwarded requests share.
+        proxy = self._proxy
+        tunnel = proxy is not None and origin.key != proxy.key
+        try:
+            connection, sock, tls = await self._connector.connect(
+                httpcore.Origin(scheme, host, port), _PREWARM_EXTENSIONS, tunnel
+            )
+        except Exception as exc:
+            logger.info("pre-warming %s failed: %r", origin_label(origin.key), exc)
+            with self._lock:
+                _prewarm.failed(self._state, origin)
+            return
+        except BaseException:  # cancelled: the pool is closing
+            with self._lock:
+                _prewarm.failed(self._state, origin, cancelled=True)
+            raise
+        conn = PooledConnection(origin, connection, sock, tls)
+        to_close: list[PooledConnection] = []
+        if hasattr(connection, "goaway"):
+            # HTTP/2: the origin's one connection carries every request, so
+            # a spare is of no use; closing it is what an unused one costs.
+            with self._lock:
+                _prewarm.failed(self._state, origin, cancelled=True)
+                origin.http_version = "HTTP/2"
+            await self._close_connections([conn])
+            return
+        with self._lock:
+            _prewarm.opened(self._state, conn, self._clock(), to_close)
+            if conn.heap_seq >= 0:
+                self._reaper.notify(self._state.wake_time(conn))
+        logger.debug("pre-warmed %r", conn)
+        await self._close_connections(to_close)
+
     async def _close_connections(self, connections: list[PooledConnection]) -> None:
         if not connections:
             return
         with AsyncShieldCancellation():
             for conn in connections:
+                if conn.prewarmed and not conn.lifetime.requests_served:
+                    with self._lock:
+                        self._state.count(conn.origin, "prewarm_wasted")
                 logger.debug("closing %r", conn)
                 try:
                     await conn.connection.aclose()

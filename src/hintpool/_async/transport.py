@@ -33,6 +33,10 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
     origins' statistics are remembered once they have no connection left),
     ``tls_session_cache`` (resume TLS sessions on new connections: True, a
     number of origins, or False) and ``tls_session_ttl`` (seconds, 7200),
+    ``max_connections_per_origin`` (open connections at most to any one
+    origin, default None: no cap; see :class:`AsyncConnectionPool`),
+    ``prewarm`` (open a busy origin's next connection before its current
+    one ends, async only, default False; see :class:`AsyncConnectionPool`),
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
@@ -61,10 +65,12 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         *,
         keepalive_margin: float = 1.0,
         max_keepalive_timeout: float = 600.0,
+        max_connections_per_origin: int | None = None,
         max_origins: int = 10_000,
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
+        prewarm: bool = False,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
         wire: str = "auto",
     ) -> None:
@@ -89,6 +95,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
+            max_connections_per_origin=max_connections_per_origin,
             keepalive_expiry=limits.keepalive_expiry,
             keepalive_margin=keepalive_margin,
             max_keepalive_timeout=max_keepalive_timeout,
@@ -101,6 +108,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
             retry_stale=retry_stale,
             tls_session_cache=tls_session_cache,
             tls_session_ttl=tls_session_ttl,
+            prewarm=prewarm,
             wire=wire,
             proxy=proxy,
             http1=http1,

@@ -1,6 +1,7 @@
 """The benchmark server: Node.js ``http`` when ``node`` is on PATH, else ours.
 
 Both answer every request with ``200 hello`` and ``Keep-Alive: timeout=5``
+(``/delay/S``: after S seconds, for the crawler workload's slow origin)
 and listen on each of the given loopback addresses (one port per address).
 Node.js runs in its own process, so the client's CPU time is the client's
 alone; the in-process h11 server shares the interpreter (and the GIL) with
@@ -41,7 +42,9 @@ const tls = process.argv[3]
 const keepAliveMs = Number(process.argv[2]) * 1000;
 const handler = (req, res) => {
   res.setHeader('Content-Type', 'text/plain');
-  res.end('hello');
+  const delay = /^\/delay\/([0-9.]+)$/.exec(req.url);
+  if (delay) setTimeout(() => res.end('delayed'), Number(delay[1]) * 1000);
+  else res.end('hello');
 };
 const ports = new Array(hosts.length);
 let pending = hosts.length;

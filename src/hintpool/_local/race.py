@@ -15,6 +15,11 @@ The schedule is a list of bursts: most gaps before a burst fall close to T
 (a 2d-wide window sits inside them), some are short so that connections stay
 alive across bursts and reach the server's ``max``.  Every request's latency
 and every error is recorded; nothing is retried here.
+
+Bursts can alternate methods (``methods=("GET", "POST")``): clients such as
+aiohttp and urllib3 silently retry an idempotent request that met a closed
+connection, which hides the race for GET; they cannot retry a POST, so the
+POST rows show every client's real exposure.
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ __all__ = [
     "ONE_WAY_DELAY",
     "SERVER_MAX_REQUESTS",
     "SERVER_TIMEOUT",
+    "POST_BODY",
     "Burst",
     "Outcome",
+    "Send",
+    "SyncSend",
     "make_schedule",
     "percentile",
     "race_server_config",
@@ -57,6 +65,8 @@ SHORT_GAPS = (0.2, 0.6)
 BURST_SIZES = (2, 3, 4, 4, 5, 6)
 #: Rough cost of one request behind the proxy, to fit the schedule in time.
 REQUEST_COST = 0.04
+#: The body of every POST (a small form, as an API client would send).
+POST_BODY = b"item=42&quantity=1"
 
 
 def race_server_config() -> ServerConfig:
@@ -68,10 +78,16 @@ def race_server_config() -> ServerConfig:
     )
 
 
+#: ``await send(method, url)``: one request, whole body read; raises on failure.
+Send = Callable[[str, str], Awaitable[object]]
+SyncSend = Callable[[str, str], object]
+
+
 @dataclass(frozen=True)
 class Burst:
     gap: float  # idle seconds before the burst's first request
     requests: int
+    method: str = "GET"  # of every request in the burst
 
 
 @dataclass
@@ -79,14 +95,24 @@ class Outcome:
     requests: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, successes
     errors: Counter[str] = field(default_factory=Counter)
+    requests_by_method: Counter[str] = field(default_factory=Counter)
+    failed_by_method: Counter[str] = field(default_factory=Counter)
 
     @property
     def failed(self) -> int:
         return sum(self.errors.values())
 
-    def record_error(self, exc: BaseException) -> None:
+    def record_error(self, exc: BaseException, method: str = "GET") -> None:
         message = str(exc).strip() or "(no message)"
         self.errors[f"{type(exc).__name__}: {message[:80]}"] += 1
+        self.failed_by_method[method] += 1
+
+    def by_method(self) -> dict[str, dict[str, int]]:
+        """``{"GET": {"requests": n, "failed": k}, ...}`` for the methods sent."""
+        return {
+            method: {"requests": sent, "failed": self.failed_by_method[method]}
+            for method, sent in sorted(self.requests_by_method.items())
+        }
 
 
 def make_schedule(
@@ -98,11 +124,13 @@ def make_schedule(
     before: float = BEFORE,
     after: float = AFTER,
     burst_sizes: Sequence[int] = BURST_SIZES,
+    methods: Sequence[str] = ("GET",),
 ) -> list[Burst]:
     """Bursts filling about *duration* seconds, the same for every *seed*.
 
     A share *near_share* of the gaps is drawn from
-    ``[timeout - before, timeout + after]``, the rest from SHORT_GAPS.
+    ``[timeout - before, timeout + after]``, the rest from SHORT_GAPS.  The
+    bursts take *methods* in turn; the gaps and sizes do not depend on them.
     """
     rng = random.Random(seed)
     bursts: list[Burst] = []
@@ -113,36 +141,38 @@ def make_schedule(
         else:
             gap = rng.uniform(*SHORT_GAPS)
         size = rng.choice(burst_sizes)
-        bursts.append(Burst(round(gap, 4), size))
+        method = methods[len(bursts) % len(methods)]
+        bursts.append(Burst(round(gap, 4), size, method))
         spent += gap + size * REQUEST_COST
     return bursts
 
 
 async def run_async(
-    get: Callable[[str], Awaitable[object]],
+    send: Send,
     url: str,
     schedule: list[Burst],
     outcome: Outcome,
     sleep: Callable[[float], Awaitable[object]],
     on_request: Callable[[], object] = lambda: None,
 ) -> None:
-    """Play *schedule* against *url* with ``await get(url)``; fill *outcome*."""
+    """Play *schedule* against *url* with ``await send(method, url)``."""
     for burst in schedule:
         await sleep(burst.gap)
         for _ in range(burst.requests):
             start = time.perf_counter()
             try:
-                await get(url)
+                await send(burst.method, url)
             except Exception as exc:  # counted, shown: the point of the demo
-                outcome.record_error(exc)
+                outcome.record_error(exc, burst.method)
             else:
                 outcome.latencies.append(time.perf_counter() - start)
             outcome.requests += 1
+            outcome.requests_by_method[burst.method] += 1
             on_request()
 
 
 def run_sync(
-    get: Callable[[str], object],
+    send: SyncSend,
     url: str,
     schedule: list[Burst],
     outcome: Outcome,
@@ -154,12 +184,13 @@ def run_sync(
         for _ in range(burst.requests):
             start = time.perf_counter()
             try:
-                get(url)
+                send(burst.method, url)
             except Exception as exc:  # counted, shown: the point of the demo
-                outcome.record_error(exc)
+                outcome.record_error(exc, burst.method)
             else:
                 outcome.latencies.append(time.perf_counter() - start)
             outcome.requests += 1
+            outcome.requests_by_method[burst.method] += 1
             on_request()
 
 

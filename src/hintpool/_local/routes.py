@@ -1,7 +1,8 @@
 """The local server's connection wrapper, response helpers and routes.
 
 Normal routes (``/``, ``/echo``, ``/headers``, ``/close``, ``/conn``,
-``/bytes/N``, ``/chunked/N``, ``/delay/S``, ``/status/N``) return a
+``/bytes/N``, ``/chunked/N``, ``/delay/S``, ``/status/N``, and ``/hold``,
+answered when the test calls ``LocalServer.release_held()``) return a
 ``(status, extra headers, body, chunked)`` tuple and let the server add the
 framing and the keep-alive headers; fault routes (``/fault/NAME``) write raw,
 often broken, bytes themselves and end the connection by raising
@@ -107,6 +108,8 @@ async def route(conn: Conn, request: h11.Request, body: bytes, k: int) -> Route:
         return 200, [("Content-Type", "application/json")], payload, False
     if path == "/close":
         return 200, [], b"closing", False
+    if path == "/hold":
+        return 200, [], b"released", False
     if path == "/conn":
         number = str(conn.number).encode()
         return 200, [("X-Request-On-Conn", str(k))], number, False

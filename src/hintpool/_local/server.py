@@ -114,6 +114,9 @@ class LocalServer(LoopThread):
         self._opened = 0
         self._served = 0
         self._after_close = 0
+        #: Requests to ``/hold`` waiting for :meth:`release_held`.
+        self._held = 0
+        self._release: asyncio.Event | None = None
 
     # -- public API ----------------------------------------------------------
 
@@ -148,6 +151,27 @@ class LocalServer(LoopThread):
         with self._lock:
             self._records = []
             self._opened = self._served = self._after_close = 0
+
+    @property
+    def held(self) -> int:
+        """Requests to ``/hold`` received and not answered yet."""
+        with self._lock:
+            return self._held
+
+    def wait_held(self, count: int, timeout: float = 5) -> None:
+        """Block until at least *count* ``/hold`` requests are waiting."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._held >= count, timeout):
+                raise TimeoutError(f"{count} held request(s) expected")
+
+    def release_held(self) -> None:
+        """Answer the ``/hold`` requests waiting, and later ones at once.
+
+        A test holds a slow origin's responses for as long as it needs
+        (instead of a fixed delay that makes it slow or flaky)."""
+        loop, release = self._loop, self._release
+        if loop is not None and release is not None:
+            loop.call_soon_threadsafe(release.set)
 
     def wait_closed(self, count: int, timeout: float = 5) -> None:
         """Block until at least *count* recorded connections are closed."""
@@ -198,7 +222,22 @@ class LocalServer(LoopThread):
 
     # -- connection handling -------------------------------------------------
 
+    async def _hold(self) -> None:
+        release = self._release
+        assert release is not None
+        with self._cond:
+            self._held += 1
+            self._cond.notify_all()
+        try:
+            await release.wait()
+        finally:
+            with self._lock:
+                self._held -= 1
+
     async def _listen(self) -> asyncio.Server:
+        # Made on the server's loop (Python 3.9 binds an Event to the loop
+        # current when it is made).
+        self._release = asyncio.Event()
         if self.tls is None or _HANDSHAKE_IN_HANDLER:
             return await asyncio.start_server(
                 self._handle, self._bind_hosts(), self._requested_port
@@ -343,6 +382,8 @@ class LocalServer(LoopThread):
         client_close = b"close" in connection or (
             request.http_version == b"1.0" and b"keep-alive" not in connection
         )
+        if path == "/hold":
+            await self._hold()
         status, headers, payload, chunked = await route(conn, request, body, k)
         chunked = chunked and not http10  # HTTP/1.0: the close delimits the body
 

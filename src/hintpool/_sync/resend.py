@@ -74,7 +74,7 @@ class Resend:
             return self._send_unprocessed(key, request, tunnel, conn, exc)
         if not (
             self._retry_stale
-            and conn.lifetime.requests_served > 1
+            and (conn.lifetime.requests_served > 1 or conn.prewarmed)
             and may_retry(request, exc, conn.connection)
         ):
             self._discard(conn, exc)

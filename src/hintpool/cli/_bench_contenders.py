@@ -4,7 +4,9 @@ A contender opens a session -- ``with contender.sync_session(n, close) as get``
 or ``async with contender.async_session(n, close) as get`` -- where ``n`` is
 the number of connections it may keep and ``close`` asks for a new connection
 per request (``Connection: close``).  ``get(url)`` sends one GET, reads the
-whole body and raises on any error or a status other than 200.  aiohttp,
+whole body and raises on any error or a status other than 200;
+``get(url, "POST")`` sends a small POST instead (the race workload's
+non-idempotent requests, which no client may retry on its own).  aiohttp,
 urllib3, httptools (the asyncio floor) and uvloop are optional: when one is
 not installed its contenders are simply absent from :func:`contenders` and
 :func:`missing` says so.  The "httpcore wire" rows exist only when the
@@ -20,11 +22,13 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 import hintpool
+
+from .._local.race import POST_BODY
 
 __all__ = [
     "AsyncGet",
@@ -32,11 +36,19 @@ __all__ = [
     "SyncGet",
     "contenders",
     "missing",
+    "request_body",
     "supports_wire",
 ]
 
-SyncGet = Callable[[str], None]
-AsyncGet = Callable[[str], Awaitable[None]]
+
+class SyncGet(Protocol):
+    def __call__(self, url: str, method: str = "GET") -> None: ...
+
+
+class AsyncGet(Protocol):
+    def __call__(self, url: str, method: str = "GET") -> Awaitable[None]: ...
+
+
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 OPTIONAL = ("aiohttp", "urllib3", "httptools", "uvloop")
 HTTPX_DEFAULT_SYNC = "httpx default sync"
@@ -100,6 +112,11 @@ def _httpx_headers(close: bool) -> dict[str, str]:
     return {"Connection": "close"} if close else {}
 
 
+def request_body(method: str) -> bytes | None:
+    """No body for a GET; the race's small form for anything else."""
+    return None if method == "GET" else POST_BODY
+
+
 # -- async --------------------------------------------------------------------
 
 
@@ -110,8 +127,11 @@ def _hintpool_pool_async(wire: str | None) -> Callable[[int, bool], Any]:
         options = _pool_options(connections, wire)
         async with hintpool.AsyncConnectionPool(**options) as pool:
 
-            async def get(url: str) -> None:
-                _check((await pool.request("GET", url, headers=headers)).status)
+            async def get(url: str, method: str = "GET") -> None:
+                response = await pool.request(
+                    method, url, headers=headers, content=request_body(method)
+                )
+                _check(response.status)
 
             yield get
 
@@ -126,8 +146,11 @@ def _httpx_async(hint: bool) -> Callable[[int, bool], Any]:
         headers = _httpx_headers(close)
         async with httpx.AsyncClient(limits=limits, transport=transport) as client:
 
-            async def get(url: str) -> None:
-                _check((await client.get(url, headers=headers)).status_code)
+            async def get(url: str, method: str = "GET") -> None:
+                response = await client.request(
+                    method, url, headers=headers, content=request_body(method)
+                )
+                _check(response.status_code)
 
             yield get
 
@@ -142,8 +165,10 @@ async def _aiohttp(connections: int, close: bool) -> AsyncIterator[AsyncGet]:
     headers = {"Connection": "close"} if close else None
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def get(url: str) -> None:
-            async with session.get(url, headers=headers) as response:
+        async def get(url: str, method: str = "GET") -> None:
+            async with session.request(
+                method, url, headers=headers, data=request_body(method)
+            ) as response:
                 await response.read()
                 _check(response.status)
 
@@ -173,8 +198,11 @@ def _hintpool_pool_sync(wire: str | None) -> Callable[[int, bool], Any]:
         headers = [(b"Connection", b"close")] if close else None
         with hintpool.ConnectionPool(**_pool_options(connections, wire)) as pool:
 
-            def get(url: str) -> None:
-                _check(pool.request("GET", url, headers=headers).status)
+            def get(url: str, method: str = "GET") -> None:
+                response = pool.request(
+                    method, url, headers=headers, content=request_body(method)
+                )
+                _check(response.status)
 
             yield get
 
@@ -189,8 +217,11 @@ def _httpx_sync(hint: bool) -> Callable[[int, bool], Any]:
         headers = _httpx_headers(close)
         with httpx.Client(limits=limits, transport=transport) as client:
 
-            def get(url: str) -> None:
-                _check(client.get(url, headers=headers).status_code)
+            def get(url: str, method: str = "GET") -> None:
+                response = client.request(
+                    method, url, headers=headers, content=request_body(method)
+                )
+                _check(response.status_code)
 
             yield get
 
@@ -206,8 +237,11 @@ def _urllib3(connections: int, close: bool) -> Iterator[SyncGet]:
     # of 1 connection) would measure pool churn, not the client.
     with urllib3.PoolManager(num_pools=connections, maxsize=connections) as manager:
 
-        def get(url: str) -> None:
-            _check(manager.request("GET", url, headers=headers).status)
+        def get(url: str, method: str = "GET") -> None:
+            response = manager.request(
+                method, url, headers=headers, body=request_body(method)
+            )
+            _check(response.status)
 
         yield get
 

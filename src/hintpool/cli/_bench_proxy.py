@@ -27,7 +27,13 @@ import httpx
 import hintpool
 
 from .._local.bench_server import BenchTLS, start_bench_server
-from ._bench_contenders import AIOHTTP, HTTPX_DEFAULT_ASYNC, AsyncGet, Contender
+from ._bench_contenders import (
+    AIOHTTP,
+    HTTPX_DEFAULT_ASYNC,
+    AsyncGet,
+    Contender,
+    request_body,
+)
 from ._bench_measure import Workload
 
 __all__ = ["KEYS", "BenchCA", "proxied", "proxy_contenders", "proxy_workloads"]
@@ -63,8 +69,8 @@ def _pool(proxy: str, tls: ClientTLS) -> Callable[[int, bool], Any]:
         }
         async with hintpool.AsyncConnectionPool(**options) as pool:
 
-            async def get(url: str) -> None:
-                response = await pool.request("GET", url)
+            async def get(url: str, method: str = "GET") -> None:
+                response = await pool.request(method, url, content=request_body(method))
                 if response.status != 200:
                     raise RuntimeError(f"status {response.status}")
 
@@ -84,8 +90,11 @@ def _httpx(proxy: str, tls: ClientTLS, hint: bool) -> Callable[[int, bool], Any]
         )
         async with httpx.AsyncClient(transport=transport) as client:
 
-            async def get(url: str) -> None:
-                (await client.get(url)).raise_for_status()
+            async def get(url: str, method: str = "GET") -> None:
+                response = await client.request(
+                    method, url, content=request_body(method)
+                )
+                response.raise_for_status()
 
             yield get
 
@@ -101,8 +110,10 @@ def _aiohttp(proxy: str, tls: ClientTLS) -> Callable[[int, bool], Any]:
         connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0)
         async with aiohttp.ClientSession(connector=connector) as client:
 
-            async def get(url: str) -> None:
-                async with client.get(url, proxy=proxy, ssl=context) as response:
+            async def get(url: str, method: str = "GET") -> None:
+                async with client.request(
+                    method, url, data=request_body(method), proxy=proxy, ssl=context
+                ) as response:
                     await response.read()
                     if response.status != 200:
                         raise RuntimeError(f"status {response.status}")

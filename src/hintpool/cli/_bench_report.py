@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from ._bench_report_extra import extra_tables
+
 __all__ = ["can_plot", "plot", "print_table", "race_rows", "rows"]
 
 NOT_MEASURED = "\u2013"
@@ -66,7 +68,22 @@ def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
-RACE_HEADERS = ("client", "requests", "failed", "p99 ms", "errors")
+RACE_HEADERS = (
+    "client",
+    "requests",
+    "failed",
+    "GET failed",
+    "POST failed",
+    "p99 ms",
+    "errors",
+)
+
+
+def _method_cell(result: dict[str, Any], method: str) -> str:
+    counts = result.get("by_method", {}).get(method)
+    return (
+        NOT_MEASURED if counts is None else f"{counts['failed']}/{counts['requests']}"
+    )
 
 
 def race_rows(document: dict[str, Any], key: str = "race") -> list[tuple[str, ...]]:
@@ -83,6 +100,8 @@ def race_rows(document: dict[str, Any], key: str = "race") -> list[tuple[str, ..
                 name,
                 str(result["requests"]),
                 str(result["failed"]),
+                _method_cell(result, "GET"),
+                _method_cell(result, "POST"),
                 NOT_MEASURED if p99 is None else f"{p99:g}",
                 errors,
             )
@@ -92,7 +111,8 @@ def race_rows(document: dict[str, Any], key: str = "race") -> list[tuple[str, ..
 
 RACE_TITLE = (
     "race: the same bursts after idle gaps of 1.97-2.005 s, against servers "
-    "sending Keep-Alive: timeout=2 behind a 25 ms RTT ({seconds:g} s)"
+    "sending Keep-Alive: timeout=2 behind a 25 ms RTT ({seconds:g} s); bursts "
+    "alternate GET and POST, and a POST cannot be retried"
 )
 
 
@@ -128,14 +148,22 @@ def print_table(document: dict[str, Any]) -> None:
     console = Console()
     if not console.is_terminal and console.width < 120:
         console = Console(width=120)  # piped: do not wrap every cell
-    console.print(table)
+    if document["workloads"]:
+        console.print(table)
     for key, title in _races(document):
         race = Table(title=title)
         for i, header in enumerate(RACE_HEADERS):
-            race.add_column(header, justify="right" if 0 < i < 4 else "left")
+            race.add_column(header, justify="right" if 0 < i < 6 else "left")
         for row in race_rows(document, key):
             race.add_row(*row)
         console.print(race)
+    for title, headers, rows_ in extra_tables(document):
+        extra = Table(title=title)
+        for i, header in enumerate(headers):
+            extra.add_column(header, justify="left" if i == 0 else "right")
+        for row in rows_:
+            extra.add_row(*row)
+        console.print(extra)
 
 
 def _races(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -158,6 +186,11 @@ def _print_plain(document: dict[str, Any]) -> None:
         print()
         print(title)
         for row in [RACE_HEADERS, *race_rows(document, key)]:
+            print("  ".join(row))
+    for title, headers, rows_ in extra_tables(document):
+        print()
+        print(title)
+        for row in [headers, *rows_]:
             print("  ".join(row))
 
 
@@ -226,7 +259,14 @@ def _ratio_note(result: dict[str, Any]) -> str:
 def _race_panel(ax: Any, race: dict[str, Any]) -> None:
     names = list(race["results"])
     failed = [race["results"][n]["failed"] for n in names]
-    ax.barh(names, failed, color=[COLORS.get(n, "#555555") for n in names])
+    posts = [
+        race["results"][n].get("by_method", {}).get("POST", {}).get("failed", 0)
+        for n in names
+    ]
+    colors = [COLORS.get(n, "#555555") for n in names]
+    ax.barh(names, failed, color=colors, alpha=0.45, label="GET failed")
+    ax.barh(names, posts, color=colors, label="POST failed")
+    ax.legend(fontsize=7, loc="lower right")
     ax.invert_yaxis()
     where = " through squid (CONNECT + TLS)" if "title" in race else ""
     ax.set_title(
@@ -245,7 +285,7 @@ def _race_panel(ax: Any, race: dict[str, Any]) -> None:
         ax.text(
             failed[i] + top * 0.01,
             i,
-            f"{failed[i]} of {requests}",
+            f"{failed[i]} of {requests} ({posts[i]} POST)",
             va="center",
             fontsize=7.5,
         )

@@ -14,7 +14,11 @@ sync rows: issue #12's targets), and the error counts.  The race workload
 (:mod:`._bench_race`) runs once, after the rounds, and counts failed
 requests instead; the asyncio floor and custom-loop rows sit it out.  The
 proxied workloads (:mod:`._bench_proxy`) run after the others, through a
-squid of their own, with the async contenders that take a proxy.
+squid of their own, with the async contenders that take a proxy.  The
+crawler workload (:mod:`._bench_crawler`: fast origins' throughput beside a
+slow one) and the api-client workload (:mod:`._bench_api`: requests that
+waited for a handshake at a steady rate) come last, each with its own few
+contenders.
 """
 
 from __future__ import annotations
@@ -47,9 +51,15 @@ __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
 
 #: (requests, rounds, origins, race seconds, seconds per run): full, --quick.
 DEFAULTS = {"full": (2000, 3, 1000, 20.0, 15.0), "quick": (400, 3, 100, 8.0, 5.0)}
+#: Seconds per crawler run and of the api-client workload: full, --quick.
+CRAWLER_SECONDS = {"full": 6.0, "quick": 2.0}
+API_SECONDS = {"full": 30.0, "quick": 10.0}
+CRAWLER_ORIGINS = 100
 MANY = "many-origins"
 RACE = "race"
 PROXY_RACE = "proxy-race"
+CRAWLER = "crawler"
+API_CLIENT = "api-client"
 
 
 def workloads(origins: int) -> list[Workload]:
@@ -97,6 +107,7 @@ def tls_resumption_workloads() -> list[Workload]:
 
 
 WORKLOADS = [w.key for w in workloads(1)] + list(PROXY_KEYS) + [RACE, PROXY_RACE]
+WORKLOADS += [CRAWLER, API_CLIENT]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +123,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--race-seconds",
         type=_count(0, 600),
         help=f"length of the race workload ({full[3]:g}; {quick[3]:g}; 0: skip)",
+    )
+    add(
+        "--crawler-seconds",
+        type=_count(1, 600),
+        help=f"per crawler run ({CRAWLER_SECONDS['full']:g}; "
+        f"{CRAWLER_SECONDS['quick']:g})",
+    )
+    add(
+        "--api-seconds",
+        type=_count(1, 600),
+        help=f"length of the api-client workload ({API_SECONDS['full']:g}; "
+        f"{API_SECONDS['quick']:g})",
     )
     add(
         "--workloads",
@@ -148,9 +171,8 @@ def _workload_list(text: str) -> list[str]:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    requests, rounds, origins, race, per_run = DEFAULTS[
-        "quick" if args.quick else "full"
-    ]
+    size = "quick" if args.quick else "full"
+    requests, rounds, origins, race, per_run = DEFAULTS[size]
     return {
         "quick": bool(args.quick),
         "requests": args.requests or requests,
@@ -158,6 +180,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "origins": args.origins or origins,
         "race_seconds": race if args.race_seconds is None else args.race_seconds,
         "max_seconds_per_run": per_run,
+        "crawler_seconds": float(args.crawler_seconds or CRAWLER_SECONDS[size]),
+        "api_seconds": float(args.api_seconds or API_SECONDS[size]),
         "workloads": args.workloads,
         "seed": args.seed,
         "server": args.server,
@@ -219,6 +243,8 @@ def _run_all(
         "workloads": [],
         "race": None,
         "proxy_race": None,
+        "crawler": None,
+        "api_client": None,
     }
     if chosen:
         with start_bench_server(loopback_hosts(origins), settings["server"]) as server:
@@ -240,7 +266,29 @@ def _run_all(
             }
     if PROXY_RACE in settings["workloads"] and race > 0:
         document["proxy_race"] = _run_proxy_race(settings, found, quiet)
+    _run_extra(settings, document, quiet)
     return document
+
+
+def _run_extra(settings: dict[str, Any], document: dict[str, Any], quiet: bool) -> None:
+    """The crawler and api-client workloads: their own servers and contenders."""
+    aiohttp = "aiohttp" not in _bench_contenders.missing()
+    if CRAWLER in settings["workloads"]:
+        from ._bench_crawler import run_crawler
+
+        seconds = settings["crawler_seconds"]
+        hosts = loopback_hosts(CRAWLER_ORIGINS)
+        _raise_fd_limit(2 * CRAWLER_ORIGINS + 1000)
+        status = _status(f"crawler workload (2 x {seconds:g} s per client)", quiet)
+        with status, start_bench_server(hosts, settings["server"]) as server:
+            document["crawler"] = run_crawler(server.urls(), seconds, aiohttp)
+            document["crawler"]["server"] = server.kind
+    if API_CLIENT in settings["workloads"]:
+        from ._bench_api import run_api_client
+
+        seconds = settings["api_seconds"]
+        with _status(f"api-client workload ({seconds:g} s)", quiet):
+            document["api_client"] = run_api_client(seconds, aiohttp)
 
 
 def _run_proxy_race(

@@ -9,7 +9,9 @@ same seeded schedule of bursts and idle gaps (see
 :mod:`hintpool._local.race`) runs through ``httpx.AsyncClient`` with its
 default transport and through ``hintpool.AsyncHTTPTransport`` at the same
 time, each against its own servers so the servers can count connections for
-httpx, which keeps no statistics.  Then a table (or ``--json``) compares them.
+httpx, which keeps no statistics.  Bursts alternate GET and POST: a POST
+is not idempotent, so no client may retry it after the race, and the POST
+row shows what the race costs.  Then a table (or ``--json``) compares them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .._local.loop import LocalServerError
 from .._local.origins import LocalOrigins, loopback_hosts
 from .._local.race import (
     ONE_WAY_DELAY,
+    POST_BODY,
     SERVER_MAX_REQUESTS,
     SERVER_TIMEOUT,
     Burst,
@@ -46,6 +49,7 @@ __all__ = ["add_arguments", "run"]
 
 DURATION, QUICK_DURATION = 40.0, 9.0
 CONTENDERS = ("httpx", "hintpool")
+METHODS = ("GET", "POST")
 LABELS = {"httpx": "httpx (default transport)", "hintpool": "hintpool"}
 #: PoolStatistics fields that may not exist yet in this version of hintpool.
 OPTIONAL_COUNTERS = ("retries", "tls_handshakes_full", "tls_handshakes_resumed")
@@ -116,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     duration = args.duration or (QUICK_DURATION if args.quick else DURATION)
-    schedules = [make_schedule(args.seed + i, duration) for i in range(args.origins)]
+    schedules = [
+        make_schedule(args.seed + i, duration, methods=METHODS)
+        for i in range(args.origins)
+    ]
     try:
         sides, tls = _start_sides(args.origins, args.port)
     except LocalServerError as exc:
@@ -215,15 +222,16 @@ async def _play(
     task = progress.add_task(LABELS[side.name], total=total)
     side.outcomes = [Outcome() for _ in schedules]
 
-    async def get(url: str) -> None:
-        response = await client.get(url)
+    async def send(method: str, url: str) -> None:
+        content = POST_BODY if method == "POST" else None
+        response = await client.request(method, url, content=content)
         response.raise_for_status()
 
     async with client:
         await asyncio.gather(
             *(
                 run_async(
-                    get,
+                    send,
                     origin.url + "/",
                     schedule,
                     outcome,
@@ -244,8 +252,13 @@ def _results(side: Side) -> dict[str, Any]:
     """One contender's numbers: client-side where it keeps any, else server-side."""
     errors: dict[str, int] = {}
     latencies: list[float] = []
+    by_method = {m: {"requests": 0, "failed": 0} for m in METHODS}
     for outcome in side.outcomes:
         latencies += outcome.latencies
+        for method, counts in outcome.by_method().items():
+            for key, count in counts.items():
+                by_method.setdefault(method, {"requests": 0, "failed": 0})
+                by_method[method][key] += count
         for message, count in outcome.errors.items():
             errors[message] = errors.get(message, 0) + count
     server = _server_side(side.origins)
@@ -271,6 +284,7 @@ def _results(side: Side) -> dict[str, Any]:
     return {
         "requests": sum(o.requests for o in side.outcomes),
         "failed": sum(errors.values()),
+        "by_method": by_method,
         "errors": errors,
         **client,
         "latency_ms": {f"p{q}": _ms(percentile(latencies, q)) for q in (50, 95, 99)},
@@ -344,6 +358,14 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
         style = "bold red" if side["failed"] else "bold green"
         return f"[{style}]{side['failed']}[/]"
 
+    def failed_of(method: str) -> Callable[[dict[str, Any]], str]:
+        def render(side: dict[str, Any]) -> str:
+            counts = side["by_method"][method]
+            style = "red" if counts["failed"] else "green"
+            return f"[{style}]{counts['failed']}[/] of {counts['requests']}"
+
+        return render
+
     def tls(side: dict[str, Any]) -> str:
         full, resumed = side["tls_handshakes_full"], side["tls_handshakes_resumed"]
         return f"{_cell(full)} / {_cell(resumed)}"
@@ -355,6 +377,8 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
     return [
         row("requests", lambda s: str(s["requests"])),
         row("failed requests", failed),
+        row("failed GET", failed_of("GET")),
+        row("failed POST (never retried)", failed_of("POST")),
         row("errors", errors),
         row("retries", lambda s: _cell(s["retries"])),
         row("connections opened", lambda s: _cell(s["connections_opened"])),
@@ -404,6 +428,8 @@ def _print_table(config: dict[str, Any], results: dict[str, dict[str, Any]]) -> 
             "meets the server's FIN: 'Server disconnected without sending a "
             "response'. hintpool stops reusing a connection 1 s (keepalive_margin) "
             "before the announced timeout and retires it when max runs out. "
+            "Bursts alternate GET and POST: a client may retry a GET that met "
+            "the FIN (aiohttp and urllib3 do, silently), never a POST. "
             f"httpx's counts are what its servers saw; '{NOT_COUNTED}': not counted."
         ),
         caption_justify="left",

@@ -180,6 +180,9 @@ class RunningProxy:
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(STOP_TIMEOUT)
+        # Dante's children still hold the listening socket for a moment
+        # after the parent is reaped: stopped means the port refuses.
+        _wait_refused(self.host, self.port, STOP_TIMEOUT)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> RunningProxy:
@@ -187,6 +190,16 @@ class RunningProxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _wait_refused(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+        except OSError:
+            return
+        time.sleep(0.02)
 
 
 def program(kind: ProxyKind) -> str:

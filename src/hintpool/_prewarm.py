@@ -1,0 +1,130 @@
+"""Pre-warmed replacements: the bookkeeping half (pure, under the pool's lock).
+
+Theory of operation
+-------------------
+A connection to a busy origin is about to end when the server said it
+takes one more request or none (``max=1``, ``max=0``: see
+``PREWARM_AHEAD``) or when its idle deadline falls while the origin is
+still getting requests. The next request would then pay connect
+and TLS. So the pool opens its replacement in the background first:
+
+* Busy means the last request for the origin came within its announced
+  timeout (its ``Keep-Alive: timeout``, else the learned timeout, else
+  ``keepalive_expiry``), and so did the one before it, relative to the
+  last: requests come at least as often as a connection stays open. An
+  origin nobody uses is never pre-warmed, one request alone does not make
+  an origin busy, and a replacement that nobody came for is not replaced
+  again (its origin is no longer busy when it expires).
+* Only within the limits: a free slot of ``max_connections`` and of
+  ``max_connections_per_origin``, no request waiting anywhere (a free slot
+  is theirs), no idle connection of the origin good for more than one more
+  request and half an idle window, one pre-warm per origin at a time, and
+  never by closing another connection.
+* :func:`consider` reserves the slot and queues the origin on
+  ``state.prewarm_due``; the pool opens the connection in a background
+  task and reports with :func:`opened` (the connection turns idle, or goes
+  straight to a waiter of its origin) or :func:`failed` (the slot is freed
+  and passed on, like a failed connect; nothing reaches a caller).
+* Counted per origin and in total: ``prewarmed`` (opened),
+  ``prewarm_used`` (served a request; its first request is not counted as
+  ``reused``), ``prewarm_wasted`` (closed unused: a pre-warmed connection
+  is the only kind that can close with ``requests_served == 0``) and
+  ``prewarm_failed``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._origin import OriginState, PooledConnection
+    from ._state import PoolState
+
+__all__ = ["PREWARM_AHEAD", "busy", "consider", "failed", "opened"]
+
+#: Start the replacement when the server says this many requests are left
+#: (``max=1``): waiting for ``max=0`` left only the time of one response
+#: body to connect and shake hands, less than a TLS handshake 25 ms away
+#: takes, so at 20 requests/s the next request still had to open its own.
+PREWARM_AHEAD = 1
+
+
+def busy(state: PoolState, origin: OriginState, now: float) -> bool:
+    """Do requests for ``origin`` come within its announced timeout of each
+    other, the last one within it of ``now``?"""
+    hint = origin.last_hint
+    timeout = hint.timeout if hint is not None else None
+    if timeout is None:
+        timeout = origin.learned_timeout
+    if timeout is None:
+        timeout = state.policy.keepalive_expiry
+    if timeout is None:
+        timeout = math.inf
+    timeout = min(timeout, state.policy.max_timeout)
+    last = origin.last_request
+    return now - last <= timeout and last - origin.previous_request <= timeout
+
+
+def _has_spare(origin: OriginState, now: float, window: float) -> bool:
+    """Is an idle connection of ``origin`` good for more than the next
+    request, and for more than half its idle window? (One that sat idle
+    under the busy one expires about when the ending one retires: measured,
+    that left most retirements without a replacement.) Only read when a
+    connection is ending; an origin's idle stack is short."""
+    fresh_until = now + window / 2
+    for conn in origin.idle:
+        lifetime = conn.lifetime
+        left = lifetime.requests_left
+        if (
+            left is None or left > PREWARM_AHEAD
+        ) and lifetime.idle_deadline > fresh_until:
+            return True
+    return False
+
+
+def consider(state: PoolState, origin: OriginState, now: float) -> None:
+    """One of ``origin``'s connections is ending: reserve a slot for its
+    replacement when the origin is busy and the limits leave room."""
+    if (
+        not state.prewarm_enabled
+        or origin.prewarming
+        or origin.http_version == "HTTP/2"  # multiplexed: no spare needed
+        or state.waiters
+        or state.open_count >= state.max_connections
+        or origin.open >= state.max_per_origin
+    ):
+        return
+    window = state.policy.idle_window(origin.last_hint, origin.learned_timeout)
+    if window <= 0 or not busy(state, origin, now) or _has_spare(origin, now, window):
+        return
+    state._reserve(origin)  # also takes the origin off the vacant list
+    origin.prewarming += 1
+    state.prewarm_due.append(origin)
+
+
+def opened(
+    state: PoolState,
+    conn: PooledConnection,
+    now: float,
+    to_close: list[PooledConnection],
+) -> None:
+    """The pre-warmed connection is open: idle from now (or handed to a
+    waiter of its origin)."""
+    origin = conn.origin
+    origin.prewarming -= 1
+    conn.prewarmed = True
+    state.count_opened(conn)
+    state.count(origin, "prewarmed")
+    window = state.policy.idle_window(origin.last_hint, origin.learned_timeout)
+    conn.lifetime.warmed(now, window)
+    state._make_idle(conn, to_close, spare=True)
+
+
+def failed(state: PoolState, origin: OriginState, cancelled: bool = False) -> None:
+    """The pre-warm could not connect (or was cancelled, by the pool's
+    close): free its slot."""
+    origin.prewarming -= 1
+    if not cancelled:
+        state.count(origin, "prewarm_failed")
+    state.release_slot(origin)

@@ -1,0 +1,123 @@
+"""Tables of the crawler and api-client workloads of ``hintpool bench``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Table", "extra_tables"]
+
+#: (title, headers, rows)
+Table = tuple[str, tuple[str, ...], list[tuple[str, ...]]]
+NOT_MEASURED = "\u2013"
+
+
+def _cell(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return NOT_MEASURED
+    if isinstance(value, float):
+        return f"{value:,.1f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _errors(*runs: dict[str, Any]) -> str:
+    total: dict[str, int] = {}
+    for run in runs:
+        for name, count in run["errors"].items():
+            total[name] = total.get(name, 0) + count
+    return ", ".join(f"{n} {name}" for name, n in total.items()) or "0"
+
+
+def crawler_table(crawler: dict[str, Any]) -> Table:
+    title = (
+        f"crawler: {crawler['origins'] - 1} fast origins and 1 slow one "
+        f"({crawler['slow_seconds']} s per response), max_connections="
+        f"{crawler['max_connections']}, per-origin cap {crawler['per_origin_cap']}; "
+        f"{crawler['fast_tasks']} tasks on the fast origins, "
+        f"{crawler['slow_tasks']} on the slow one ({crawler['seconds']:g} s per run)"
+    )
+    headers: tuple[str, ...] = (
+        "client",
+        "fast req/s alone",
+        "fast req/s beside slow",
+        "ratio",
+        "fast p99 ms beside slow",
+        "slow responses",
+        "errors",
+    )
+    rows: list[tuple[str, ...]] = []
+    for name, result in crawler["results"].items():
+        alone, mixed = result["without_slow"], result["with_slow"]
+        ratio = result["fast_throughput_ratio"]
+        rows.append(
+            (
+                name,
+                _cell(alone["fast_req_per_s"]),
+                _cell(mixed["fast_req_per_s"]),
+                NOT_MEASURED if ratio is None else f"{ratio:.2f}x",
+                _cell(mixed["fast_p99_ms"]),
+                str(mixed["slow_responses"]),
+                _errors(alone, mixed),
+            )
+        )
+    return title, headers, rows
+
+
+def api_table(api: dict[str, Any]) -> Table:
+    title = (
+        f"api-client: {api['rate']} req/s for {api['seconds']:g} s over TLS, "
+        f"Keep-Alive: {api['keep_alive']}, {api['rtt_ms']:g} ms RTT; a request "
+        "that opened a connection waited for a handshake (2 RTT = "
+        f"{api['handshake_wait_ms']:g} ms)"
+    )
+    headers: tuple[str, ...] = (
+        "client",
+        "requests",
+        "opened a connection",
+        "took >= 2 RTT",
+        "p50 ms",
+        "p99 ms",
+        "p99 / p50",
+        "connections (TLS full / resumed)",
+        "pre-warmed (used / wasted)",
+        "errors",
+    )
+    rows: list[tuple[str, ...]] = []
+    for name, result in api["results"].items():
+        share = result["waited_share"]
+        slow = f"{result['waited_for_handshake']}" + (
+            "" if share is None else f" ({share * 100:.1f} %)"
+        )
+        opened = (
+            f"{result['opened_by_a_request']} ({result['opened_share'] * 100:.1f} %)"
+        )
+        rows.append(
+            (
+                name,
+                str(result["requests"]),
+                opened,
+                slow,
+                _cell(result["p50_ms"]),
+                _cell(result["p99_ms"]),
+                _cell(result["p99_over_p50"], "x"),
+                f"{result['server_connections']} "
+                f"({result['tls_full']} / {result['tls_resumed']})",
+                _prewarm_cell(result.get("pool")),
+                _errors(result),
+            )
+        )
+    return title, headers, rows
+
+
+def _prewarm_cell(pool: dict[str, int] | None) -> str:
+    if not pool or not pool.get("prewarmed"):
+        return NOT_MEASURED if not pool else "0"
+    return f"{pool['prewarmed']} ({pool['prewarm_used']} / {pool['prewarm_wasted']})"
+
+
+def extra_tables(document: dict[str, Any]) -> list[Table]:
+    tables = []
+    if document.get("crawler"):
+        tables.append(crawler_table(document["crawler"]))
+    if document.get("api_client"):
+        tables.append(api_table(document["api_client"]))
+    return tables

@@ -1,0 +1,1 @@
+"""Integrations of hintpool with other frameworks, each behind an extra."""

@@ -1,0 +1,182 @@
+"""Pre-warmed replacements against real local servers (async pools).
+
+The server announces ``Keep-Alive: timeout=5, max=N`` counted down, Apache
+style, and closes after 3 requests. Between requests the test waits until
+no pre-warm is in flight (a condition, not a delay), so the counts are
+exact. Sync pools do not pre-warm (the shared reaper thread must not block
+on one pool's connects): checked here too.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import anyio
+import httpcore
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from hintpool import AsyncConnectionPool, ConnectionPool
+
+from ._async.test_connection_pool import response
+from .fixtures_server import ServerFactory
+
+SERVER = {"keep_alive": "timeout=5, max={left}", "max_requests": 3}
+
+
+async def settled(pool: AsyncConnectionPool) -> None:
+    """Until no pre-warm is being opened (bounded)."""
+    with anyio.fail_after(5):
+        while any(o.prewarming for o in pool._state.origins.values()):
+            await anyio.sleep(0.001)
+
+
+async def requests(pool: AsyncConnectionPool, url: str, count: int) -> None:
+    for _ in range(count):
+        response = await pool.request("GET", url)
+        assert response.status == 200
+        await settled(pool)
+
+
+@pytest.mark.anyio
+async def test_next_connection_is_opened_before_the_last_response(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(**SERVER)
+    async with AsyncConnectionPool(prewarm=True) as pool:
+        await requests(pool, srv.url + "/", 9)
+        stats = pool.statistics()
+        assert stats.prewarmed == 3
+        assert stats.prewarm_used == 2  # the third waits for a 10th request
+        assert stats.connections_opened == 4  # one opened by a request
+        assert stats.reused == 6
+        assert srv.requests_served == 9
+    stats = pool.statistics()
+    assert stats.prewarm_wasted == 1  # closed unused with the pool
+    assert (stats.open, stats.prewarm_failed, stats.connect_errors) == (0, 0, 0)
+    origin = stats.origins[srv.url]
+    assert (origin.prewarmed, origin.prewarm_used, origin.prewarm_wasted) == (3, 2, 1)
+
+
+@pytest.mark.anyio
+async def test_off_by_default_and_sync_pools_do_not_prewarm(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(**SERVER)
+    async with AsyncConnectionPool() as pool:
+        await requests(pool, srv.url + "/", 9)
+        assert pool.statistics().connections_opened == 3
+    with ConnectionPool(prewarm=True) as sync_pool:
+        for _ in range(9):
+            sync_pool.request("GET", srv.url + "/")
+        stats = sync_pool.statistics()
+    assert (stats.connections_opened, stats.prewarmed) == (3, 0)
+
+
+@pytest.mark.anyio
+async def test_prewarmed_tls_connection_resumes_the_session(
+    server_factory: ServerFactory,
+) -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    srv = server_factory(host="localhost", tls=server_ctx, **SERVER)
+    async with AsyncConnectionPool(ssl_context=client_ctx, prewarm=True) as pool:
+        await requests(pool, f"https://localhost:{srv.port}/", 9)
+        stats = pool.statistics()
+    assert stats.prewarmed == 3
+    assert stats.tls_handshakes_full == 1
+    assert stats.tls_handshakes_resumed == 3
+
+
+@pytest.mark.anyio
+async def test_failed_prewarm_is_counted_and_never_raised(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(**SERVER)
+    async with AsyncConnectionPool(prewarm=True) as pool:
+        connect = pool._connector.connect
+        calls = 0
+
+        async def refuse_the_second(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the first pre-warm
+                raise httpcore.ConnectError("refused (on purpose)")
+            return await connect(*args)
+
+        pool._connector.connect = refuse_the_second  # type: ignore[method-assign]
+        await requests(pool, srv.url + "/", 4)
+        stats = pool.statistics()
+    assert stats.prewarm_failed == 1
+    assert stats.connect_errors == 0  # not the caller's failure
+    # The 3rd response (max=0) started another pre-warm: the 4th request
+    # found it ready.
+    assert (stats.connections_opened, stats.prewarmed, stats.prewarm_used) == (2, 1, 1)
+    assert srv.requests_served == 4
+
+
+@pytest.mark.anyio
+async def test_close_cancels_a_prewarm_in_flight(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(**SERVER)
+    pool = AsyncConnectionPool(prewarm=True)
+    async with pool:
+        started = anyio.Event()
+        connect = pool._connector.connect
+
+        async def stall_prewarms(*args: Any) -> Any:
+            if pool.statistics().connections_opened:  # a pre-warm
+                started.set()
+                await anyio.sleep_forever()
+            return await connect(*args)
+
+        pool._connector.connect = stall_prewarms  # type: ignore[method-assign]
+        await pool.request("GET", srv.url + "/")
+        await pool.request("GET", srv.url + "/")  # max=1: pre-warm starts
+        with anyio.fail_after(5):
+            await started.wait()
+        assert pool.statistics().open == 2  # the pre-warm holds a slot
+    stats = pool.statistics()
+    assert (stats.open, stats.prewarmed, stats.prewarm_failed) == (0, 0, 0)
+    assert not any(o.prewarming for o in pool._state.origins.values())
+
+
+MOCK_CLOCK = pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}))],
+)
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_expiring_connection_of_a_busy_origin_is_replaced() -> None:
+    # Virtual time (trio's MockClock): the sleeps below take no real time.
+    canned = [response("timeout=5")] * 3  # every mock connection replays these
+    pool = AsyncConnectionPool(
+        network_backend=httpcore.AsyncMockBackend(canned),
+        clock=trio.current_time,
+        prewarm=True,
+    )
+    async with pool:
+        await pool.request("GET", "http://example.test/")
+        await anyio.sleep(1)
+        await pool.request("GET", "http://example.test/")  # busy: 2 within 5 s
+        await anyio.sleep(4.5)  # idle deadline 4 s after: expired, replaced
+        stats = pool.statistics()
+        assert (stats.expired, stats.prewarmed, stats.idle) == (1, 1, 1)
+        await pool.request("GET", "http://example.test/")
+        assert pool.statistics().prewarm_used == 1
+        # Nobody comes any more. Requests came 4.5 s apart, so the next
+        # expiry (4 s after the last) is replaced once more; that one is
+        # wasted, and not replaced again.
+        await anyio.sleep(20)
+        stats = pool.statistics()
+    assert (stats.expired, stats.prewarmed, stats.prewarm_wasted) == (3, 2, 1)
+    assert (stats.open, stats.connections_opened) == (0, 3)
