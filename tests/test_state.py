@@ -269,6 +269,9 @@ def test_close_before_the_hint_is_learned_and_wins() -> None:
     assert origin.learned_timeout == 2.0
     origin.learn_idle_close(3.0, now=30.0)  # the smallest age stays
     assert origin.learned_timeout == 2.0
+    # Younger than the margin: a reload closing every idle connection.
+    origin.learn_idle_close(0.05, now=40.0, floor=1.0)
+    assert origin.learned_timeout == 2.0
     policy = LifetimePolicy(margin=0.5)
     assert policy.idle_window(origin.last_hint, origin.learned_timeout) == 1.5
 

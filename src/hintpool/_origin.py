@@ -104,19 +104,23 @@ class OriginState(Counters):
         #: Pre-warmed connections being opened (0 or 1).
         self.prewarming = 0
 
-    def learn_idle_close(self, age: float, now: float) -> None:
+    def learn_idle_close(self, age: float, now: float, floor: float = 0.0) -> None:
         """The server closed one of our idle connections ``age`` s after use.
 
         Learned when the origin sends no timeout hint, or when the close
         came before the hint's timeout: something between us and the origin
         (a proxy's tunnel, a load balancer) ends connections earlier than
         the origin says, and the earlier of the two then counts (see
-        ``LifetimePolicy.idle_window``). The estimate is the smallest age
-        seen; it is forgotten after ``RELEARN_AFTER`` seconds so a one-off
-        early close (a restart) does not stop reuse for good.
+        ``LifetimePolicy.idle_window``). Against a hint, a close younger
+        than ``floor`` (the pool's margin) teaches nothing: it would stop
+        reuse altogether, and is far likelier a reload or restart closing
+        every idle connection at once than a timeout. The estimate is the
+        smallest age seen; it is forgotten after ``RELEARN_AFTER`` seconds
+        so a one-off early close (a restart) does not stop reuse for good.
         """
         hint = self.last_hint
-        if hint is not None and hint.timeout is not None and age >= hint.timeout:
+        timeout = None if hint is None else hint.timeout
+        if timeout is not None and not floor <= age < timeout:
             return
         age = max(0.0, age)
         learned = self.learned_timeout

@@ -260,7 +260,9 @@ class PoolState(IdleConnections):
         if self.server_closed(conn):
             lifetime.close()
             self.count(conn.origin, "closed_by_server")
-            conn.origin.learn_idle_close(now - lifetime.idle_since, now)
+            conn.origin.learn_idle_close(
+                now - lifetime.idle_since, now, self.policy.margin
+            )
             return False
         return True
 
@@ -442,7 +444,9 @@ class PoolState(IdleConnections):
         self.take_idle(conn)
         conn.lifetime.close()
         self.count(conn.origin, "closed_by_server")
-        conn.origin.learn_idle_close(now - conn.lifetime.idle_since, now)
+        conn.origin.learn_idle_close(
+            now - conn.lifetime.idle_since, now, self.policy.margin
+        )
         self._drop(conn, to_close)
 
     def recycle(
@@ -461,7 +465,9 @@ class PoolState(IdleConnections):
         """A reused connection failed before any response byte: the server
         had closed it. Counted and learned from, then dropped."""
         self.count(conn.origin, "closed_by_server")
-        conn.origin.learn_idle_close(now - conn.lifetime.idle_since, now)
+        conn.origin.learn_idle_close(
+            now - conn.lifetime.idle_since, now, self.policy.margin
+        )
         self.discard(conn, to_close)
 
     def discard(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:
