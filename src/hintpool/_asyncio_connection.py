@@ -49,7 +49,7 @@ from ._exceptions import ConnectError, ConnectTimeout
 from ._h1 import ResponseHead
 from ._requests import ByteStream, checked_response
 from ._stale import _readable
-from ._trace_log import async_logging_trace
+from ._trace_log import async_http11_trace
 
 __all__ = ["AsyncFastConnection"]
 
@@ -297,7 +297,7 @@ class AsyncFastConnection(H1Protocol):
         self._unconsumed = 0
         self._cycle += 1
         extensions = request.extensions
-        trace = async_logging_trace(extensions.get("trace"))
+        trace = async_http11_trace(extensions.get("trace"))
         timeouts = extensions.get("timeout", _NO_TIMEOUTS)
         self._read_timeout = timeouts.get("read")
         try:
@@ -313,7 +313,10 @@ class AsyncFastConnection(H1Protocol):
                     self._write(pending + codec.end_request())
                 else:
                     await self._send_body(stream, pending, timeouts.get("write"))
-                head = codec.head or await self._receive_head()
+                head = codec.head
+                while head is None:  # _receive_head(), one coroutine less
+                    await self._wait(True)
+                    head = codec.head
             else:
                 head = await self._exchange_traced(request, trace, timeouts)
         except BaseException:

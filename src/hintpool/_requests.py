@@ -32,8 +32,8 @@ class ByteStream(HTTPCORE_BYTE_STREAM):  # type: ignore[misc]
     async generator per request costs more than sending a GET."""
 
     def __init__(self, content: bytes) -> None:
-        super().__init__(content)
-        self.content = content
+        # What the base class's __init__ sets, without calling it.
+        self._content = self.content = content
 
 
 def _host_header(url: httpcore.URL) -> bytes:

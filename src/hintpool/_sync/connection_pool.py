@@ -385,15 +385,16 @@ class ConnectionPool:
 
     # -- releasing a connection ------------------------------------------------
 
-    def _response_closed(self, conn: PooledConnection) -> None:
+    def _response_closed(self, conn: PooledConnection) -> list[PooledConnection]:
+        """Hand ``conn`` back; the connections to close now (await
+        ``_close_connections``: not a coroutine itself, as it rarely has to)."""
         to_close: list[PooledConnection] = []
         with self._lock:
             reusable = conn.connection.is_idle()
             self._state.release(conn, self._clock(), reusable, to_close)
             if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
                 self._reaper.notify(self._state.wake_time(conn))
-        if to_close:
-            self._close_connections(to_close)
+        return to_close
 
     def _discard(
         self,
@@ -526,4 +527,6 @@ class PoolByteStream:
         finally:
             # If cancelled above, the wire connection is not idle and the
             # pool closes it (shielded): nothing leaks.
-            self._pool._response_closed(self._conn)
+            to_close = self._pool._response_closed(self._conn)
+            if to_close:
+                self._pool._close_connections(to_close)
