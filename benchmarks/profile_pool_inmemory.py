@@ -73,9 +73,7 @@ def _quiet_socket() -> socket.socket:
     return ours
 
 
-async def _round(
-    args: argparse.Namespace, profiler: cProfile.Profile | None
-) -> float:
+async def _round(args: argparse.Namespace, profiler: cProfile.Profile | None) -> float:
     urls = [f"http://127.0.{i // 250}.{1 + i % 250}:8000/" for i in range(args.origins)]
     limit = args.origins + args.concurrency
     pool = hintpool.AsyncConnectionPool(
