@@ -13,7 +13,7 @@ import time
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import httpcore
 
@@ -275,7 +275,8 @@ class AsyncConnectionPool:
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
-        stream = cast("AsyncIterable[bytes]", response.stream)
+        # Typed loosely rather than cast(): a function call per request.
+        stream: Any = response.stream
         response.stream = AsyncPoolByteStream(stream, self, conn)
         return response
 

@@ -14,7 +14,7 @@ import time
 import types
 from collections.abc import Iterable, Iterator, Iterable
 from contextlib import contextmanager
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import httpcore
 
@@ -276,7 +276,8 @@ class ConnectionPool:
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
-        stream = cast("Iterable[bytes]", response.stream)
+        # Typed loosely rather than cast(): a function call per request.
+        stream: Any = response.stream
         response.stream = PoolByteStream(stream, self, conn)
         return response
 
