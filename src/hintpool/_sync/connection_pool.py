@@ -24,7 +24,7 @@ from .._exceptions import (
     raise_translated,
     translate,
 )
-from .._hints import response_keep_alive
+from .._hints import cached_response_keep_alive
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, Reaper
@@ -272,7 +272,7 @@ class ConnectionPool:
             except BaseException as retry_exc:
                 self._discard(conn, retry_exc)
                 raise_translated(retry_exc)
-        hint, will_close = response_keep_alive(hint_headers(response))
+        hint, will_close = cached_response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
