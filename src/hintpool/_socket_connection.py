@@ -472,6 +472,11 @@ class _ResponseStream:
         self._done = True
         connection._response_done()
 
+    def close_now(self) -> bool:
+        """``close()``: the sync twin has nothing to await."""
+        self.close()
+        return True
+
     def close(self) -> None:
         if self._closed:
             return

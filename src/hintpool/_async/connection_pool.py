@@ -204,7 +204,11 @@ class AsyncConnectionPool:
             if content_read is None:
                 content_read = b"".join([chunk async for chunk in stream])
         finally:
-            await stream.aclose()
+            to_close = stream.close_now()
+            if to_close is None:
+                await stream.aclose()
+            elif to_close:
+                await self._close_connections(to_close)
         response._content = content_read  # what aread() would have stored
         return response
 
@@ -516,6 +520,19 @@ class AsyncPoolByteStream:
             cache = self._pool.tls_session_cache
             if cache is not None:
                 cache.response_read(tls)
+
+    def close_now(self) -> list[PooledConnection] | None:
+        """``aclose()`` without awaiting, when the connection's stream can
+        close so: the connections the pool must still close (await
+        ``_close_connections`` if any), or None: nothing was done, await
+        ``aclose()``."""
+        if self._closed:
+            return []
+        close = getattr(self._stream, "close_now", None)
+        if close is None or not close():
+            return None
+        self._closed = True
+        return self._pool._response_closed(self._conn)
 
     async def aclose(self) -> None:
         if self._closed:

@@ -205,7 +205,11 @@ class ConnectionPool:
             if content_read is None:
                 content_read = b"".join([chunk for chunk in stream])
         finally:
-            stream.close()
+            to_close = stream.close_now()
+            if to_close is None:
+                stream.close()
+            elif to_close:
+                self._close_connections(to_close)
         response._content = content_read  # what read() would have stored
         return response
 
@@ -517,6 +521,19 @@ class PoolByteStream:
             cache = self._pool.tls_session_cache
             if cache is not None:
                 cache.response_read(tls)
+
+    def close_now(self) -> list[PooledConnection] | None:
+        """``close()`` without awaiting, when the connection's stream can
+        close so: the connections the pool must still close (await
+        ``_close_connections`` if any), or None: nothing was done, await
+        ``close()``."""
+        if self._closed:
+            return []
+        close = getattr(self._stream, "close_now", None)
+        if close is None or not close():
+            return None
+        self._closed = True
+        return self._pool._response_closed(self._conn)
 
     def close(self) -> None:
         if self._closed:
