@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 __all__ = ["connect"]
 
-ProtocolFactory = Callable[[], asyncio.Protocol]
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
 async def connect(
