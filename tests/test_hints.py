@@ -382,3 +382,20 @@ def test_no_log_record_when_debug_disabled(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.INFO, logger="hintpool"):
         assert parse_keep_alive("junk") is None
     assert [r for r in caplog.records if r.name == "hintpool"] == []
+
+
+def test_cached_response_keep_alive_is_response_keep_alive() -> None:
+    from hintpool._hints import cached_response_keep_alive, response_keep_alive
+
+    cases: list[list[tuple[bytes, bytes]]] = [
+        [],
+        [(b"Keep-Alive", b"timeout=5, max=9")],
+        [(b"Connection", b"close"), (b"Keep-Alive", b"timeout=5")],
+        [(b"Keep-Alive", b"timeout=5"), (b"Keep-Alive", b"max=3")],
+        [(b"Keep-Alive", b"x" * 1000)],  # too long to be remembered
+        [(b"X", b"1")] * 5 + [(b"Keep-Alive", b"max=1")],  # scanned
+    ]
+    for headers in cases * 2:
+        assert cached_response_keep_alive(headers) == response_keep_alive(headers)
+    unhashable = [[b"Keep-Alive", b"max=4"]]
+    assert cached_response_keep_alive(unhashable) == (KeepAlive(max=4), False)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hintpool._hints import response_keep_alive
 from hintpool._requests import (
     ByteStream,
+    _host_header,
     _parse_url,
     _simple_url,
     build_request,
@@ -34,6 +35,10 @@ def parts(url: httpcore.URL) -> tuple[bytes, bytes, int | None, bytes]:
         "http://h/?",
         "http://h/a?b?c",
         "http://h:080/x",
+        "http://h:80/x",
+        "https://h:443/",
+        "https://h:80/",
+        "http://h\u00e9/",
         "http://h:0/",
         "http://h/p@q/%41",
         "http://h/a;b/c",  # not simple: a ';'
@@ -56,11 +61,12 @@ def test_simple_urls_parse_as_httpcore_does(url: str) -> None:
         assert simple is None  # left to httpcore.URL, which says what is wrong
         return
     if simple is not None:
-        assert parts(simple) == parts(expected)
+        assert parts(simple[0]) == parts(expected)
+        assert simple[1] == _host_header(expected)
     assert parts(_parse_url(url)[0]) == parts(expected)
 
 
-_URL_CHARS = st.sampled_from(list("aZ09.-_~!$&'()*+,=:@/?%;#[] \tHTPShtps"))
+_URL_CHARS = st.sampled_from(list("aZ09.-_~!$&'()*+,=:@/?%;#[] \tHTPShtps8\u00e9"))
 
 
 @settings(max_examples=500)
@@ -73,7 +79,9 @@ def test_any_url_parses_as_httpcore_does(prefix: str, rest: str) -> None:
     simple = _simple_url(url)
     if simple is None:
         return
-    assert parts(simple) == parts(httpcore.URL(url))
+    expected = httpcore.URL(url)
+    assert parts(simple[0]) == parts(expected)
+    assert simple[1] == _host_header(expected)
 
 
 def test_requests_carry_a_byte_stream_with_its_content() -> None:

@@ -50,7 +50,7 @@ from ._exceptions import ConnectError, ConnectTimeout
 from ._h1 import ResponseHead
 from ._requests import ByteStream, checked_response
 from ._stale import _readable
-from ._trace_log import async_logging_trace
+from ._trace_log import async_http11_trace
 
 __all__ = ["AsyncFastConnection"]
 
@@ -302,7 +302,7 @@ class AsyncFastConnection(H1Protocol):
         self._unconsumed = 0
         self._cycle += 1
         extensions = request.extensions
-        trace = async_logging_trace(extensions.get("trace"))
+        trace = async_http11_trace(extensions.get("trace"))
         timeouts = extensions.get("timeout", _NO_TIMEOUTS)
         self._read_timeout = timeouts.get("read")
         try:
@@ -318,7 +318,10 @@ class AsyncFastConnection(H1Protocol):
                     self._write(pending + codec.end_request())
                 else:
                     await self._send_body(stream, pending, timeouts.get("write"))
-                head = codec.head or await self._receive_head()
+                head = codec.head
+                while head is None:  # _receive_head(), one coroutine less
+                    await self._wait(True)
+                    head = codec.head
             else:
                 head = await self._exchange_traced(request, trace, timeouts)
         except BaseException:
@@ -514,6 +517,21 @@ class _ResponseStream:
         conn._response_done(self._cycle)
         if trace is not None:
             await trace("http11.receive_response_body.complete", {"return_value": None})
+
+    def close_now(self) -> bool:
+        """``aclose()``, when it has nothing to await (no trace callback, no
+        socket for the loop to release): True if closed, else await
+        ``aclose()``. Spares the pool's ``request()`` a coroutine."""
+        if self._closed:
+            return True
+        if self._trace is not None:
+            return False
+        conn = self._conn
+        conn._response_done(self._cycle)  # aclose() does it again: a no-op
+        if conn._closed and not conn._lost and conn._transport is not None:
+            return False
+        self._closed = True
+        return True
 
     async def aclose(self) -> None:
         if self._closed:

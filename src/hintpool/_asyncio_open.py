@@ -20,7 +20,7 @@ from ._exceptions import ConnectError, ConnectTimeout
 
 __all__ = ["AsyncSocketIO", "connect"]
 
-ProtocolFactory = Callable[[], asyncio.Protocol]
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
 async def connect(

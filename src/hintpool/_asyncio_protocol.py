@@ -2,11 +2,19 @@
 
 Theory of operation
 -------------------
-The event loop calls ``data_received`` with the bytes it read; the protocol
-feeds them (decrypted first, for TLS) to the connection's sans-I/O
+The event loop reads into a buffer the protocol lends it (an asyncio
+``BufferedProtocol``) and calls ``buffer_updated``; the protocol feeds the
+bytes (decrypted first, for TLS) to the connection's sans-I/O
 :class:`hintpool._h1.H1Codec` and wakes the one task waiting, if any,
 through one future. Nothing takes a lock or opens a cancel scope: one
 request at a time per connection is the pool's guarantee.
+
+* One receive buffer per thread serves every connection: the codec and
+  the TLS object copy what they keep before ``buffer_updated`` returns, and
+  a loop runs in one thread. A plain ``Protocol`` would cost more: for
+  ``data_received`` asyncio allocates a 256 KiB ``bytes`` per read and
+  shrinks it to what arrived, which with glibc maps, remaps and unmaps
+  memory on every read (three syscalls and a page fault, several µs).
 
 * The read timeout is one timer per connection, armed by the first wait
   that has a timeout and left running across waits (arming and cancelling
@@ -33,7 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, cast
+import threading
+from typing import Any, Union, cast
 
 from ._exceptions import (
     ConnectError,
@@ -49,13 +58,30 @@ from ._tls_stream import wrap_bio
 
 __all__ = ["H1Protocol"]
 
+Bytes = Union[bytes, bytearray, memoryview]
+
 #: Plaintext taken from the TLS object per call (a TLS record is <= 16 KiB).
 READ_SIZE = 65536
+#: Bytes read from the socket per call (asyncio's own read size).
+RECV_SIZE = 256 * 1024
+
+_per_thread = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    """This thread's receive buffer, shared by its connections (see the
+    module doc)."""
+    view: memoryview | None = getattr(_per_thread, "buffer", None)
+    if view is None:
+        view = _per_thread.buffer = memoryview(bytearray(RECV_SIZE))
+    return view
+
+
 #: Undelivered body bytes above which the transport stops reading.
 READ_HIGH_WATER = 256 * 1024
 
 
-class H1Protocol(asyncio.Protocol):
+class H1Protocol(asyncio.BufferedProtocol):
     """Receiving, TLS, waiting and closing for one HTTP/1.1 connection."""
 
     ssl_object: ssl.SSLObject | None
@@ -95,6 +121,7 @@ class H1Protocol(asyncio.Protocol):
         self._reading_paused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
+        self._recv_buffer = _receive_buffer()
 
     # -- TLS -------------------------------------------------------------
 
@@ -158,14 +185,22 @@ class H1Protocol(asyncio.Protocol):
         if handshake is not None and not handshake.done():
             handshake.set_exception(exc)
 
-    # -- asyncio.Protocol ------------------------------------------------
+    # -- asyncio.BufferedProtocol ----------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have the methods but not the base class.
         self._transport = cast(asyncio.Transport, transport)
         self.sock = transport.get_extra_info("socket")
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._recv_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._recv_buffer[:nbytes])
+
+    def data_received(self, data: Bytes) -> None:
+        """What ``buffer_updated`` received (a plain Protocol's method, kept
+        for callers that hand over bytes themselves)."""
         if self._ssl is None:
             self._received(data)
         else:
@@ -210,7 +245,7 @@ class H1Protocol(asyncio.Protocol):
 
     # -- receiving -------------------------------------------------------
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, data: Bytes) -> None:
         """Plaintext from the peer."""
         if not self._active:
             # Nobody asked: a late "408", junk, or a close on its way. This
@@ -240,7 +275,7 @@ class H1Protocol(asyncio.Protocol):
         ):
             waiter.set_result(None)
 
-    def _tls_received(self, data: bytes) -> None:
+    def _tls_received(self, data: Bytes) -> None:
         self._incoming.write(data)
         if not self._tls_ready:
             self._handshake_step()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "KeepAlive",
+    "cached_response_keep_alive",
     "connection_tokens",
     "parse_keep_alive",
     "response_keep_alive",
@@ -47,6 +48,11 @@ _OWS = " \t"
 _CACHE_SIZE = 256
 _CACHE_MAX_KEY_LEN = 256
 _cache: dict[bytes, KeepAlive | None] = {}
+#: cached_response_keep_alive() results, likewise.
+_response_cache: dict[
+    tuple[tuple[bytes, bytes], ...], tuple[KeepAlive | None, bool]
+] = {}
+_SHORT_LIST = 4
 
 
 class KeepAlive:
@@ -229,3 +235,26 @@ def response_keep_alive(
     if len(keep_alive) == 1:
         return parse_keep_alive(keep_alive[0]), close
     return parse_keep_alive(b", ".join(keep_alive)), close
+
+
+def cached_response_keep_alive(
+    headers: Sequence[tuple[bytes, bytes]],
+) -> tuple[KeepAlive | None, bool]:
+    """:func:`response_keep_alive`, remembered for a short list of
+    ``(bytes, bytes)`` tuples (hintpool's connections hand over only the
+    headers named like ``Connection`` and ``Keep-Alive``, the same on every
+    response of a server): one look-up. Longer lists are scanned."""
+    if len(headers) > _SHORT_LIST:
+        return response_keep_alive(headers)
+    key = tuple(headers)
+    try:
+        result = _response_cache.get(key)
+    except TypeError:  # not tuples of bytes after all: no caching
+        return response_keep_alive(headers)
+    if result is None:
+        result = response_keep_alive(headers)
+        if sum(len(name) + len(value) for name, value in key) <= _CACHE_MAX_KEY_LEN:
+            if len(_response_cache) >= _CACHE_SIZE:
+                _response_cache.clear()
+            _response_cache[key] = result
+    return result

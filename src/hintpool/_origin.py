@@ -131,7 +131,7 @@ class OriginState(Counters):
     def needs_watching(self, now: float) -> bool:
         """Should the reaper watch this origin's idle connections for closes?"""
         hint = self.last_hint
-        if hint is not None and hint.timeout is not None:
+        if hint is not None and hint._timeout is not None:  # slot: per request
             return False
         if self.learned_timeout is None:
             return True

@@ -158,7 +158,8 @@ class LifetimePolicy:
         A learned timeout shorter than the hint wins: connections were seen
         closed before the announced time (see ``OriginState.learn_idle_close``).
         """
-        timeout = hint.timeout if hint is not None else None
+        # The slot, not the property: every request asks.
+        timeout = hint._timeout if hint is not None else None
         if learned_timeout is not None and (
             timeout is None or learned_timeout < timeout
         ):
@@ -210,7 +211,10 @@ class Lifetime:
             ) from None
 
     def start_request(self) -> None:
-        self._go(_START)
+        if self.state is _IDLE:  # the common case, as TRANSITIONS says
+            self.state = _ACTIVE
+        else:
+            self._go(_START)
         self.requests_served += 1
         self.body_end = 0.0
 
@@ -220,8 +224,8 @@ class Lifetime:
             raise IllegalTransition(f"response headers in state {self.state.value!r}")
         if hint is not None:
             self.last_hint = hint
-        if hint is not None and hint.max is not None:
-            self.requests_left = min(hint.max, MAX_REQUESTS_CAP)
+        if hint is not None and hint._max is not None:  # the slot: see idle_window
+            self.requests_left = min(hint._max, MAX_REQUESTS_CAP)
         elif self.requests_left is not None:
             self.requests_left = max(0, self.requests_left - 1)
         self.will_close = will_close
@@ -234,7 +238,10 @@ class Lifetime:
         if self.will_close or self.requests_left == 0 or idle_window <= 0:
             self._go(_RETIRE)
             return False
-        self._go(_TO_IDLE)
+        if self.state is _ACTIVE:  # as TRANSITIONS says, without a look-up
+            self.state = _IDLE
+        else:
+            self._go(_TO_IDLE)
         if 0.0 < self.body_end < now:
             now = self.body_end  # the server's idle timer started then
         self.idle_since = now

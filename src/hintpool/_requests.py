@@ -32,8 +32,8 @@ class ByteStream(HTTPCORE_BYTE_STREAM):  # type: ignore[misc]
     async generator per request costs more than sending a GET."""
 
     def __init__(self, content: bytes) -> None:
-        super().__init__(content)
-        self.content = content
+        # What the base class's __init__ sets, without calling it.
+        self._content = self.content = content
 
 
 def _host_header(url: httpcore.URL) -> bytes:
@@ -50,28 +50,39 @@ def _host_header(url: httpcore.URL) -> bytes:
 # ";" parameters (urllib drops the last segment's), percent-encoded host,
 # whitespace or control character. Anything else goes to httpcore.URL.
 _SIMPLE_URL = re.compile(
-    r"(https?)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?([/?][A-Za-z0-9\-._~!$&'()*+,=:@/?%]*)?"
+    rb"(https?)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?([/?][A-Za-z0-9\-._~!$&'()*+,=:@/?%]*)?"
 ).fullmatch
 
 
-def _simple_url(url: str) -> httpcore.URL | None:
-    """``httpcore.URL(url)`` for the common URL, at a fraction of the cost:
-    a crawler's URLs are rarely in the cache."""
-    match = _SIMPLE_URL(url)
+def _simple_url(url: str) -> tuple[httpcore.URL, bytes] | None:
+    """``httpcore.URL(url)`` and the ``Host`` header value, for the common
+    URL, at a fraction of the cost: a crawler's URLs are rarely cached."""
+    try:
+        match = _SIMPLE_URL(url.encode("ascii"))
+    except UnicodeEncodeError:
+        return None  # httpcore.URL says what is wrong with it
     if match is None:
         return None
     scheme, host, port, rest = match.groups()
-    port_number = None if port is None else int(port)
-    if port_number is not None and port_number > 65535:
-        return None  # httpcore.URL says what is wrong with it
-    path, _, query = (rest or "").partition("?")
-    target = (path or "/") + ("?" + query if query else "")
+    host = host.lower()
+    if port is None:
+        port_number = None
+        host_header = host
+    else:
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+        if port_number == _DEFAULT_PORTS[scheme]:
+            host_header = host
+        else:
+            host_header = b"%s:%d" % (host, port_number)
+    path, _, query = (rest or b"").partition(b"?")
     parsed: httpcore.URL = httpcore.URL.__new__(httpcore.URL)
-    parsed.scheme = scheme.encode("ascii")
-    parsed.host = host.lower().encode("ascii")
+    parsed.scheme = scheme
+    parsed.host = host
     parsed.port = port_number
-    parsed.target = target.encode("ascii")
-    return parsed
+    parsed.target = (path or b"/") + (b"?" + query if query else b"")
+    return parsed, host_header
 
 
 def _parse_url(url: httpcore.URL | bytes | str) -> tuple[httpcore.URL, bytes]:
@@ -82,9 +93,10 @@ def _parse_url(url: httpcore.URL | bytes | str) -> tuple[httpcore.URL, bytes]:
         return url, _host_header(url)
     parsed = _URL_CACHE.get(url)
     if parsed is None:
-        simple = _simple_url(url) if isinstance(url, str) else None
-        parsed_url = httpcore.URL(url) if simple is None else simple
-        parsed = (parsed_url, _host_header(parsed_url))
+        parsed = _simple_url(url) if isinstance(url, str) else None
+        if parsed is None:
+            parsed_url = httpcore.URL(url)
+            parsed = (parsed_url, _host_header(parsed_url))
         if len(_URL_CACHE) >= _URL_CACHE_SIZE:
             _URL_CACHE.clear()
         _URL_CACHE[url] = parsed

@@ -52,7 +52,7 @@ from ._h1 import H1Codec, ResponseHead
 from ._requests import ByteStream, checked_response
 from ._socket_open import NetworkStream, Trace, open_socket, ssl_object_of, traced
 from ._stale import _readable
-from ._trace_log import logging_trace
+from ._trace_log import http11_trace
 
 __all__ = ["FastConnection"]
 
@@ -138,7 +138,7 @@ class FastConnection:
             raise RuntimeError(f"connection is not idle: {self!r}")
         self._state = _ACTIVE
         extensions = request.extensions
-        trace = logging_trace(extensions.get("trace"))
+        trace = http11_trace(extensions.get("trace"))
         timeouts = extensions.get("timeout")
         read_timeout = write_timeout = None
         if timeouts:
@@ -475,6 +475,11 @@ class _ResponseStream:
             trace("http11.receive_response_body.complete", {"return_value": None})
         self._done = True
         connection._response_done()
+
+    def close_now(self) -> bool:
+        """``close()``: the sync twin has nothing to await."""
+        self.close()
+        return True
 
     def close(self) -> None:
         if self._closed:

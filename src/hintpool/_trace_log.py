@@ -18,7 +18,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-__all__ = ["async_logging_trace", "log_trace_event", "logging_trace"]
+__all__ = [
+    "async_http11_trace",
+    "async_logging_trace",
+    "http11_trace",
+    "log_trace_event",
+    "logging_trace",
+]
 
 _LOGGERS = {
     "connection": logging.getLogger("httpcore.connection"),
@@ -78,3 +84,19 @@ def async_logging_trace(trace: Any) -> Any:
         log_trace_event(name, info)
 
     return trace_and_log
+
+
+def http11_trace(trace: Trace | None) -> Trace | None:
+    """:func:`logging_trace` for one request's exchange, whose events all go
+    to ``httpcore.http11``: without a callback, and with that logger off,
+    None at the cost of one look-up (every request asks)."""
+    if trace is None and not _HTTP11.isEnabledFor(logging.DEBUG):
+        return None
+    return logging_trace(trace)
+
+
+def async_http11_trace(trace: Any) -> Any:
+    """:func:`http11_trace` for an async ``trace`` callback."""
+    if trace is None and not _HTTP11.isEnabledFor(logging.DEBUG):
+        return None
+    return async_logging_trace(trace)

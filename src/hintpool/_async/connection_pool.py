@@ -14,7 +14,7 @@ import time
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import httpcore
 
@@ -25,7 +25,7 @@ from .._exceptions import (
     raise_translated,
     translate,
 )
-from .._hints import response_keep_alive
+from .._hints import cached_response_keep_alive
 from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
@@ -271,7 +271,11 @@ class AsyncConnectionPool(AsyncResend):
             if content_read is None:
                 content_read = b"".join([chunk async for chunk in stream])
         finally:
-            await stream.aclose()
+            to_close = stream.close_now()
+            if to_close is None:
+                await stream.aclose()
+            elif to_close:
+                await self._close_connections(to_close)
         response._content = content_read  # what aread() would have stored
         return response
 
@@ -329,11 +333,12 @@ class AsyncConnectionPool(AsyncResend):
             )
         except BaseException as exc:
             response, conn = await self._send_again(key, request, tunnel, conn, exc)
+        # Typed loosely rather than cast(): a function call per request.
+        stream: Any = response.stream
         if conn.http2:
-            stream = cast("AsyncIterable[bytes]", response.stream)
             response.stream = AsyncPoolByteStream(stream, self, conn)
             return response
-        hint, will_close = response_keep_alive(hint_headers(response))
+        hint, will_close = cached_response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
@@ -344,7 +349,6 @@ class AsyncConnectionPool(AsyncResend):
             with self._lock:
                 _prewarm.consider(self._state, conn.origin, self._clock())
             self._start_prewarms()
-        stream = cast("AsyncIterable[bytes]", response.stream)
         response.stream = AsyncPoolByteStream(stream, self, conn)
         return response
 
@@ -489,7 +493,9 @@ class AsyncConnectionPool(AsyncResend):
 
     # -- releasing a connection ------------------------------------------------
 
-    async def _response_closed(self, conn: PooledConnection) -> None:
+    def _response_closed(self, conn: PooledConnection) -> list[PooledConnection]:
+        """Hand ``conn`` back; the connections to close now (await
+        ``_close_connections``: not a coroutine itself, as it rarely has to)."""
         to_close: list[PooledConnection] = []
         with self._lock:
             if conn.http2:
@@ -501,8 +507,7 @@ class AsyncConnectionPool(AsyncResend):
                 self._reaper.notify(self._state.wake_time(conn))
         if self._state.prewarm_due:
             self._start_prewarms()
-        if to_close:
-            await self._close_connections(to_close)
+        return to_close
 
     async def _discard(
         self,
@@ -693,6 +698,19 @@ class AsyncPoolByteStream:
             if cache is not None:
                 cache.response_read(tls)
 
+    def close_now(self) -> list[PooledConnection] | None:
+        """``aclose()`` without awaiting, when the connection's stream can
+        close so: the connections the pool must still close (await
+        ``_close_connections`` if any), or None: nothing was done, await
+        ``aclose()``."""
+        if self._closed:
+            return []
+        close = getattr(self._stream, "close_now", None)
+        if close is None or not close():
+            return None
+        self._closed = True
+        return self._pool._response_closed(self._conn)
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -703,4 +721,6 @@ class AsyncPoolByteStream:
         finally:
             # If cancelled above, the wire connection is not idle and the
             # pool closes it (shielded): nothing leaks.
-            await self._pool._response_closed(self._conn)
+            to_close = self._pool._response_closed(self._conn)
+            if to_close:
+                await self._pool._close_connections(to_close)

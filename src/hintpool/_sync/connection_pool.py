@@ -15,7 +15,7 @@ import time
 import types
 from collections.abc import Iterable, Iterator, Iterable
 from contextlib import contextmanager
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import httpcore
 
@@ -26,7 +26,7 @@ from .._exceptions import (
     raise_translated,
     translate,
 )
-from .._hints import response_keep_alive
+from .._hints import cached_response_keep_alive
 from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
@@ -272,7 +272,11 @@ class ConnectionPool(Resend):
             if content_read is None:
                 content_read = b"".join([chunk for chunk in stream])
         finally:
-            stream.close()
+            to_close = stream.close_now()
+            if to_close is None:
+                stream.close()
+            elif to_close:
+                self._close_connections(to_close)
         response._content = content_read  # what read() would have stored
         return response
 
@@ -330,11 +334,12 @@ class ConnectionPool(Resend):
             )
         except BaseException as exc:
             response, conn = self._send_again(key, request, tunnel, conn, exc)
+        # Typed loosely rather than cast(): a function call per request.
+        stream: Any = response.stream
         if conn.http2:
-            stream = cast("Iterable[bytes]", response.stream)
             response.stream = PoolByteStream(stream, self, conn)
             return response
-        hint, will_close = response_keep_alive(hint_headers(response))
+        hint, will_close = cached_response_keep_alive(hint_headers(response))
         conn.lifetime.response_headers(hint, will_close)
         if hint is not None:
             conn.origin.last_hint = hint
@@ -345,7 +350,6 @@ class ConnectionPool(Resend):
             with self._lock:
                 _prewarm.consider(self._state, conn.origin, self._clock())
             self._start_prewarms()
-        stream = cast("Iterable[bytes]", response.stream)
         response.stream = PoolByteStream(stream, self, conn)
         return response
 
@@ -490,7 +494,9 @@ class ConnectionPool(Resend):
 
     # -- releasing a connection ------------------------------------------------
 
-    def _response_closed(self, conn: PooledConnection) -> None:
+    def _response_closed(self, conn: PooledConnection) -> list[PooledConnection]:
+        """Hand ``conn`` back; the connections to close now (await
+        ``_close_connections``: not a coroutine itself, as it rarely has to)."""
         to_close: list[PooledConnection] = []
         with self._lock:
             if conn.http2:
@@ -502,8 +508,7 @@ class ConnectionPool(Resend):
                 self._reaper.notify(self._state.wake_time(conn))
         if self._state.prewarm_due:
             self._start_prewarms()
-        if to_close:
-            self._close_connections(to_close)
+        return to_close
 
     def _discard(
         self,
@@ -694,6 +699,19 @@ class PoolByteStream:
             if cache is not None:
                 cache.response_read(tls)
 
+    def close_now(self) -> list[PooledConnection] | None:
+        """``close()`` without awaiting, when the connection's stream can
+        close so: the connections the pool must still close (await
+        ``_close_connections`` if any), or None: nothing was done, await
+        ``close()``."""
+        if self._closed:
+            return []
+        close = getattr(self._stream, "close_now", None)
+        if close is None or not close():
+            return None
+        self._closed = True
+        return self._pool._response_closed(self._conn)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -704,4 +722,6 @@ class PoolByteStream:
         finally:
             # If cancelled above, the wire connection is not idle and the
             # pool closes it (shielded): nothing leaks.
-            self._pool._response_closed(self._conn)
+            to_close = self._pool._response_closed(self._conn)
+            if to_close:
+                self._pool._close_connections(to_close)
