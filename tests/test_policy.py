@@ -64,7 +64,9 @@ def test_idle_window_shorter_learned_timeout_beats_hint() -> None:
     # Closes seen before the announced time (a proxy's tunnel in front of
     # the origin): the earlier of the two counts.
     policy = LifetimePolicy(margin=0.5)
-    assert policy.idle_window(KeepAlive(5.0, None), learned_timeout=2.0) == 1.5
+    assert policy.idle_window(KeepAlive(5.0, None), 2.0, learned_hinted=True) == 1.5
+    # Learned before the server sent hints: the hint wins.
+    assert policy.idle_window(KeepAlive(5.0, None), 2.0) == 4.5
 
 
 def test_idle_window_hint_without_timeout_falls_back() -> None:
@@ -120,6 +122,7 @@ def test_idle_window_zero_cap() -> None:
     max_=st.none() | st.integers(0, 10**6),
     learned=st.none() | st.floats(0, 1e12),
     hinted=st.booleans(),
+    learned_hinted=st.booleans(),
 )
 def test_idle_window_properties(
     margin: float,
@@ -129,16 +132,19 @@ def test_idle_window_properties(
     max_: int | None,
     learned: float | None,
     hinted: bool,
+    learned_hinted: bool,
 ) -> None:
     policy = LifetimePolicy(
         margin=margin, max_timeout=max_timeout, keepalive_expiry=expiry
     )
     hint = KeepAlive(timeout, max_) if hinted else None
-    window = policy.idle_window(hint, learned)
+    window = policy.idle_window(hint, learned, learned_hinted)
     assert window >= 0
     assert not math.isnan(window)
     effective = timeout if hinted else None
-    if learned is not None and (effective is None or learned < effective):
+    if learned is not None and (
+        effective is None or (learned_hinted and learned < effective)
+    ):
         effective = learned
     if effective is not None:
         assert window == max(0.0, min(effective, max_timeout) - margin)

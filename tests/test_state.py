@@ -272,8 +272,12 @@ def test_close_before_the_hint_is_learned_and_wins() -> None:
     # Younger than the margin: a reload closing every idle connection.
     origin.learn_idle_close(0.05, now=40.0, floor=1.0)
     assert origin.learned_timeout == 2.0
+    assert origin.learned_hinted
     policy = LifetimePolicy(margin=0.5)
-    assert policy.idle_window(origin.last_hint, origin.learned_timeout) == 1.5
+    window = policy.idle_window(
+        origin.last_hint, origin.learned_timeout, origin.learned_hinted
+    )
+    assert window == 1.5
 
 
 def test_release_without_expiry_keeps_forever() -> None:

@@ -67,6 +67,7 @@ class OriginState(Counters):
         "last_hint",
         "last_request",
         "learned_at",
+        "learned_hinted",
         "learned_timeout",
         "open",
         "opening",
@@ -86,6 +87,9 @@ class OriginState(Counters):
         self.last_hint: KeepAlive | None = None
         self.learned_timeout: float | None = None
         self.learned_at = 0.0
+        #: Learned from a close that came before a hint's timeout: then it
+        #: caps the hint. One learned without a hint yields to a hint.
+        self.learned_hinted = False
         #: The one idle connection the reaper watches for this origin.
         self.watched: PooledConnection | None = None
         #: The label of the proxy it is reached through (statistics only).
@@ -124,9 +128,16 @@ class OriginState(Counters):
             return
         age = max(0.0, age)
         learned = self.learned_timeout
-        if learned is None or age < learned or now - self.learned_at > RELEARN_AFTER:
+        hinted = timeout is not None
+        if (
+            learned is None
+            or age < learned
+            or now - self.learned_at > RELEARN_AFTER
+            or (hinted and not self.learned_hinted)
+        ):
             self.learned_timeout = age
             self.learned_at = now
+            self.learned_hinted = hinted
 
     def needs_watching(self, now: float) -> bool:
         """Should the reaper watch this origin's idle connections for closes?"""

@@ -151,17 +151,23 @@ class LifetimePolicy:
         )
 
     def idle_window(
-        self, hint: KeepAlive | None, learned_timeout: float | None = None
+        self,
+        hint: KeepAlive | None,
+        learned_timeout: float | None = None,
+        learned_hinted: bool = False,
     ) -> float:
         """Seconds a connection may stay idle after a response (inf: no limit).
 
-        A learned timeout shorter than the hint wins: connections were seen
-        closed before the announced time (see ``OriginState.learn_idle_close``).
+        Without a timeout hint the learned timeout counts. With one, a
+        learned timeout counts only if it is shorter and was learned while
+        the hint was in force (``learned_hinted``): connections were seen
+        closed before the announced time (``OriginState.learn_idle_close``).
+        One learned before the server sent hints yields to them.
         """
         # The slot, not the property: every request asks.
         timeout = hint._timeout if hint is not None else None
         if learned_timeout is not None and (
-            timeout is None or learned_timeout < timeout
+            timeout is None or (learned_hinted and learned_timeout < timeout)
         ):
             timeout = learned_timeout
         if timeout is not None:

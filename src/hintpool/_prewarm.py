@@ -95,7 +95,9 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
         or origin.open >= state.max_per_origin
     ):
         return
-    window = state.policy.idle_window(origin.last_hint, origin.learned_timeout)
+    window = state.policy.idle_window(
+        origin.last_hint, origin.learned_timeout, origin.learned_hinted
+    )
     if window <= 0 or not busy(state, origin, now) or _has_spare(origin, now, window):
         return
     state._reserve(origin)  # also takes the origin off the vacant list
@@ -116,7 +118,9 @@ def opened(
     conn.prewarmed = True
     state.count_opened(conn)
     state.count(origin, "prewarmed")
-    window = state.policy.idle_window(origin.last_hint, origin.learned_timeout)
+    window = state.policy.idle_window(
+        origin.last_hint, origin.learned_timeout, origin.learned_hinted
+    )
     conn.lifetime.warmed(now, window)
     state._make_idle(conn, to_close, spare=True)
 

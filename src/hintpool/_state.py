@@ -374,7 +374,9 @@ class PoolState(IdleConnections):
             # announced the end, closed otherwise.
             lifetime.response_aborted()
         else:
-            window = self.policy.idle_window(lifetime.last_hint, origin.learned_timeout)
+            window = self.policy.idle_window(
+                lifetime.last_hint, origin.learned_timeout, origin.learned_hinted
+            )
             if lifetime.response_done(now, window):
                 self._make_idle(conn, to_close)
                 return
