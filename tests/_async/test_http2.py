@@ -112,6 +112,38 @@ async def test_prior_knowledge_with_a_connection_limit_of_one(
     assert plain_server.connections == 1
 
 
+async def test_an_idle_connection_is_shared_as_it_is_taken(
+    plain_server: H2Server,
+) -> None:
+    """Taking an idle HTTP/2 connection shares it in the same step: a
+    request that runs while the first closes a stale connection (an await)
+    finds it, rather than opening another."""
+    plain_server.max_streams = 2
+    pool = hintpool.AsyncConnectionPool(http1=False, http2=True)
+    async with pool:
+        await pool.request("GET", f"{plain_server.url}/warm")  # SETTINGS: 2
+        # Two connections: each holds its two streams until the other two
+        # requests (threads in the sync test) have started.
+        plain_server.hold = 3
+        plain_server.hold_timeout = 0.5
+        async with AsyncTaskGroup() as tg:
+            for i in range(4):
+                tg.start_soon(pool.request, "GET", f"{plain_server.url}/a{i}")
+        [origin] = pool._state.origins.values()
+        assert len(origin.idle) == 2
+        stale = origin.idle[-1]  # taken first, found closed, closed: an await
+        server_closed = pool._state.server_closed
+        pool._state.server_closed = lambda c: c is stale or server_closed(c)
+        plain_server.hold = 2  # answered only when both share a connection
+        plain_server.hold_timeout = 2.0
+        async with AsyncTaskGroup() as tg:
+            for i in range(2):
+                tg.start_soon(pool.request, "GET", f"{plain_server.url}/b{i}")
+    assert plain_server.connections == 2
+    numbers = {n for n, _, _, path, _ in plain_server.requests if "/b" in path}
+    assert len(numbers) == 1
+
+
 async def test_alpn_http11_server_gets_http11(
     ca: trustme.CA, client_ctx: ssl.SSLContext, server_factory: ServerFactory
 ) -> None:

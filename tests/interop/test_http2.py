@@ -168,13 +168,6 @@ async def test_server_stream_limit_decides_connections(
     assert stats.concurrent_streams_peak <= SMALL_STREAM_LIMIT
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a race in the pool: _acquire takes an idle HTTP/2 connection "
-    "from the idle stack under the lock but shares it (first_stream) only "
-    "under a later one; a thread in between finds neither and opens a "
-    "second connection (about one run in four on a loaded machine)",
-)
 def test_concurrent_threads_share_one_connection(
     real_servers: StartServer, tls_files: TLSFiles, tls_client_context: ssl.SSLContext
 ) -> None:

@@ -400,7 +400,12 @@ class AsyncConnectionPool(AsyncResend):
                     result = self._state.checkout(
                         origin, self._clock(), to_close, fresh
                     )
-                    if result is WAIT:
+                    if isinstance(result, PooledConnection) and result.http2:
+                        # Shared in the same step as taken off the idle
+                        # stack: a request in between would find neither
+                        # and open a second connection.
+                        first_stream(self._state, result)
+                    elif result is WAIT:
                         waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
                         self._state.queue(waiter, origin)
                     elif (
@@ -426,9 +431,6 @@ class AsyncConnectionPool(AsyncResend):
         if result is RESERVED:
             return await self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
-        if result.http2:
-            with self._lock:
-                first_stream(self._state, result)
         return result
 
     async def _wait(
@@ -459,6 +461,8 @@ class AsyncConnectionPool(AsyncResend):
                     result = self._state.recycle(result, to_close)
                 else:
                     result = self._state.claim(result, self._clock(), to_close)
+                    if isinstance(result, PooledConnection) and result.http2:
+                        first_stream(self._state, result)
             if to_close:
                 await self._close_connections(to_close)
         return result

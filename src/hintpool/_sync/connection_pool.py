@@ -401,7 +401,12 @@ class ConnectionPool(Resend):
                     result = self._state.checkout(
                         origin, self._clock(), to_close, fresh
                     )
-                    if result is WAIT:
+                    if isinstance(result, PooledConnection) and result.http2:
+                        # Shared in the same step as taken off the idle
+                        # stack: a request in between would find neither
+                        # and open a second connection.
+                        first_stream(self._state, result)
+                    elif result is WAIT:
                         waiter: Waiter[CheckoutResult] = Waiter(key)
                         self._state.queue(waiter, origin)
                     elif (
@@ -427,9 +432,6 @@ class ConnectionPool(Resend):
         if result is RESERVED:
             return self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
-        if result.http2:
-            with self._lock:
-                first_stream(self._state, result)
         return result
 
     def _wait(
@@ -460,6 +462,8 @@ class ConnectionPool(Resend):
                     result = self._state.recycle(result, to_close)
                 else:
                     result = self._state.claim(result, self._clock(), to_close)
+                    if isinstance(result, PooledConnection) and result.http2:
+                        first_stream(self._state, result)
             if to_close:
                 self._close_connections(to_close)
         return result
