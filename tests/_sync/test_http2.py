@@ -144,6 +144,28 @@ def test_an_idle_connection_is_shared_as_it_is_taken(
     assert len(numbers) == 1
 
 
+def test_new_connection_assumes_the_origin_s_last_stream_limit(
+    plain_server: H2Server,
+) -> None:
+    """The server said 2 streams at once: a new connection takes 2 before
+    its own SETTINGS arrive, not 100."""
+    plain_server.max_streams = 2
+    pool = hintpool.ConnectionPool(http1=False, http2=True)
+    with pool:
+        pool.request("GET", f"{plain_server.url}/warm")
+        # Each connection holds its answers a while: all six in flight.
+        plain_server.hold = 3
+        plain_server.hold_timeout = 0.5
+        with TaskGroup() as tg:
+            for i in range(6):
+                tg.start_soon(pool.request, "GET", f"{plain_server.url}/{i}")
+        [stats] = pool.statistics().origins.values()
+    assert plain_server.connections == 3
+    assert stats.concurrent_streams_peak == 2
+    per_connection = [n for n, _, _, path, _ in plain_server.requests[1:]]
+    assert sorted(per_connection) == [1, 1, 2, 2, 3, 3]
+
+
 def test_alpn_http11_server_gets_http11(
     ca: trustme.CA, client_ctx: ssl.SSLContext, server_factory: ServerFactory
 ) -> None:

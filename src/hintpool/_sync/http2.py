@@ -62,6 +62,10 @@ class H2Connection(httpcore.HTTP2Connection):
         self._order = StreamOrder()
         self._keep_stream_ids_in_order()
         self.goaway: h2.events.ConnectionTerminated | None = None
+        #: The stream limit to assume until the server's SETTINGS arrive
+        #: (set by the pool: what the origin announced last); None: 100.
+        self.assumed_streams: int | None = None
+        self._settings_seen = False
         #: id(request) -> its stream, while the request is being sent.
         self._stream_of: dict[int, int] = {}
 
@@ -108,9 +112,23 @@ class H2Connection(httpcore.HTTP2Connection):
     def max_streams(self) -> int:
         """Streams at once: the server's limit within httpcore's own (100);
         at least 1 (a server announcing 0 refuses streams itself)."""
-        remote = self._h2_state.remote_settings.max_concurrent_streams
         local = self._h2_state.local_settings.max_concurrent_streams
+        if self._settings_seen or self.assumed_streams is None:
+            remote = self._h2_state.remote_settings.max_concurrent_streams
+        else:
+            remote = self.assumed_streams
         return max(1, min(remote, local))
+
+    @property
+    def announced_streams(self) -> int | None:
+        """``max_streams`` once the server's SETTINGS arrived, else None."""
+        return self.max_streams if self._settings_seen else None
+
+    def _receive_remote_settings_change(
+        self, event: h2.events.RemoteSettingsChanged
+    ) -> None:
+        self._settings_seen = True
+        super()._receive_remote_settings_change(event)
 
     def is_available(self) -> bool:
         return self.goaway is None and super().is_available()
