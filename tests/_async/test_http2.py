@@ -376,6 +376,34 @@ async def test_first_idle_close_teaches_the_timeout(plain_server: H2Server) -> N
         await pool.request("GET", f"{plain_server.url}/b")
         [stats] = pool.statistics().origins.values()
     assert stats.closed_by_server == 1
+    assert stats.goaways_received == 0  # a close without GOAWAY
+    assert stats.learned_timeout == pytest.approx(3.0)
+    assert plain_server.connections == 2
+
+
+async def test_goaway_on_an_idle_connection_is_counted(
+    plain_server: H2Server,
+) -> None:
+    """nginx's and Node's idle timeouts: GOAWAY on a connection with no
+    request, then the close. Counted as a GOAWAY and as an idle close (it
+    teaches the timeout as any idle close does)."""
+    clock = FakeClock()
+    pool = hintpool.AsyncConnectionPool(
+        http1=False, http2=True, keepalive_expiry=60.0, clock=clock
+    )
+    async with pool:
+        await pool.request("GET", f"{plain_server.url}/a")
+        [conn] = next(iter(pool._state.origins.values())).idle
+        clock.advance(3.0)
+        plain_server.goaway_idle()
+        async with AsyncTaskGroup() as tg:
+            await tg.wait_until(lambda: pool._state.server_closed(conn))
+        plain_server.ending = False
+        await pool.request("GET", f"{plain_server.url}/b")
+        async with AsyncTaskGroup() as tg:
+            await tg.wait_until(lambda: conn.goaway)
+        [stats] = pool.statistics().origins.values()
+    assert (stats.goaways_received, stats.closed_by_server) == (1, 1)
     assert stats.learned_timeout == pytest.approx(3.0)
     assert plain_server.connections == 2
 

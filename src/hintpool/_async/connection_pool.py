@@ -615,6 +615,8 @@ class AsyncConnectionPool(AsyncResend):
             return
         with AsyncShieldCancellation():
             for conn in connections:
+                if conn.http2:
+                    await self._idle_goaway(conn)
                 if conn.prewarmed and not conn.lifetime.requests_served:
                     with self._lock:
                         self._state.count(conn.origin, "prewarm_wasted")
@@ -623,6 +625,16 @@ class AsyncConnectionPool(AsyncResend):
                     await conn.connection.aclose()
                 except Exception as exc:  # closing is best effort
                     logger.debug("error closing %r: %r", conn, exc)
+
+    async def _idle_goaway(self, conn: PooledConnection) -> None:
+        """Count a GOAWAY the server sent on an idle HTTP/2 connection (an
+        idle timeout, a reload): no request was there to read it."""
+        if conn.goaway or conn.streams or not self._state.server_closed(conn):
+            return
+        if await conn.connection.read_goaway():
+            conn.goaway = True
+            with self._lock:
+                self._state.count(conn.origin, "goaways_received")
 
 
 def _open_gate(origin: Any) -> None:

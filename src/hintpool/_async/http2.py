@@ -35,6 +35,9 @@ __all__ = ["AsyncH2Connection"]
 
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _REFUSED = h2.errors.ErrorCodes.REFUSED_STREAM
+#: Seconds to wait for the rest of what an idle connection's server sent
+#: before closing (its socket polled readable: the bytes are there).
+_IDLE_READ_TIMEOUT = 0.1
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
 
 
@@ -199,6 +202,22 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
                     continue
             kept.append(event)
         return kept
+
+    async def read_goaway(self) -> bool:
+        """The server hung up on this idle connection: did it say GOAWAY
+        first (nginx and Node do, Hypercorn does not)? Reads what is
+        waiting, once; the connection is closed next."""
+        if self.goaway is None:
+            try:
+                data = await self._network_stream.read(
+                    self.READ_NUM_BYTES, _IDLE_READ_TIMEOUT
+                )
+                for event in self._h2_state.receive_data(data):
+                    if isinstance(event, h2.events.ConnectionTerminated):
+                        self.goaway = event
+            except Exception:  # reset, timeout, bad frames: no GOAWAY read
+                return False
+        return self.goaway is not None
 
     def _refuse_above(self, last: int) -> None:
         """After a graceful GOAWAY the streams up to ``last`` read on; the
