@@ -56,6 +56,8 @@ class H2Server:
         self.reset_code: int | None = None
         #: Answer in HTTP/1.1 although ALPN chose h2.
         self.speak_http1 = False
+        #: Set by ``goaway_idle()``: every connection says GOAWAY and closes.
+        self.ending = False
         self.connections = 0
         self.requests: list[tuple[int, int, str, str, bytes]] = []
         self._lock = threading.Lock()
@@ -104,13 +106,18 @@ class H2Server:
         self.stop()
 
     def close_idle(self) -> None:
-        """Close every connection now, as an idle timeout does (GOAWAY,
-        then the socket)."""
+        """Close every connection now, without a GOAWAY (as Hypercorn's idle
+        timeout does)."""
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def goaway_idle(self) -> None:
+        """End every connection with GOAWAY ``NO_ERROR``, then close it (as
+        nginx's and Node's idle timeouts do)."""
+        self.ending = True
 
     def _accept(self) -> None:
         while not self._stopping:
@@ -186,6 +193,11 @@ class _Connection:
                     self.on_event(event)
             self.answer_ready()
             self.flush()
+            if self.server.ending:
+                frame = GoAwayFrame(0, last_stream_id=self.highest)
+                self.sock.sendall(frame.serialize())
+                self.sock.shutdown(socket.SHUT_RDWR)
+                return
             if self.last is not None and not self.ready and not self.bodies:
                 # Closed after a linger, as nginx does: a request already on
                 # its way meets an ignored stream, not a reset.

@@ -17,7 +17,13 @@ import pytest
 import hintpool
 from hintpool._local.origins import loopback_hosts
 from hintpool._local.race import make_schedule, percentile
-from hintpool.cli import _bench_contenders, _bench_report, _bench_report_extra, main
+from hintpool.cli import (
+    _bench_contenders,
+    _bench_h2,
+    _bench_report,
+    _bench_report_extra,
+    main,
+)
 from hintpool.cli._bench_measure import run_on_loop
 
 FLOOR = "asyncio floor"
@@ -409,3 +415,32 @@ def _bench_report_can_plot() -> bool:
 
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(_bench_h2.missing() is not None, reason="needs h2 and node")
+def test_bench_http2_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--workloads", "http2", "--requests", "20", "--rounds", "1"]
+    document = run_json(capsys, *argv, "--json")
+    http2 = document["http2"]
+    assert set(http2["results"]) == {"1", "10", "100"}
+    for results in http2["results"].values():
+        assert set(results) == {"hintpool h2", "httpx h2", "hintpool h1"}
+        for result in results.values():
+            assert result["errors"] == {}
+            assert result["cpu_us_per_request"] > 0
+        assert results["hintpool h2"]["ratio_vs_httpx_h2"] > 0
+    [table] = _bench_report_extra.extra_tables(document)
+    assert len(table[2]) == 9
+
+
+def test_bench_http2_skipped_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_bench_h2, "missing", lambda: "node not found on PATH")
+    assert main(["bench", "--workloads", "http2", "--json"]) == 0
+    captured = capsys.readouterr()
+    line = "http2 workload skipped: node not found on PATH"
+    assert line in captured.err.splitlines()
+    document = json.loads(captured.out)
+    assert document["http2"] == {"skipped": "node not found on PATH"}
+    assert _bench_report_extra.extra_tables(document) == []

@@ -29,6 +29,8 @@ class FakeH2:
     def __init__(self, max_streams: int) -> None:
         self.max_streams = max_streams
         self.goaway: Any = None
+        self.announced_streams: int | None = max_streams
+        self.assumed_streams: int | None = None
 
     def is_available(self) -> bool:
         return self.goaway is None

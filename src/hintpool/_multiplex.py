@@ -66,6 +66,11 @@ def first_stream(state: PoolState, conn: PooledConnection) -> None:
     conn.http2 = True
     conn.streams = 1
     origin = conn.origin
+    connection = conn.connection
+    if origin.max_streams is not None and connection.announced_streams is None:
+        # Until its SETTINGS arrive, as many streams as the server allowed
+        # the last time: not 100 when it said 10.
+        connection.assumed_streams = origin.max_streams
     origin.http_version = "HTTP/2"
     if origin.streams_peak < 1:
         origin.streams_peak = 1
@@ -82,6 +87,9 @@ def stream_done(
     """A stream of ``conn`` ended (its response closed, or it failed)."""
     conn.streams -= 1
     origin = conn.origin
+    announced = conn.connection.announced_streams
+    if announced is not None:
+        origin.max_streams = announced
     if not _open_for_streams(state, conn):
         origin.shared.pop(conn, None)
         if conn.streams == 0:

@@ -69,6 +69,7 @@ class OriginState(Counters):
         "learned_at",
         "learned_hinted",
         "learned_timeout",
+        "max_streams",
         "open",
         "opening",
         "previous_request",
@@ -97,11 +98,14 @@ class OriginState(Counters):
         #: HTTP/2 (``hintpool._multiplex``): active connections with a free
         #: stream (a dict as an ordered set), the gate requests wait at while
         #: a connection that may turn out HTTP/2 is opening, what the last
-        #: connection spoke, and the most streams one connection carried.
+        #: connection spoke, the most streams one connection carried, and
+        #: the stream limit the server last announced (a new connection
+        #: assumes it until its own SETTINGS arrive).
         self.shared: dict[PooledConnection, None] = {}
         self.opening: Any = None
         self.http_version: str | None = None
         self.streams_peak = 0
+        self.max_streams: int | None = None
         #: When a request last asked for a connection (see hintpool._prewarm).
         self.last_request = -math.inf
         self.previous_request = -math.inf

@@ -112,6 +112,60 @@ async def test_prior_knowledge_with_a_connection_limit_of_one(
     assert plain_server.connections == 1
 
 
+async def test_an_idle_connection_is_shared_as_it_is_taken(
+    plain_server: H2Server,
+) -> None:
+    """Taking an idle HTTP/2 connection shares it in the same step: a
+    request that runs while the first closes a stale connection (an await)
+    finds it, rather than opening another."""
+    plain_server.max_streams = 2
+    pool = hintpool.AsyncConnectionPool(http1=False, http2=True)
+    async with pool:
+        await pool.request("GET", f"{plain_server.url}/warm")  # SETTINGS: 2
+        # Two connections: each holds its two streams until the other two
+        # requests (threads in the sync test) have started.
+        plain_server.hold = 3
+        plain_server.hold_timeout = 0.5
+        async with AsyncTaskGroup() as tg:
+            for i in range(4):
+                tg.start_soon(pool.request, "GET", f"{plain_server.url}/a{i}")
+        [origin] = pool._state.origins.values()
+        assert len(origin.idle) == 2
+        stale = origin.idle[-1]  # taken first, found closed, closed: an await
+        server_closed = pool._state.server_closed
+        pool._state.server_closed = lambda c: c is stale or server_closed(c)
+        plain_server.hold = 2  # answered only when both share a connection
+        plain_server.hold_timeout = 2.0
+        async with AsyncTaskGroup() as tg:
+            for i in range(2):
+                tg.start_soon(pool.request, "GET", f"{plain_server.url}/b{i}")
+    assert plain_server.connections == 2
+    numbers = {n for n, _, _, path, _ in plain_server.requests if "/b" in path}
+    assert len(numbers) == 1
+
+
+async def test_new_connection_assumes_the_origin_s_last_stream_limit(
+    plain_server: H2Server,
+) -> None:
+    """The server said 2 streams at once: a new connection takes 2 before
+    its own SETTINGS arrive, not 100."""
+    plain_server.max_streams = 2
+    pool = hintpool.AsyncConnectionPool(http1=False, http2=True)
+    async with pool:
+        await pool.request("GET", f"{plain_server.url}/warm")
+        # Each connection holds its answers a while: all six in flight.
+        plain_server.hold = 3
+        plain_server.hold_timeout = 0.5
+        async with AsyncTaskGroup() as tg:
+            for i in range(6):
+                tg.start_soon(pool.request, "GET", f"{plain_server.url}/{i}")
+        [stats] = pool.statistics().origins.values()
+    assert plain_server.connections == 3
+    assert stats.concurrent_streams_peak == 2
+    per_connection = [n for n, _, _, path, _ in plain_server.requests[1:]]
+    assert sorted(per_connection) == [1, 1, 2, 2, 3, 3]
+
+
 async def test_alpn_http11_server_gets_http11(
     ca: trustme.CA, client_ctx: ssl.SSLContext, server_factory: ServerFactory
 ) -> None:
@@ -322,6 +376,34 @@ async def test_first_idle_close_teaches_the_timeout(plain_server: H2Server) -> N
         await pool.request("GET", f"{plain_server.url}/b")
         [stats] = pool.statistics().origins.values()
     assert stats.closed_by_server == 1
+    assert stats.goaways_received == 0  # a close without GOAWAY
+    assert stats.learned_timeout == pytest.approx(3.0)
+    assert plain_server.connections == 2
+
+
+async def test_goaway_on_an_idle_connection_is_counted(
+    plain_server: H2Server,
+) -> None:
+    """nginx's and Node's idle timeouts: GOAWAY on a connection with no
+    request, then the close. Counted as a GOAWAY and as an idle close (it
+    teaches the timeout as any idle close does)."""
+    clock = FakeClock()
+    pool = hintpool.AsyncConnectionPool(
+        http1=False, http2=True, keepalive_expiry=60.0, clock=clock
+    )
+    async with pool:
+        await pool.request("GET", f"{plain_server.url}/a")
+        [conn] = next(iter(pool._state.origins.values())).idle
+        clock.advance(3.0)
+        plain_server.goaway_idle()
+        async with AsyncTaskGroup() as tg:
+            await tg.wait_until(lambda: pool._state.server_closed(conn))
+        plain_server.ending = False
+        await pool.request("GET", f"{plain_server.url}/b")
+        async with AsyncTaskGroup() as tg:
+            await tg.wait_until(lambda: conn.goaway)
+        [stats] = pool.statistics().origins.values()
+    assert (stats.goaways_received, stats.closed_by_server) == (1, 1)
     assert stats.learned_timeout == pytest.approx(3.0)
     assert plain_server.connections == 2
 

@@ -162,8 +162,8 @@ async def test_retiring_busy_connections_loses_nothing(
         f"seen idle, learned {stats.learned_timeout}"
     )
     assert failures == []
-    # Read by a stream, or seen by the reaper on the idle connection.
-    assert stats.goaways_received + stats.closed_by_server >= 1
+    # Read by a stream, or on the idle connection the reaper saw closed.
+    assert stats.goaways_received >= 1
     paths = logged_paths(server, mark, prefix, waves * CONCURRENT)
     assert len(paths) == len(set(paths)) == waves * CONCURRENT
     assert len(ports(server, mark, prefix)) >= 2

@@ -404,7 +404,12 @@ class AsyncConnectionPool(AsyncResend):
                     result = self._state.checkout(
                         origin, self._clock(), to_close, fresh
                     )
-                    if result is WAIT:
+                    if isinstance(result, PooledConnection) and result.http2:
+                        # Shared in the same step as taken off the idle
+                        # stack: a request in between would find neither
+                        # and open a second connection.
+                        first_stream(self._state, result)
+                    elif result is WAIT:
                         waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
                         self._state.queue(waiter, origin)
                     elif (
@@ -430,9 +435,6 @@ class AsyncConnectionPool(AsyncResend):
         if result is RESERVED:
             return await self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
-        if result.http2:
-            with self._lock:
-                first_stream(self._state, result)
         return result
 
     async def _wait(
@@ -463,6 +465,8 @@ class AsyncConnectionPool(AsyncResend):
                     result = self._state.recycle(result, to_close)
                 else:
                     result = self._state.claim(result, self._clock(), to_close)
+                    if isinstance(result, PooledConnection) and result.http2:
+                        first_stream(self._state, result)
             if to_close:
                 await self._close_connections(to_close)
         return result
@@ -616,6 +620,8 @@ class AsyncConnectionPool(AsyncResend):
             return
         with AsyncShieldCancellation():
             for conn in connections:
+                if conn.http2:
+                    await self._idle_goaway(conn)
                 if conn.prewarmed and not conn.lifetime.requests_served:
                     with self._lock:
                         self._state.count(conn.origin, "prewarm_wasted")
@@ -624,6 +630,16 @@ class AsyncConnectionPool(AsyncResend):
                     await conn.connection.aclose()
                 except Exception as exc:  # closing is best effort
                     logger.debug("error closing %r: %r", conn, exc)
+
+    async def _idle_goaway(self, conn: PooledConnection) -> None:
+        """Count a GOAWAY the server sent on an idle HTTP/2 connection (an
+        idle timeout, a reload): no request was there to read it."""
+        if conn.goaway or conn.streams or not self._state.server_closed(conn):
+            return
+        if await conn.connection.read_goaway():
+            conn.goaway = True
+            with self._lock:
+                self._state.count(conn.origin, "goaways_received")
 
 
 def _open_gate(origin: Any) -> None:

@@ -35,6 +35,9 @@ __all__ = ["AsyncH2Connection"]
 
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _REFUSED = h2.errors.ErrorCodes.REFUSED_STREAM
+#: Seconds to wait for the rest of what an idle connection's server sent
+#: before closing (its socket polled readable: the bytes are there).
+_IDLE_READ_TIMEOUT = 0.1
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
 
 
@@ -61,6 +64,10 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
         self._order = AsyncStreamOrder()
         self._keep_stream_ids_in_order()
         self.goaway: h2.events.ConnectionTerminated | None = None
+        #: The stream limit to assume until the server's SETTINGS arrive
+        #: (set by the pool: what the origin announced last); None: 100.
+        self.assumed_streams: int | None = None
+        self._settings_seen = False
         #: id(request) -> its stream, while the request is being sent.
         self._stream_of: dict[int, int] = {}
 
@@ -107,9 +114,23 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
     def max_streams(self) -> int:
         """Streams at once: the server's limit within httpcore's own (100);
         at least 1 (a server announcing 0 refuses streams itself)."""
-        remote = self._h2_state.remote_settings.max_concurrent_streams
         local = self._h2_state.local_settings.max_concurrent_streams
+        if self._settings_seen or self.assumed_streams is None:
+            remote = self._h2_state.remote_settings.max_concurrent_streams
+        else:
+            remote = self.assumed_streams
         return max(1, min(remote, local))
+
+    @property
+    def announced_streams(self) -> int | None:
+        """``max_streams`` once the server's SETTINGS arrived, else None."""
+        return self.max_streams if self._settings_seen else None
+
+    async def _receive_remote_settings_change(
+        self, event: h2.events.RemoteSettingsChanged
+    ) -> None:
+        self._settings_seen = True
+        await super()._receive_remote_settings_change(event)
 
     def is_available(self) -> bool:
         return self.goaway is None and super().is_available()
@@ -181,6 +202,22 @@ class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
                     continue
             kept.append(event)
         return kept
+
+    async def read_goaway(self) -> bool:
+        """The server hung up on this idle connection: did it say GOAWAY
+        first (nginx and Node do, Hypercorn does not)? Reads what is
+        waiting, once; the connection is closed next."""
+        if self.goaway is None:
+            try:
+                data = await self._network_stream.read(
+                    self.READ_NUM_BYTES, _IDLE_READ_TIMEOUT
+                )
+                for event in self._h2_state.receive_data(data):
+                    if isinstance(event, h2.events.ConnectionTerminated):
+                        self.goaway = event
+            except Exception:  # reset, timeout, bad frames: no GOAWAY read
+                return False
+        return self.goaway is not None
 
     def _refuse_above(self, last: int) -> None:
         """After a graceful GOAWAY the streams up to ``last`` read on; the

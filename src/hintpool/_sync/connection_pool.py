@@ -405,7 +405,12 @@ class ConnectionPool(Resend):
                     result = self._state.checkout(
                         origin, self._clock(), to_close, fresh
                     )
-                    if result is WAIT:
+                    if isinstance(result, PooledConnection) and result.http2:
+                        # Shared in the same step as taken off the idle
+                        # stack: a request in between would find neither
+                        # and open a second connection.
+                        first_stream(self._state, result)
+                    elif result is WAIT:
                         waiter: Waiter[CheckoutResult] = Waiter(key)
                         self._state.queue(waiter, origin)
                     elif (
@@ -431,9 +436,6 @@ class ConnectionPool(Resend):
         if result is RESERVED:
             return self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
-        if result.http2:
-            with self._lock:
-                first_stream(self._state, result)
         return result
 
     def _wait(
@@ -464,6 +466,8 @@ class ConnectionPool(Resend):
                     result = self._state.recycle(result, to_close)
                 else:
                     result = self._state.claim(result, self._clock(), to_close)
+                    if isinstance(result, PooledConnection) and result.http2:
+                        first_stream(self._state, result)
             if to_close:
                 self._close_connections(to_close)
         return result
@@ -617,6 +621,8 @@ class ConnectionPool(Resend):
             return
         with ShieldCancellation():
             for conn in connections:
+                if conn.http2:
+                    self._idle_goaway(conn)
                 if conn.prewarmed and not conn.lifetime.requests_served:
                     with self._lock:
                         self._state.count(conn.origin, "prewarm_wasted")
@@ -625,6 +631,16 @@ class ConnectionPool(Resend):
                     conn.connection.close()
                 except Exception as exc:  # closing is best effort
                     logger.debug("error closing %r: %r", conn, exc)
+
+    def _idle_goaway(self, conn: PooledConnection) -> None:
+        """Count a GOAWAY the server sent on an idle HTTP/2 connection (an
+        idle timeout, a reload): no request was there to read it."""
+        if conn.goaway or conn.streams or not self._state.server_closed(conn):
+            return
+        if conn.connection.read_goaway():
+            conn.goaway = True
+            with self._lock:
+                self._state.count(conn.origin, "goaways_received")
 
 
 def _open_gate(origin: Any) -> None:

@@ -120,4 +120,8 @@ def extra_tables(document: dict[str, Any]) -> list[Table]:
         tables.append(crawler_table(document["crawler"]))
     if document.get("api_client"):
         tables.append(api_table(document["api_client"]))
+    if (document.get("http2") or {}).get("results"):
+        from ._bench_h2 import http2_table
+
+        tables.append(http2_table(document["http2"]))
     return tables

@@ -18,7 +18,8 @@ squid of their own, with the async contenders that take a proxy.  The
 crawler workload (:mod:`._bench_crawler`: fast origins' throughput beside a
 slow one) and the api-client workload (:mod:`._bench_api`: requests that
 waited for a handshake at a steady rate) come last, each with its own few
-contenders.
+contenders, then the http2 workload (:mod:`._bench_h2`: HTTP/2 over TLS
+against Node's ``http2`` module).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ._bench_contenders import (
     URLLIB3,
     Contender,
 )
+from ._bench_h2 import HTTP2
 from ._bench_measure import Run, Workload, add_ratios, measure, summary
 from ._bench_proxy import KEYS as PROXY_KEYS
 
@@ -107,7 +109,7 @@ def tls_resumption_workloads() -> list[Workload]:
 
 
 WORKLOADS = [w.key for w in workloads(1)] + list(PROXY_KEYS) + [RACE, PROXY_RACE]
-WORKLOADS += [CRAWLER, API_CLIENT]
+WORKLOADS += [CRAWLER, API_CLIENT, HTTP2]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -245,6 +247,7 @@ def _run_all(
         "proxy_race": None,
         "crawler": None,
         "api_client": None,
+        "http2": None,
     }
     if chosen:
         with start_bench_server(loopback_hosts(origins), settings["server"]) as server:
@@ -289,6 +292,17 @@ def _run_extra(settings: dict[str, Any], document: dict[str, Any], quiet: bool) 
         seconds = settings["api_seconds"]
         with _status(f"api-client workload ({seconds:g} s)", quiet):
             document["api_client"] = run_api_client(seconds, aiohttp)
+    if HTTP2 in settings["workloads"]:
+        from ._bench_h2 import run_http2
+
+        requests, rounds = settings["requests"], settings["rounds"]
+        with _status(f"http2 workload ({rounds} rounds)", quiet):
+            document["http2"] = run_http2(requests, rounds)
+        if "skipped" in document["http2"]:
+            print(
+                f"http2 workload skipped: {document['http2']['skipped']}",
+                file=sys.stderr,
+            )
 
 
 def _run_proxy_race(
