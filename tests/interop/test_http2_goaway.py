@@ -161,9 +161,17 @@ async def test_retiring_busy_connections_loses_nothing(
         f"{stats.goaways_received} GOAWAYs read, {stats.closed_by_server} closes "
         f"seen idle, learned {stats.learned_timeout}"
     )
+    # What the test checks: the retired connection was replaced without
+    # losing or repeating a request. Which path noticed the retirement (a
+    # stream reading the GOAWAY, or the idle socket found readable by the
+    # reaper or on reuse) is a race under load, counted differently: only
+    # recorded.
+    record_property(
+        f"{kind}_retirement_seen_as",
+        f"goaways_received={stats.goaways_received} "
+        f"closed_by_server={stats.closed_by_server}",
+    )
     assert failures == []
-    # Read by a stream, or on the idle connection the reaper saw closed.
-    assert stats.goaways_received >= 1
     paths = logged_paths(server, mark, prefix, waves * CONCURRENT)
     assert len(paths) == len(set(paths)) == waves * CONCURRENT
     assert len(ports(server, mark, prefix)) >= 2

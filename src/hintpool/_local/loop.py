@@ -18,7 +18,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -91,6 +91,7 @@ class LoopThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._closing = False
 
     # -- public lifecycle -------------------------------------------------
@@ -183,6 +184,7 @@ class LoopThread:
             await self._cancel_tasks()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(listener.wait_closed(), STOP_TIMEOUT)
+            await self._abort_unserved()
 
     async def _cancel_tasks(self) -> None:
         cancelled: set[asyncio.Task[Any]] = set()
@@ -202,10 +204,20 @@ class LoopThread:
                 timeout = max(deadline - loop.time(), 0.01)
                 await asyncio.wait(set(self._tasks), timeout=timeout)
 
-    async def _handle(
+    def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        """The client_connected_cb: registers *writer* at once. Its task may
+        be created as the loop stops, and asyncio.run cancels a task that
+        has not started without running any of it: its ``finally`` never
+        closes the connection, and the socket leaks."""
+        self._writers.add(writer)
+        return self._handle_task(reader, writer)
+
+    async def _handle_task(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """The client_connected_cb: tracks the task, always closes *writer*."""
+        """Tracks the task, always closes *writer*."""
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -222,6 +234,15 @@ class LoopThread:
                 self._tasks.discard(task)
             with contextlib.suppress(asyncio.CancelledError):
                 await close_writer(writer)
+            self._writers.discard(writer)
+
+    async def _abort_unserved(self) -> None:
+        """Close the connections whose task never ran (see ``_handle``)."""
+        writers, self._writers = self._writers, set()
+        for writer in writers:
+            writer.transport.abort()
+        if writers:
+            await asyncio.sleep(0)  # abort() releases the socket in a callback
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -64,6 +64,7 @@ class H2Connection(httpcore.HTTP2Connection):
         self._write_lock = H2Lock()
         self._order = StreamOrder()
         self._keep_stream_ids_in_order()
+        self._take_outgoing_data_in_place()
         self.goaway: h2.events.ConnectionTerminated | None = None
         #: The stream limit to assume until the server's SETTINGS arrive
         #: (set by the pool: what the origin announced last); None: 100.
@@ -98,6 +99,29 @@ class H2Connection(httpcore.HTTP2Connection):
 
         setattr(state, "get_next_available_stream_id", allocate)  # noqa: B010
         setattr(state, "send_headers", send)  # noqa: B010
+
+    def _take_outgoing_data_in_place(self) -> None:
+        """Keep every frame h2 queued until it is written.
+
+        h2's ``data_to_send`` copies its buffer, then replaces it with an
+        empty one; threads sharing the connection queue frames outside
+        httpcore's write lock, and one queued in between (the HEADERS of the
+        next stream) was lost. h2 also empties the buffer when a GOAWAY
+        arrives, though after a graceful one the streams read on. Either
+        way the server then met DATA on a stream it never saw and ended
+        the connection for every stream on it. Frames are appended in
+        place, so taking out just the bytes copied keeps the others.
+        """
+        state = self._h2_state
+
+        def data_to_send(amount: int | None = None) -> bytes:
+            buffer = state._data_to_send
+            data = bytes(buffer if amount is None else buffer[:amount])
+            del buffer[: len(data)]
+            return data
+
+        setattr(state, "data_to_send", data_to_send)  # noqa: B010
+        setattr(state, "clear_outbound_data_buffer", lambda: None)  # noqa: B010
 
     # httpcore creates its stream semaphore on the first request; the
     # property swaps in one that does not yield when free (see H2Lock).

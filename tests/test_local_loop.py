@@ -1,0 +1,51 @@
+"""The local servers' event loop thread (``hintpool._local.loop``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from hintpool._local.loop import LoopThread
+
+
+class _NeverServed(LoopThread):
+    """Accepts, but its connection task never runs: what asyncio.run does to
+    a task created as the loop stops (cancelled before its first step)."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1")
+        self.accepted = threading.Event()
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(
+            self._handle, self._bind_hosts(), self._requested_port
+        )
+
+    def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        super()._handle(reader, writer).close()
+
+        async def nothing() -> None:
+            return None
+
+        self.accepted.set()
+        return nothing()
+
+
+def test_stop_closes_a_connection_whose_task_never_ran() -> None:
+    server = _NeverServed()
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            assert server.accepted.wait(10)
+            server.stop()
+            # Closed: an end of stream, or a reset (unread data).
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""
+    finally:
+        server.stop()
