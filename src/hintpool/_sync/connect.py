@@ -195,23 +195,11 @@ class Connector:
         connect_timeout = extensions.get("timeout", {}).get("connect")
         trace = logging_trace(extensions.get("trace"))
         first_hop = origin if tunnel_via is None else tunnel_via.origin
-        delays = _backoff()
-        retries_left = self._retries
-        while True:
-            try:
-                stream = self._open_stream(
-                    backend, first_hop, connect_timeout, trace
-                )
-                break
-            except (httpcore.ConnectError, httpcore.ConnectTimeout):
-                if retries_left <= 0:
-                    raise
-                retries_left -= 1
-                delay = next(delays)
-                logger.debug(
-                    "connect to %s failed, retrying in %.1fs", first_hop, delay
-                )
-                backend.sleep(delay)
+
+        def attempt() -> httpcore.NetworkStream:
+            return self._open_stream(backend, first_hop, connect_timeout, trace)
+
+        stream = self._retrying(attempt, first_hop, self._retries)
         if tunnel_via is not None:
             if first_hop.scheme == b"https":
                 stream, _ = self._tls_hop(
@@ -288,25 +276,17 @@ class Connector:
         proxy: ProxyConfig,
     ) -> tuple[FastConnection, None, TLSConnectionInfo | None]:
         connect_timeout = extensions.get("timeout", {}).get("connect")
-        delays = _backoff()
-        retries_left = self._retries
-        while True:
-            try:
-                sock_io = SocketIO.connect(
-                    proxy.origin,
-                    timeout=connect_timeout,
-                    uds=self._uds,
-                    local_address=self._local_address,
-                    socket_options=self._socket_options,
-                )
-                break
-            except (httpcore.ConnectError, httpcore.ConnectTimeout):
-                if retries_left <= 0:
-                    raise
-                retries_left -= 1
-                delay = next(delays)
-                logger.debug("connect to %s failed, retrying in %.1fs", proxy, delay)
-                self._sleep(delay)
+
+        def attempt() -> SocketIO:
+            return SocketIO.connect(
+                proxy.origin,
+                timeout=connect_timeout,
+                uds=self._uds,
+                local_address=self._local_address,
+                socket_options=self._socket_options,
+            )
+
+        sock_io: SocketIO = self._retrying(attempt, proxy, self._retries)
         try:
             open_tunnel(sock_io, proxy, origin, connect_timeout)
         except BaseException:
@@ -329,41 +309,32 @@ class Connector:
             ctx, sni = self._tls_for(origin, extensions, to_proxy)
             key = (ctx, origin.host.decode("ascii"), origin.port, sni)
             session = None if cache is None else cache.get(key)
-        delays = _backoff()
-        retries_left = 0 if sock is not None else self._retries
-        while True:
-            started = time.perf_counter()
-            try:
-                connection = FastConnection.open(
-                    origin,
-                    timeout=connect_timeout,
-                    uds=self._uds,
-                    local_address=self._local_address,
-                    socket_options=self._socket_options,
-                    ssl_context=ctx,
-                    server_hostname=sni,
-                    session=session,
-                    trace=logging_trace(extensions.get("trace")),
-                    sock=sock,
-                )
-                break
-            except BaseException as exc:
-                # As in httpcore, ``retries`` covers the TCP connect only: a
-                # failed TLS handshake (bad certificate ...) fails at once.
-                if (
-                    not isinstance(
-                        exc, (httpcore.ConnectError, httpcore.ConnectTimeout)
-                    )
-                    or retries_left <= 0
-                    or _tls_failure(exc)
-                ):
-                    if sock is not None:
-                        sock.close()  # taken over, unless open() never ran
-                    raise
-                retries_left -= 1
-                delay = next(delays)
-                logger.debug("connect to %s failed, retrying in %.1fs", origin, delay)
-                self._sleep(delay)
+        started = 0.0
+
+        def attempt() -> FastConnection:
+            nonlocal started
+            started = time.perf_counter()  # the handshake of the last attempt
+            return FastConnection.open(
+                origin,
+                timeout=connect_timeout,
+                uds=self._uds,
+                local_address=self._local_address,
+                socket_options=self._socket_options,
+                ssl_context=ctx,
+                server_hostname=sni,
+                session=session,
+                trace=logging_trace(extensions.get("trace")),
+                sock=sock,
+            )
+
+        try:
+            connection: FastConnection = self._retrying(
+                attempt, origin, 0 if sock is not None else self._retries
+            )
+        except BaseException:
+            if sock is not None:
+                sock.close()  # taken over, unless open() never ran
+            raise
         if ctx is None or key is None:
             return connection, None, None
         ssl_object = connection.ssl_object
@@ -374,6 +345,25 @@ class Connector:
             cache.handshake_done(tls)
         _log_handshake(origin, sni, tls)
         return connection, None, tls
+
+    def _retrying(
+        self, attempt: Callable[[], Any], target: object, retries: int
+    ) -> Any:
+        """``attempt()``, made again after a backoff while it fails to
+        connect, at most ``retries`` more times. As in httpcore, ``retries``
+        covers the TCP connect only: a failed TLS handshake (bad
+        certificate ...) fails at once."""
+        delays = _backoff()
+        while True:
+            try:
+                return attempt()
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                if retries <= 0 or _tls_failure(exc):
+                    raise
+                retries -= 1
+                delay = next(delays)
+                logger.debug("connect to %s failed, retrying in %.1fs", target, delay)
+                self._sleep(delay)
 
     def _sleep(self, seconds: float) -> None:
         backend = self._network_backend
