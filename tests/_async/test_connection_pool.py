@@ -6,6 +6,7 @@ FakeClock handed to the pool.
 
 from __future__ import annotations
 
+import socket
 from typing import Callable
 
 import httpcore
@@ -377,3 +378,25 @@ async def test_lifo_reuse_most_recent_first() -> None:
         stats = pool.statistics()
     assert stats.reused == 1
     assert stats.connections_opened == 2  # r2's connection served the request
+
+
+@pytest.mark.anyio
+async def test_connect_retries_back_off_then_give_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A port nothing listens on: every attempt is refused.
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    pool = AsyncConnectionPool(retries=2)
+    delays: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        delays.append(seconds)
+
+    monkeypatch.setattr(pool._connector, "_sleep", no_wait)
+    with pytest.raises(hintpool.ConnectError):
+        await pool.request("GET", f"http://127.0.0.1:{port}/")
+    assert delays == [0.0, 0.5]  # three attempts, httpcore's backoff
+    await pool.aclose()
