@@ -27,11 +27,13 @@ __all__ = [
     "AsyncH2Semaphore",
     "AsyncStreamOrder",
     "AsyncShieldCancellation",
+    "AsyncSlots",
     "AsyncWaiter",
     "BookkeepingLock",
     "H2Lock",
     "H2Semaphore",
     "ShieldCancellation",
+    "Slots",
     "StreamOrder",
     "Waiter",
     "async_fast_wire_available",
@@ -94,6 +96,21 @@ def AsyncH2Semaphore(bound: int) -> Any:
 
 
 def H2Semaphore(bound: int) -> Any:
+    return threading.Semaphore(bound)
+
+
+def AsyncSlots(bound: int) -> Any:
+    """The stream slots of hintpool's HTTP/2 connection: ``await acquire()``
+    and a plain ``release()``, callable while the reader hands out frames
+    (a SETTINGS frame raising the limit)."""
+    if _running_on_trio():
+        import trio
+
+        return trio.Semaphore(bound)
+    return asyncio.Semaphore(bound)
+
+
+def Slots(bound: int) -> Any:
     return threading.Semaphore(bound)
 
 

@@ -1,261 +1,537 @@
-"""httpcore's HTTP/2 connection, taught to end well on GOAWAY.
+"""hintpool's HTTP/2 connection, driven directly on the ``h2`` package.
 
-httpcore's ``AsyncHTTP2Connection`` (the ``h2`` package inside) carries the
-streams; this subclass changes what happens when the server says GOAWAY:
+Theory of operation
+-------------------
+One connection carries many streams; what is shared is h2's state object
+(``hintpool._h2frames.H2State``) and the network stream. Three locks:
 
-* Graceful GOAWAY (``NO_ERROR``): the server still answers the streams up
-  to its ``last_stream_id``. h2 closes its state machine on any GOAWAY and
-  httpcore then fails every stream still reading, so the event is kept out
-  of both: the connection stays readable for the streams the server
-  promised to finish, no new stream is opened on it, and the streams above
-  ``last_stream_id`` are refused at once.
-* A stream the server did not process -- above ``last_stream_id``, never
-  sent, or reset with ``REFUSED_STREAM`` -- fails with httpcore's
-  ``ConnectionNotAvailable``: RFC 9113 §6.8 and §8.7 say it is safe to send
-  again, whatever its method, and the pool does.
+* ``_state`` around every call into h2's state: a no-op on an event loop
+  (h2's calls do not await), a real lock for the sync pool's threads.
+* ``_write``: one writer at a time. A writer takes *everything* h2 queued,
+  so a request's HEADERS and body (and the connection preface on the first
+  one) go out in one write, and requests queued while another wrote ride
+  along with the next write.
+* ``_read``: the reader on demand. A stream needing an event reads the
+  network only when nothing is queued for it, under this lock; what it
+  reads is handed to each stream's queue (:class:`~hintpool._h2frames.Stream`),
+  PINGs and SETTINGS are acknowledged, WINDOW_UPDATEs released.
 
-``goaway`` is the last GOAWAY received (None before one). Frames h2
-rejects fail the streams with ``RemoteProtocolError`` (httpcore would let
-h2's own exception escape from a response body).
+On asyncio the locks are ``asyncio.Lock``, which does not yield when free:
+a request on a quiet connection takes no lock round trip. Trace events
+(httpcore's ``http2.*``) cost nothing unless a ``trace`` extension or the
+``httpcore.http2`` debug logger asks for them.
+
+End of life:
+
+* GOAWAY: no new stream; a graceful one (``NO_ERROR``) lets the streams up
+  to its ``last_stream_id`` read on, the others fail at once with
+  ``ConnectionNotAvailable`` (not processed: the pool sends them again).
+* The network failing (a close, a reset, a timeout) fails every stream
+  with the same error. A stream that had no frame of its response when the
+  server closed without GOAWAY is recorded: :meth:`unanswered` lets the
+  pool's stale-retry rule send an idempotent request again.
+* A stream given up (cancelled, or its response closed early) is reset
+  with ``CANCEL``; the connection stays usable.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import suppress
 from typing import Any
 
-import h2.connection
-import h2.errors
 import h2.events
 import h2.exceptions
 import httpcore
+from httpcore._trace import Trace
 
-from .._synchronization import AsyncH2Lock, AsyncH2Semaphore, AsyncStreamOrder
+from .._h2frames import (
+    CANCEL,
+    LOCAL_MAX_STREAMS,
+    NO_ERROR,
+    H2State,
+    Stream,
+    refused_stream,
+    request_headers,
+    reset_error,
+    response_head,
+)
+from .._synchronization import (
+    AsyncBookkeepingLock,
+    AsyncH2Lock,
+    AsyncShieldCancellation,
+    AsyncSlots,
+)
 
 __all__ = ["AsyncH2Connection"]
 
-_NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
-_REFUSED = h2.errors.ErrorCodes.REFUSED_STREAM
+logger = logging.getLogger("httpcore.http2")
+
+READ_NUM_BYTES = 64 * 1024
 #: Seconds to wait for the rest of what an idle connection's server sent
 #: before closing (its socket polled readable: the bytes are there).
 _IDLE_READ_TIMEOUT = 0.1
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
+_DATA = h2.events.DataReceived
+_RESPONSE = h2.events.ResponseReceived
+_ENDED = h2.events.StreamEnded
+_RESET = h2.events.StreamReset
+#: Failures that mean "the server closed the connection under us".
+_STALE = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
+_STREAM_EVENTS = (_RESPONSE, _DATA, _ENDED, _RESET, h2.events.TrailersReceived)
 
 
-class _GoawayTolerantMachine(h2.connection.H2ConnectionStateMachine):
-    """h2's connection state machine, still open after a GOAWAY: frames for
-    the streams the server finishes keep coming (the connection object
-    refuses new streams itself)."""
-
-    def process_input(self, input_: Any) -> Any:
-        if input_ is h2.connection.ConnectionInputs.RECV_GOAWAY:
-            return []
-        return super().process_input(input_)
-
-
-class AsyncH2Connection(httpcore.AsyncHTTP2Connection):
+class AsyncH2Connection:
     def __init__(self, origin: httpcore.Origin, stream: Any) -> None:
-        # Idle expiry is the pool's (hintpool._policy), not httpcore's.
-        super().__init__(origin=origin, stream=stream, keepalive_expiry=None)
-        self._h2_state.state_machine = _GoawayTolerantMachine()
-        self._init_lock = AsyncH2Lock()
-        self._state_lock = AsyncH2Lock()
-        self._read_lock = AsyncH2Lock()
-        self._write_lock = AsyncH2Lock()
-        self._order = AsyncStreamOrder()
-        self._keep_stream_ids_in_order()
-        self._take_outgoing_data_in_place()
+        self._origin = origin
+        self._network_stream = stream
+        self._h2 = H2State()
+        self._state = AsyncBookkeepingLock()
+        self._read = AsyncH2Lock()
+        self._write = AsyncH2Lock()
+        # Until the server's SETTINGS arrive: one stream (httpcore's rule).
+        # A lowered limit is owed: the next streams to end keep their slot.
+        self._slots = AsyncSlots(1)
+        self._slots_open = 1
+        self._slots_owed = 0
+        self._streams: dict[int, Stream] = {}
+        self._reads = 0
+        self._error: Exception | None = None
+        #: A write was cancelled midway: no new stream (the others go on).
+        self._broken = False
+        self._closed = False
+        self._ids_used_up = False
+        self._requests = 0
         self.goaway: h2.events.ConnectionTerminated | None = None
         #: The stream limit to assume until the server's SETTINGS arrive
         #: (set by the pool: what the origin announced last); None: 100.
         self.assumed_streams: int | None = None
         self._settings_seen = False
-        #: id(request) -> its stream, while the request is being sent.
-        self._stream_of: dict[int, int] = {}
+        #: Streams (then requests, by id) the server closed on, without
+        #: GOAWAY, before any frame of their response.
+        self._unanswered: set[int] = set()
 
-    def _keep_stream_ids_in_order(self) -> None:
-        """h2 hands out the next stream id without reserving it: two
-        requests starting at once could get the same one, or send theirs
-        out of order (the server then ends the connection). Hold
-        ``_order`` from one to the other."""
-        state = self._h2_state
-        next_id = state.get_next_available_stream_id
-        send_headers = state.send_headers
-        order = self._order
-
-        def allocate() -> int:
-            order.acquire()
-            try:
-                return next_id()
-            except BaseException:
-                order.release()
-                raise
-
-        def send(*args: Any, **kwargs: Any) -> None:
-            try:
-                send_headers(*args, **kwargs)
-            finally:
-                order.release()
-
-        setattr(state, "get_next_available_stream_id", allocate)  # noqa: B010
-        setattr(state, "send_headers", send)  # noqa: B010
-
-    def _take_outgoing_data_in_place(self) -> None:
-        """Keep every frame h2 queued until it is written.
-
-        h2's ``data_to_send`` copies its buffer, then replaces it with an
-        empty one; threads sharing the connection queue frames outside
-        httpcore's write lock, and one queued in between (the HEADERS of the
-        next stream) was lost. h2 also empties the buffer when a GOAWAY
-        arrives, though after a graceful one the streams read on. Either
-        way the server then met DATA on a stream it never saw and ended
-        the connection for every stream on it. Frames are appended in
-        place, so taking out just the bytes copied keeps the others.
-        """
-        state = self._h2_state
-
-        def data_to_send(amount: int | None = None) -> bytes:
-            buffer = state._data_to_send
-            data = bytes(buffer if amount is None else buffer[:amount])
-            del buffer[: len(data)]
-            return data
-
-        setattr(state, "data_to_send", data_to_send)  # noqa: B010
-        setattr(state, "clear_outbound_data_buffer", lambda: None)  # noqa: B010
-
-    # httpcore creates its stream semaphore on the first request; the
-    # property swaps in one that does not yield when free (see AsyncH2Lock).
-    @property
-    def _max_streams_semaphore(self) -> Any:
-        return self._streams
-
-    @_max_streams_semaphore.setter
-    def _max_streams_semaphore(self, semaphore: Any) -> None:
-        self._streams = AsyncH2Semaphore(
-            self._h2_state.local_settings.max_concurrent_streams
-        )
+    # -- what the pool asks ----------------------------------------------------
 
     @property
     def max_streams(self) -> int:
-        """Streams at once: the server's limit within httpcore's own (100);
-        at least 1 (a server announcing 0 refuses streams itself)."""
-        local = self._h2_state.local_settings.max_concurrent_streams
+        """Streams at once: the server's limit within ours (100); at least 1
+        (a server announcing 0 refuses streams itself)."""
         if self._settings_seen or self.assumed_streams is None:
-            remote = self._h2_state.remote_settings.max_concurrent_streams
+            remote = self._h2.remote_settings.max_concurrent_streams
         else:
             remote = self.assumed_streams
-        return max(1, min(remote, local))
+        return max(1, min(remote, LOCAL_MAX_STREAMS))
 
     @property
     def announced_streams(self) -> int | None:
         """``max_streams`` once the server's SETTINGS arrived, else None."""
         return self.max_streams if self._settings_seen else None
 
-    async def _receive_remote_settings_change(
-        self, event: h2.events.RemoteSettingsChanged
-    ) -> None:
-        self._settings_seen = True
-        await super()._receive_remote_settings_change(event)
+    def can_handle_request(self, origin: httpcore.Origin) -> bool:
+        return origin == self._origin
 
     def is_available(self) -> bool:
-        return self.goaway is None and super().is_available()
+        return not (
+            self._closed
+            or self._error is not None
+            or self._broken
+            or self.goaway is not None
+            or self._ids_used_up
+        )
+
+    def has_expired(self) -> bool:
+        return False  # idle expiry is the pool's (hintpool._policy)
+
+    def is_idle(self) -> bool:
+        return not self._streams and not self._closed
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def info(self) -> str:
+        state = "CLOSED" if self._closed else "ACTIVE" if self._streams else "IDLE"
+        origin = str(self._origin)
+        return f"{origin!r}, HTTP/2, {state}, Request Count: {self._requests}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} [{self.info()}]>"
+
+    def unanswered(self, request: httpcore.Request) -> bool:
+        """Whether ``request`` failed because the server closed without
+        GOAWAY before any frame of its response (asked once)."""
+        key = id(request)
+        if key in self._unanswered:
+            self._unanswered.discard(key)
+            return True
+        return False
+
+    # -- a request -------------------------------------------------------------
 
     async def handle_async_request(
         self, request: httpcore.Request
     ) -> httpcore.Response:
-        try:
-            return await super().handle_async_request(request)
-        except (
-            httpcore.RemoteProtocolError,
-            httpcore.LocalProtocolError,
-            httpcore.NetworkError,
-        ) as exc:
-            if self._unprocessed(request, exc):
-                raise httpcore.ConnectionNotAvailable() from exc
-            raise
-        finally:
-            self._order.release()  # if an error came between id and HEADERS
-            self._stream_of.pop(id(request), None)
-
-    def _unprocessed(self, request: httpcore.Request, exc: Exception) -> bool:
-        event = exc.args[0] if exc.args else None
-        if isinstance(event, h2.events.StreamReset):
-            return event.error_code == _REFUSED
-        if isinstance(event, h2.exceptions.TooManyStreamsError):
-            return True  # the server lowered its stream limit (even to 0)
-        goaway = self.goaway
-        if goaway is None:
-            return False
-        # httpcore's own check misses last_stream_id 0 (nothing processed)
-        # and a request whose headers never went out.
-        stream_id = self._stream_of.get(id(request))
-        return stream_id is None or stream_id > (goaway.last_stream_id or 0)
-
-    async def _send_request_headers(
-        self, request: httpcore.Request, stream_id: int
-    ) -> None:
-        if self.goaway is not None:
+        if not self.can_handle_request(request.url.origin):
+            raise RuntimeError(
+                f"Attempted to send request to {request.url.origin} on connection "
+                f"to {self._origin}"
+            )
+        if not self.is_available():
             raise httpcore.ConnectionNotAvailable()
-        self._stream_of[id(request)] = stream_id
-        headers = request.headers
-        if any(name.lower() in _HOP_BY_HOP for name, _ in headers):
-            # The pool asks HTTP/1.1 servers for their Keep-Alive hint;
-            # HTTP/2 forbids connection-specific fields (RFC 9113 §8.2.2).
-            request.headers = [h for h in headers if h[0].lower() not in _HOP_BY_HOP]
-        await super()._send_request_headers(request=request, stream_id=stream_id)
-
-    async def _read_incoming_data(
-        self, request: httpcore.Request
-    ) -> list[h2.events.Event]:
+        extensions = request.extensions
+        if "trace" in extensions or logger.isEnabledFor(logging.DEBUG):
+            return await self._traced_request(request)
+        timeouts = extensions.get("timeout", {})
+        await self._slots.acquire()
+        stream = None
         try:
-            events = await super()._read_incoming_data(request)
-        except h2.exceptions.ProtocolError as exc:
-            # The server broke HTTP/2 (or never spoke it: an HTTP/1.1 answer
-            # after ALPN chose h2). Every stream on it fails the same way.
-            error = httpcore.RemoteProtocolError(
+            stream, has_body = self._open(request)
+            if has_body:
+                await self._send_body(request, stream, timeouts)
+            await self._flush(timeouts)
+            event = await self._next_event(stream, timeouts)
+            return self._response(request, stream, event)
+        except BaseException as exc:
+            with AsyncShieldCancellation():
+                await self._stream_closed(stream, request, exc)
+            raise self._mapped(stream, exc) from None
+
+    async def _traced_request(self, request: httpcore.Request) -> httpcore.Response:
+        """The same steps, each in httpcore's trace event."""
+        timeouts = request.extensions.get("timeout", {})
+        await self._slots.acquire()
+        stream = None
+        kwargs: dict[str, Any] = {"request": request}
+        try:
+            if not self._requests:
+                async with Trace("send_connection_init", logger, request, kwargs):
+                    pass
+            async with Trace("send_request_headers", logger, request, kwargs):
+                stream, has_body = self._open(request)
+                kwargs["stream_id"] = stream.id
+                if not has_body:
+                    await self._flush(timeouts)
+            async with Trace("send_request_body", logger, request, kwargs):
+                if has_body:
+                    await self._send_body(request, stream, timeouts)
+                    await self._flush(timeouts)
+            async with Trace(
+                "receive_response_headers", logger, request, kwargs
+            ) as trace:
+                event = await self._next_event(stream, timeouts)
+                response = self._response(request, stream, event)
+                trace.return_value = (response.status, response.headers)
+            return response
+        except BaseException as exc:
+            with AsyncShieldCancellation():
+                async with Trace("response_closed", logger, request, kwargs):
+                    await self._stream_closed(stream, request, exc)
+            raise self._mapped(stream, exc) from None
+
+    def _open(self, request: httpcore.Request) -> tuple[Stream, bool]:
+        """Open the stream and queue its HEADERS. Taking the id and queueing
+        the HEADERS in one locked step sends ids in order (the server ends
+        the connection otherwise)."""
+        headers, has_body = request_headers(request)
+        with self._state:
+            if not self.is_available():
+                raise httpcore.ConnectionNotAvailable()
+            h2_state = self._h2
+            try:
+                stream_id = h2_state.get_next_available_stream_id()
+            except h2.exceptions.NoAvailableStreamIDError:
+                self._ids_used_up = True
+                raise httpcore.ConnectionNotAvailable() from None
+            h2_state.send_headers(stream_id, headers, end_stream=not has_body)
+            h2_state.increment_flow_control_window(2**24, stream_id=stream_id)
+            stream = self._streams[stream_id] = Stream(stream_id)
+            self._requests += 1
+        return stream, has_body
+
+    async def _send_body(
+        self, request: httpcore.Request, stream: Stream, timeouts: Any
+    ) -> None:
+        """Queue the body as DATA frames as the flow-control window allows;
+        written with the HEADERS when it fits in the window."""
+        stream_id = stream.id
+        async for data in request.stream:  # type: ignore[union-attr]
+            while data:
+                with self._state:
+                    flow = min(
+                        self._h2.local_flow_control_window(stream_id),
+                        self._h2.max_outbound_frame_size,
+                    )
+                    if flow:
+                        chunk, data = data[:flow], data[flow:]
+                        self._h2.send_data(stream_id, chunk)
+                        continue
+                await self._flush(timeouts)
+                await self._wait_for_flow(timeouts)
+        with self._state:
+            self._h2.end_stream(stream_id)
+
+    async def _wait_for_flow(self, timeouts: Any) -> None:
+        seen = self._reads
+        async with self._read:
+            if self._reads == seen:  # nobody read meanwhile
+                await self._read_some(timeouts)
+
+    def _response(
+        self, request: httpcore.Request, stream: Stream, event: Any
+    ) -> httpcore.Response:
+        if not isinstance(event, _RESPONSE):
+            raise httpcore.RemoteProtocolError(f"unexpected {event!r}")
+        status, headers = response_head(event)
+        return httpcore.Response(
+            status=status,
+            headers=headers,
+            content=AsyncH2ResponseStream(self, request, stream),
+            extensions={
+                "http_version": b"HTTP/2",
+                "network_stream": self._network_stream,
+                "stream_id": stream.id,
+            },
+        )
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _next_event(self, stream: Stream, timeouts: Any) -> Any:
+        events = stream.events
+        while not events:
+            async with self._read:
+                if not events:
+                    await self._read_some(timeouts)
+        event = events.popleft()
+        if isinstance(event, _RESET):
+            raise reset_error(event)
+        if isinstance(event, _ConnectionError):
+            raise event
+        return event
+
+    async def _acknowledge(self, event: Any, stream_id: int, timeouts: Any) -> None:
+        """Give the flow-control window back; h2 queues a WINDOW_UPDATE only
+        once enough was read, so most bodies cost no write."""
+        with self._state:
+            self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            pending = self._h2.pending()
+        if pending:
+            await self._flush(timeouts)
+
+    async def _read_some(self, timeouts: Any) -> None:
+        """Read once from the network, under ``_read``; hand out the events."""
+        if self._error is not None:
+            raise self._error
+        try:
+            data = await self._network_stream.read(READ_NUM_BYTES, timeouts.get("read"))
+            if not data:
+                raise httpcore.RemoteProtocolError("Server disconnected")
+            with self._state:
+                events = self._h2.receive_data(data)
+                self._reads += 1
+                self._dispatch(events)
+                pending = self._h2.pending()
+        except Exception as exc:  # a cancelled read consumed nothing
+            self._fail(exc)
+            raise self._error from None  # type: ignore[misc]
+        if pending:  # a PING or SETTINGS ack, a WINDOW_UPDATE
+            await self._flush(timeouts)
+
+    def _dispatch(self, events: list[Any]) -> None:
+        streams = self._streams
+        for event in events:
+            if isinstance(event, _STREAM_EVENTS):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.events.append(event)
+                    stream.answered = True
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                self._settings_changed()
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self._goaway(event)
+
+    def _settings_changed(self) -> None:
+        self._settings_seen = True
+        limit = self.max_streams
+        while self._slots_open < limit:
+            self._slots_open += 1
+            if self._slots_owed:
+                self._slots_owed -= 1
+            else:
+                self._slots.release()
+        while self._slots_open > limit:
+            self._slots_open -= 1
+            self._slots_owed += 1
+
+    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        self.goaway = event
+        last = event.last_stream_id or 0
+        for stream_id, stream in self._streams.items():
+            if stream_id > last:
+                stream.events.append(refused_stream(stream_id))
+            elif event.error_code != NO_ERROR:
+                stream.events.append(_ConnectionError(event))
+
+    def _fail(self, exc: Exception) -> None:
+        """The network (or the server's HTTP/2) failed: so does every stream
+        on it; recorded once."""
+        if self._error is not None:
+            return
+        if isinstance(exc, h2.exceptions.ProtocolError):
+            # The server broke HTTP/2, or never spoke it (HTTP/1.1 after
+            # ALPN chose h2).
+            self._error = httpcore.RemoteProtocolError(
                 f"invalid HTTP/2 from the server: {exc}"
             )
-            self._read_exception = error
-            self._connection_error = True
-            raise error from exc
-        kept = []
-        for event in events:
-            if isinstance(event, h2.events.ConnectionTerminated):
-                self.goaway = event
-                if event.error_code == _NO_ERROR:
-                    self._refuse_above(event.last_stream_id or 0)
-                    continue
-            kept.append(event)
-        return kept
+            return
+        self._error = exc
+        if self.goaway is None and isinstance(exc, _STALE):
+            for stream in self._streams.values():
+                if not stream.answered:
+                    self._unanswered.add(id(stream))
+
+    # -- writing ---------------------------------------------------------------
+
+    async def _flush(self, timeouts: Any) -> None:
+        """Write all h2 queued, if a writer before did not already."""
+        async with self._write:
+            with self._state:
+                data = self._h2.take()
+            if not data:
+                return
+            if self._error is not None:
+                raise self._error
+            try:
+                await self._network_stream.write(data, timeouts.get("write"))
+            except Exception as exc:
+                self._fail(exc)
+                raise
+            except BaseException:
+                # Cancelled: maybe half a frame went out. The streams already
+                # on it go on (or fail with the server's answer to it).
+                self._broken = True
+                raise
+
+    # -- the end of a stream ---------------------------------------------------
+
+    async def _stream_closed(
+        self,
+        stream: Stream | None,
+        request: httpcore.Request,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Release the stream's slot; reset the stream if the server may
+        still be sending it (cancelled, or its body left unread)."""
+        if stream is not None:
+            self._streams.pop(stream.id, None)
+            if id(stream) in self._unanswered:
+                self._unanswered.discard(id(stream))
+                self._unanswered.add(id(request))
+            if not stream.ended and self._error is None and not self._closed:
+                # A stream h2 closed already needs no reset; the reset is
+                # best effort.
+                with self._state, suppress(h2.exceptions.ProtocolError):
+                    self._h2.reset_stream(stream.id, CANCEL)
+                with suppress(Exception):
+                    await self._flush(request.extensions.get("timeout", {}))
+        if self._slots_owed:
+            self._slots_owed -= 1
+        else:
+            self._slots.release()
+
+    def _mapped(self, stream: Stream | None, exc: BaseException) -> BaseException:
+        if not isinstance(exc, Exception):
+            return exc  # cancellation
+        if isinstance(exc, _ConnectionError):
+            return httpcore.RemoteProtocolError(exc.args[0])
+        if isinstance(exc, h2.exceptions.TooManyStreamsError):
+            return httpcore.ConnectionNotAvailable()  # a lowered stream limit
+        if isinstance(exc, h2.exceptions.ProtocolError):
+            return httpcore.RemoteProtocolError(f"invalid HTTP/2: {exc}")
+        goaway = self.goaway
+        if (
+            goaway is not None
+            and isinstance(exc, (httpcore.RemoteProtocolError, httpcore.NetworkError))
+            and (stream is None or stream.id > (goaway.last_stream_id or 0))
+        ):
+            return httpcore.ConnectionNotAvailable()
+        return exc
+
+    # -- the idle connection ---------------------------------------------------
 
     async def read_goaway(self) -> bool:
         """The server hung up on this idle connection: did it say GOAWAY
         first (nginx and Node do, Hypercorn does not)? Reads what is
         waiting, once; the connection is closed next."""
-        if self.goaway is None:
+        if self.goaway is None and self._error is None:
             try:
-                data = await self._network_stream.read(
-                    self.READ_NUM_BYTES, _IDLE_READ_TIMEOUT
-                )
-                for event in self._h2_state.receive_data(data):
-                    if isinstance(event, h2.events.ConnectionTerminated):
-                        self.goaway = event
+                async with self._read:
+                    await self._read_some(
+                        {"read": _IDLE_READ_TIMEOUT, "write": _IDLE_READ_TIMEOUT}
+                    )
             except Exception:  # reset, timeout, bad frames: no GOAWAY read
-                return False
+                pass
         return self.goaway is not None
 
-    def _refuse_above(self, last: int) -> None:
-        """After a graceful GOAWAY the streams up to ``last`` read on; the
-        reader of any other raises at once."""
-        for stream_id, pending in self._events.items():
-            if stream_id > last:
-                pending.append(_refused_stream(stream_id))
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._network_stream.aclose()
+
+    async def __aenter__(self) -> AsyncH2Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
-def _refused_stream(stream_id: int) -> h2.events.StreamReset:
-    try:
-        event = h2.events.StreamReset(stream_id=stream_id)  # h2 >= 4.2
-    except TypeError:  # pragma: no cover - older h2: no dataclass fields
-        event = h2.events.StreamReset()  # type: ignore[call-arg]
-        event.stream_id = stream_id
-    event.error_code = _REFUSED
-    return event
+class _ConnectionError(Exception):
+    """Queued to the streams an error GOAWAY ends."""
+
+
+class AsyncH2ResponseStream:
+    """A response body: the stream's DATA frames, acknowledged as read."""
+
+    def __init__(
+        self, connection: AsyncH2Connection, request: httpcore.Request, stream: Stream
+    ) -> None:
+        self._connection = connection
+        self._request = request
+        self._stream = stream
+        self._closed = False
+
+    async def __aiter__(self) -> Any:
+        connection = self._connection
+        request = self._request
+        stream = self._stream
+        timeouts = request.extensions.get("timeout", {})
+        tracing = "trace" in request.extensions or logger.isEnabledFor(logging.DEBUG)
+        kwargs = {"request": request, "stream_id": stream.id}
+        try:
+            while True:
+                if tracing:
+                    async with Trace("receive_response_body", logger, request, kwargs):
+                        event = await connection._next_event(stream, timeouts)
+                else:
+                    event = await connection._next_event(stream, timeouts)
+                if isinstance(event, _DATA):
+                    await connection._acknowledge(event, stream.id, timeouts)
+                    yield event.data
+                elif isinstance(event, _ENDED):
+                    stream.ended = True
+                    break
+        except BaseException as exc:
+            with AsyncShieldCancellation():
+                await self.aclose()
+            raise connection._mapped(stream, exc) from None
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        request = self._request
+        if "trace" in request.extensions or logger.isEnabledFor(logging.DEBUG):
+            kwargs = {"stream_id": self._stream.id}
+            async with Trace("response_closed", logger, request, kwargs):
+                await self._connection._stream_closed(self._stream, request)
+        else:
+            await self._connection._stream_closed(self._stream, request)
