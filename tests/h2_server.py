@@ -14,6 +14,11 @@ Behaviour, set on the instance before the requests:
   send GOAWAY with the last of them as ``last_stream_id`` (``goaway_last``
   overrides it; ``goaway_code`` is the error code), answer the streams up
   to it, then close. Later requests on it are left unanswered.
+* ``silent_close_at``: when the request of this number (counting from 1,
+  all connections) arrives, its connection is closed without an answer
+  or a GOAWAY: Hypercorn's idle close crossing a request.
+* ``ping_idle()``: every connection sends a PING now (``pings_acked``
+  counts the acks); ``settings_idle()`` sends a SETTINGS frame.
 * ``refuse``: this many first requests (all connections) are reset with
   REFUSED_STREAM; ``reset_code`` resets every request with that code.
 
@@ -53,6 +58,11 @@ class H2Server:
         self.goaway_code = h2.errors.ErrorCodes.NO_ERROR
         self.goaway_connections: int | None = None  # None: all of them
         self.refuse = 0
+        self.silent_close_at: int | None = None
+        self.pings_acked = 0
+        self.settings_acked = 0
+        #: Frames to send on every connection at its next turn (then cleared).
+        self.idle_frames: list[str] = []
         self.reset_code: int | None = None
         #: Answer in HTTP/1.1 although ALPN chose h2.
         self.speak_http1 = False
@@ -119,6 +129,14 @@ class H2Server:
         nginx's and Node's idle timeouts do)."""
         self.ending = True
 
+    def ping_idle(self) -> None:
+        """Send a PING on every connection (as servers probing liveness do)."""
+        self.idle_frames = ["ping"]
+
+    def settings_idle(self) -> None:
+        """Send a SETTINGS frame on every connection."""
+        self.idle_frames = ["settings"]
+
     def _accept(self) -> None:
         while not self._stopping:
             try:
@@ -165,6 +183,8 @@ class _Connection:
         self.last: int | None = None  # GOAWAY sent: streams above are ignored
         self.first_ready = 0.0
         self.done_at = 0.0
+        self.closing = False
+        self.frames_sent: set[int] = set()
 
     def run(self) -> None:
         if self.server.speak_http1:
@@ -191,6 +211,10 @@ class _Connection:
             if data:
                 for event in h2c.receive_data(data):
                     self.on_event(event)
+            if self.closing:
+                self.sock.shutdown(socket.SHUT_RDWR)
+                return
+            self.send_idle_frames()
             self.answer_ready()
             self.flush()
             if self.server.ending:
@@ -207,8 +231,27 @@ class _Connection:
                     self.sock.shutdown(socket.SHUT_RDWR)
                     return
 
+    def send_idle_frames(self) -> None:
+        frames = self.server.idle_frames
+        if not frames or id(frames) in self.frames_sent:
+            return
+        self.frames_sent.add(id(frames))
+        for frame in frames:
+            if frame == "ping":
+                self.h2.ping(b"idle-png")
+            else:
+                self.h2.update_settings(
+                    {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 50}
+                )
+
     def on_event(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.RequestReceived):
+        if isinstance(event, h2.events.PingAckReceived):
+            with self.server._lock:
+                self.server.pings_acked += 1
+        elif isinstance(event, h2.events.SettingsAcknowledged):
+            with self.server._lock:
+                self.server.settings_acked += 1
+        elif isinstance(event, h2.events.RequestReceived):
             headers = dict(event.headers or [])
             sid = event.stream_id
             self.heads[sid] = (headers[b":method"].decode(), headers[b":path"].decode())
@@ -233,6 +276,9 @@ class _Connection:
             server.requests.append(
                 (self.number, sid, method, path, bytes(self.bodies[sid]))
             )
+            if len(server.requests) == server.silent_close_at:
+                self.closing = True
+                return
             refuse = server.refuse > 0
             if refuse:
                 server.refuse -= 1

@@ -33,7 +33,7 @@ from ._origin import OriginState, PooledConnection
 if TYPE_CHECKING:
     from ._state import PoolState
 
-__all__ = ["first_stream", "stream_done", "take_stream"]
+__all__ = ["first_stream", "stream_done", "stream_lost", "take_stream"]
 
 
 def take_stream(state: PoolState, origin: OriginState) -> PooledConnection | None:
@@ -100,6 +100,26 @@ def stream_done(
         state.release(conn, now, True, to_close)
     elif conn.streams < conn.connection.max_streams:
         origin.shared[conn] = None
+
+
+def stream_lost(
+    state: PoolState,
+    conn: PooledConnection,
+    now: float,
+    to_close: list[PooledConnection],
+) -> None:
+    """A stream on a reused connection met a close without GOAWAY before any
+    frame of its response: the server closed the idle connection as the
+    request went out. The close counts in ``closed_by_server`` and teaches
+    the idle timeout once per connection (every stream on it fails alike)."""
+    connection = conn.connection
+    if not getattr(connection, "close_counted", True):
+        connection.close_counted = True
+        state.count(conn.origin, "closed_by_server")
+        conn.origin.learn_idle_close(
+            now - conn.lifetime.idle_since, now, state.policy.margin
+        )
+    stream_done(state, conn, now, to_close)
 
 
 def _open_for_streams(state: PoolState, conn: PooledConnection) -> bool:

@@ -56,8 +56,9 @@ def replayable_body(stream: Any) -> bool:
     return isinstance(stream, _REPLAYABLE)
 
 
-def nothing_received(connection: Any) -> bool:
-    """True when the connection shows no byte of a response.
+def nothing_received(connection: Any, request: Any = None) -> bool:
+    """True when the connection shows no byte of a response (on HTTP/2: no
+    frame of ``request``'s response, the connection closed without GOAWAY).
 
     hintpool's own connections answer from their codec. For httpcore's, h11
     keeps a partial response head in its buffer until it is complete, so
@@ -65,6 +66,9 @@ def nothing_received(connection: Any) -> bool:
     nothing arrived. Connections that cannot tell are assumed to have
     received something (no retry).
     """
+    per_stream = getattr(connection, "unanswered", None)
+    if per_stream is not None:
+        return bool(per_stream(request))
     own_answer = getattr(connection, "nothing_received", None)
     if own_answer is not None:
         return bool(own_answer())
@@ -85,4 +89,4 @@ def may_retry(request: httpcore.Request, exc: BaseException, connection: Any) ->
         request.headers
     ):
         return False
-    return replayable_body(request.stream) and nothing_received(connection)
+    return replayable_body(request.stream) and nothing_received(connection, request)

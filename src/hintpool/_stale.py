@@ -5,6 +5,13 @@ readable, the server sent a FIN (or a TLS close_notify, or junk such as a
 late ``408``). Either way it must not carry the next request. This is the
 check Go's and .NET's pools make on idle connections; doing it at checkout
 catches a close that arrived since the connection went idle.
+
+An idle HTTP/2 connection may have something to read while the server
+keeps it open: a PING, a SETTINGS frame. There the poll also asks whether
+the peer shut its side down (``POLLRDHUP``); if it did not, the connection
+is not closed but ``frames_waiting``, and the reaper hands it to
+``serve_idle()``, which acknowledges what arrived and reports a GOAWAY.
+Without ``POLLRDHUP`` (not Linux) a readable HTTP/2 socket counts as closed.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["server_closed"]
 
 _POLLIN = getattr(select, "POLLIN", 0)
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
+#: What says the peer is gone, besides data to read.
+_GONE = _POLLRDHUP | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
 
 
 def _readable_poll(sock: Any) -> bool:
@@ -46,6 +56,8 @@ def server_closed(conn: PooledConnection) -> bool:
     try:
         if not _readable(sock):
             return False
+        if conn.http2 and _POLLRDHUP:
+            return _h2_hung_up(sock, conn.connection)
         if (
             conn.prewarmed
             and conn.tls is not None
@@ -55,6 +67,22 @@ def server_closed(conn: PooledConnection) -> bool:
         return True
     except (OSError, ValueError):  # already closed on our side
         return True
+
+
+def _h2_hung_up(sock: Any, connection: Any) -> bool:
+    """A readable idle HTTP/2 socket: closed only if the peer shut down;
+    otherwise frames wait to be served (``serve_idle()``)."""
+    poller = select.poll()
+    poller.register(sock, _POLLIN | _POLLRDHUP)
+    events = poller.poll(0)
+    if not events:
+        return False  # read meanwhile
+    if events[0][1] & _GONE:
+        return True
+    if not hasattr(connection, "serve_idle"):
+        return True  # httpcore's connection: it cannot
+    connection.frames_waiting = True
+    return False
 
 
 def _fin_first(sock: Any) -> bool:

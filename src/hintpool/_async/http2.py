@@ -109,6 +109,11 @@ class AsyncH2Connection:
         #: Streams (then requests, by id) the server closed on, without
         #: GOAWAY, before any frame of their response.
         self._unanswered: set[int] = set()
+        #: Set by the pool once the close such a stream met is counted.
+        self.close_counted = False
+        #: Set by the pool's stale check: the idle socket holds frames, but
+        #: the server has not closed (a PING, a SETTINGS): see serve_idle().
+        self.frames_waiting = False
 
     # -- what the pool asks ----------------------------------------------------
 
@@ -160,9 +165,10 @@ class AsyncH2Connection:
         """Whether ``request`` failed because the server closed without
         GOAWAY before any frame of its response (asked once)."""
         key = id(request)
-        if key in self._unanswered:
-            self._unanswered.discard(key)
-            return True
+        with self._state:
+            if key in self._unanswered:
+                self._unanswered.discard(key)
+                return True
         return False
 
     # -- a request -------------------------------------------------------------
@@ -322,18 +328,23 @@ class AsyncH2Connection:
             raise self._error
         try:
             data = await self._network_stream.read(READ_NUM_BYTES, timeouts.get("read"))
-            if not data:
-                raise httpcore.RemoteProtocolError("Server disconnected")
-            with self._state:
-                events = self._h2.receive_data(data)
-                self._reads += 1
-                self._dispatch(events)
-                pending = self._h2.pending()
+            pending = self._feed(data)
         except Exception as exc:  # a cancelled read consumed nothing
             self._fail(exc)
             raise self._error from None  # type: ignore[misc]
         if pending:  # a PING or SETTINGS ack, a WINDOW_UPDATE
             await self._flush(timeouts)
+
+    def _feed(self, data: bytes) -> bool:
+        """Hand what was read to h2 and its events to the streams; whether
+        h2 has frames to send in answer."""
+        if not data:
+            raise httpcore.RemoteProtocolError("Server disconnected")
+        with self._state:
+            events = self._h2.receive_data(data)
+            self._reads += 1
+            self._dispatch(events)
+            return self._h2.pending()
 
     def _dispatch(self, events: list[Any]) -> None:
         streams = self._streams
@@ -373,20 +384,21 @@ class AsyncH2Connection:
     def _fail(self, exc: Exception) -> None:
         """The network (or the server's HTTP/2) failed: so does every stream
         on it; recorded once."""
-        if self._error is not None:
-            return
-        if isinstance(exc, h2.exceptions.ProtocolError):
-            # The server broke HTTP/2, or never spoke it (HTTP/1.1 after
-            # ALPN chose h2).
-            self._error = httpcore.RemoteProtocolError(
-                f"invalid HTTP/2 from the server: {exc}"
-            )
-            return
-        self._error = exc
-        if self.goaway is None and isinstance(exc, _STALE):
-            for stream in self._streams.values():
-                if not stream.answered:
-                    self._unanswered.add(id(stream))
+        with self._state:
+            if self._error is not None:
+                return
+            if isinstance(exc, h2.exceptions.ProtocolError):
+                # The server broke HTTP/2, or never spoke it (HTTP/1.1 after
+                # ALPN chose h2).
+                self._error = httpcore.RemoteProtocolError(
+                    f"invalid HTTP/2 from the server: {exc}"
+                )
+                return
+            self._error = exc
+            if self.goaway is None and isinstance(exc, _STALE):
+                for stream in self._streams.values():
+                    if not stream.answered:
+                        self._unanswered.add(id(stream))
 
     # -- writing ---------------------------------------------------------------
 
@@ -420,22 +432,25 @@ class AsyncH2Connection:
     ) -> None:
         """Release the stream's slot; reset the stream if the server may
         still be sending it (cancelled, or its body left unread)."""
-        if stream is not None:
-            self._streams.pop(stream.id, None)
-            if id(stream) in self._unanswered:
-                self._unanswered.discard(id(stream))
-                self._unanswered.add(id(request))
-            if not stream.ended and self._error is None and not self._closed:
-                # A stream h2 closed already needs no reset; the reset is
-                # best effort.
-                with self._state, suppress(h2.exceptions.ProtocolError):
-                    self._h2.reset_stream(stream.id, CANCEL)
-                with suppress(Exception):
-                    await self._flush(request.extensions.get("timeout", {}))
-        if self._slots_owed:
-            self._slots_owed -= 1
-        else:
-            self._slots.release()
+        reset = False
+        with self._state:
+            if stream is not None:
+                self._streams.pop(stream.id, None)
+                if id(stream) in self._unanswered:
+                    self._unanswered.discard(id(stream))
+                    self._unanswered.add(id(request))
+                reset = not stream.ended and self._error is None and not self._closed
+                if reset:
+                    # A stream h2 closed already needs no reset.
+                    with suppress(h2.exceptions.ProtocolError):
+                        self._h2.reset_stream(stream.id, CANCEL)
+            if self._slots_owed:
+                self._slots_owed -= 1
+            else:
+                self._slots.release()
+        if reset:
+            with suppress(Exception):  # the reset is best effort
+                await self._flush(request.extensions.get("timeout", {}))
 
     def _mapped(self, stream: Stream | None, exc: BaseException) -> BaseException:
         if not isinstance(exc, Exception):
@@ -470,6 +485,33 @@ class AsyncH2Connection:
             except Exception:  # reset, timeout, bad frames: no GOAWAY read
                 pass
         return self.goaway is not None
+
+    async def serve_idle(self) -> bool:
+        """Frames arrived on this idle connection (``frames_waiting``, set by
+        the pool's stale check): read them, acknowledge a PING or SETTINGS,
+        note a GOAWAY. True when the connection turned out to be ending (a
+        GOAWAY, a close, bad frames): the pool closes it then."""
+        self.frames_waiting = False
+        if not self.is_available():
+            return True
+        timeouts = {"read": _IDLE_READ_TIMEOUT, "write": _IDLE_READ_TIMEOUT}
+        async with self._read:
+            if self._streams:  # taken meanwhile: its reads serve the frames
+                return False
+            try:
+                data = await self._network_stream.read(
+                    READ_NUM_BYTES, _IDLE_READ_TIMEOUT
+                )
+                pending = self._feed(data)
+            except httpcore.TimeoutException:
+                return False  # not a whole TLS record yet: the next look
+            except Exception as exc:
+                self._fail(exc)
+                return True
+        if pending:
+            with suppress(Exception):  # a failed write is recorded: ended
+                await self._flush(timeouts)
+        return not self.is_available()
 
     async def aclose(self) -> None:
         if self._closed:

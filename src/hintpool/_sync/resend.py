@@ -4,6 +4,9 @@
 * HTTP/1.1, the keep-alive race: an idempotent request that failed on a
   reused connection before any response byte goes once more on a new
   connection (``hintpool._retry`` has the rule).
+* HTTP/2, the same race: an idempotent request on a reused HTTP/2
+  connection that the server closed without GOAWAY before any frame of the
+  response goes once more on a new connection (the same rule, per stream).
 * HTTP/2, unprocessed streams: a request the server did not process (above
   a GOAWAY's ``last_stream_id``, refused with ``REFUSED_STREAM``, or never
   sent because the connection was ending; ``ConnectionNotAvailable`` from
@@ -21,7 +24,7 @@ from typing import Any, Callable
 import httpcore
 
 from .._exceptions import raise_translated, translate
-from .._multiplex import stream_done
+from .._multiplex import stream_done, stream_lost
 from .._retry import may_retry, replayable_body
 from .._state import PooledConnection, PoolState
 
@@ -71,6 +74,8 @@ class Resend:
         """After ``conn`` failed with ``exc``: send the request once more
         where a rule allows it (else raise the mapped error)."""
         if conn.http2:
+            if self._stale_stream(conn, request, exc):
+                return self._send_stale_stream(key, request, tunnel, conn)
             return self._send_unprocessed(key, request, tunnel, conn, exc)
         if not (
             self._retry_stale
@@ -83,6 +88,44 @@ class Resend:
         # as the request went out. Once more, on a new connection.
         logger.debug("retrying %r on a new connection: %r", request, exc)
         self._discard(conn, failed_on_reuse=True)
+        conn = self._acquire(key, request, tunnel, fresh=True)
+        with self._lock:
+            self._state.count(conn.origin, "retries")
+        try:
+            response = conn.connection.handle_request(request)
+        except BaseException as retry_exc:
+            if conn.http2:
+                return self._send_unprocessed(
+                    key, request, tunnel, conn, retry_exc
+                )
+            self._discard(conn, retry_exc)
+            raise_translated(retry_exc)
+        return response, conn
+
+    def _stale_stream(
+        self, conn: PooledConnection, request: httpcore.Request, exc: BaseException
+    ) -> bool:
+        """The keep-alive race on HTTP/2: a reused connection closed without
+        GOAWAY (Hypercorn's idle close) before any frame of the response."""
+        return (
+            self._retry_stale
+            and (conn.lifetime.requests_served > 1 or conn.prewarmed)
+            and may_retry(request, exc, conn.connection)
+        )
+
+    def _send_stale_stream(
+        self,
+        key: tuple[bytes, bytes, int],
+        request: httpcore.Request,
+        tunnel: bool,
+        conn: PooledConnection,
+    ) -> tuple[httpcore.Response, PooledConnection]:
+        """Once more, on a new connection, as HTTP/1.1 does."""
+        logger.debug("retrying %r on a new connection: the server closed", request)
+        to_close: list[PooledConnection] = []
+        with self._lock:
+            stream_lost(self._state, conn, self._clock(), to_close)
+        self._close_connections(to_close)
         conn = self._acquire(key, request, tunnel, fresh=True)
         with self._lock:
             self._state.count(conn.origin, "retries")
