@@ -8,10 +8,21 @@ catches a close that arrived since the connection went idle.
 
 An idle HTTP/2 connection may have something to read while the server
 keeps it open: a PING, a SETTINGS frame. There the poll also asks whether
-the peer shut its side down (``POLLRDHUP``); if it did not, the connection
-is not closed but ``frames_waiting``, and the reaper hands it to
-``serve_idle()``, which acknowledges what arrived and reports a GOAWAY.
-Without ``POLLRDHUP`` (not Linux) a readable HTTP/2 socket counts as closed.
+the peer shut its side down (``POLLRDHUP``), and a peek at the bytes tells
+the rest without reading them:
+
+* over TLS, a lone record of at most 31 bytes is an alert (the
+  close_notify of a server that waits for ours before its FIN, as asyncio's
+  TLS does): closed. Every HTTP/2 frame a server sends to an idle
+  connection makes a longer record (a PING: 39 bytes on TLS 1.3), except an
+  empty SETTINGS frame on TLS 1.3 (31): that one is taken for a close;
+* on plain HTTP/2, a GOAWAY frame among them: closed (the pool reads it
+  before closing, and counts it).
+
+Otherwise the connection is not closed but ``frames_waiting``: the next
+request on it reads (and acknowledges) what arrived, as does the
+connection's ``serve_idle()``. Without ``POLLRDHUP`` (not Linux) a readable
+HTTP/2 socket counts as closed.
 """
 
 from __future__ import annotations
@@ -70,18 +81,44 @@ def server_closed(conn: PooledConnection) -> bool:
 
 
 def _h2_hung_up(sock: Any, connection: Any) -> bool:
-    """A readable idle HTTP/2 socket: closed only if the peer shut down;
-    otherwise frames wait to be served (``serve_idle()``)."""
+    """A readable idle HTTP/2 socket: closed, or frames to be served."""
     poller = select.poll()
     poller.register(sock, _POLLIN | _POLLRDHUP)
     events = poller.poll(0)
     if not events:
         return False  # read meanwhile
-    if events[0][1] & _GONE:
+    if events[0][1] & _GONE or not hasattr(connection, "serve_idle"):
         return True
-    if not hasattr(connection, "serve_idle"):
-        return True  # httpcore's connection: it cannot
+    with socket.fromfd(sock.fileno(), socket.AF_INET, socket.SOCK_STREAM) as peer:
+        try:
+            waiting = peer.recv(_PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+    if _ends(waiting):
+        return True
     connection.frames_waiting = True
+    return False
+
+
+#: Bytes peeked at: more than a close_notify record, or a few frame headers.
+_PEEK = 4096
+_TLS_ALERT_MAX = 31
+_GOAWAY = 7
+
+
+def _ends(waiting: bytes) -> bool:
+    """Do the bytes an idle HTTP/2 socket holds end the connection?"""
+    if not waiting:
+        return True
+    if waiting[0] in (0x15, 0x17) and waiting[1:2] == b"\x03":  # a TLS record
+        return len(waiting) <= _TLS_ALERT_MAX and len(waiting) == 5 + int.from_bytes(
+            waiting[3:5], "big"
+        )
+    offset = 0
+    while offset + 9 <= len(waiting):  # plain HTTP/2 frame headers
+        if waiting[offset + 3] == _GOAWAY:
+            return True
+        offset += 9 + int.from_bytes(waiting[offset : offset + 3], "big")
     return False
 
 

@@ -14,8 +14,9 @@ count is only recorded.
 
 Behind 600 ms of RTT instead, a request sent just before the close can
 reach the pool is sure to cross it: after nginx's and Node's GOAWAY it is
-sent again; after Hypercorn's silent close it fails (an xfail: hintpool's
-stale-connection retry is HTTP/1.1 only).
+sent again; after Hypercorn's silent close too, since it is a GET and
+nothing of its response arrived: the stale-connection retry, as over
+HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -209,11 +210,6 @@ def test_request_crossing_goaway_is_sent_again(
     assert logged_paths(server, mark, "/cross/", 2) == ["/cross/first", "/cross/second"]
 
 
-@pytest.mark.xfail(
-    reason="retry_stale covers HTTP/1.1 only: on HTTP/2 a request that meets "
-    "a close without GOAWAY fails with RemoteProtocolError (the same request "
-    "over HTTP/1.1 is sent again)"
-)
 def test_request_crossing_silent_close_is_sent_again(
     real_servers: StartServer,
     tls_files: TLSFiles,
@@ -225,6 +221,10 @@ def test_request_crossing_silent_close_is_sent_again(
     server = real_servers(h2_spec("hypercorn", tls_files, idle_timeout=TIMEOUT))
     proxy = delay_proxy_factory(server.host, server.port, delay=SLOW_DELAY)
     base = proxy.url("https")  # type: ignore[attr-defined]
+    mark = server.log_mark()
     outcome, stats = cross_the_close(base, tls_client_context)
     assert isinstance(outcome, httpx.Response), outcome
+    assert outcome.status_code == 200
     assert stats.connections_opened == 2
+    assert (stats.retries, stats.goaway_retries) == (1, 0)
+    assert logged_paths(server, mark, "/cross/", 2) == ["/cross/first", "/cross/second"]
