@@ -249,9 +249,10 @@ class H2Connection:
                 self._ids_used_up = True
                 raise httpcore.ConnectionNotAvailable() from None
             h2_state.send_headers(stream_id, headers, end_stream=not has_body)
-            h2_state.increment_flow_control_window(2**24, stream_id=stream_id)
+            h2_state.outbound += 1
             stream = self._streams[stream_id] = Stream(stream_id)
             self._requests += 1
+            h2_state.increment_flow_control_window(2**24, stream_id=stream_id)
         return stream, has_body
 
     def _send_body(
@@ -436,7 +437,8 @@ class H2Connection:
         reset = False
         with self._state:
             if stream is not None:
-                self._streams.pop(stream.id, None)
+                if self._streams.pop(stream.id, None) is None:
+                    return  # released already
                 if id(stream) in self._unanswered:
                     self._unanswered.discard(id(stream))
                     self._unanswered.add(id(request))
@@ -445,6 +447,7 @@ class H2Connection:
                     # A stream h2 closed already needs no reset.
                     with suppress(h2.exceptions.ProtocolError):
                         self._h2.reset_stream(stream.id, CANCEL)
+                self._h2.forget(stream.id)
             if self._slots_owed:
                 self._slots_owed -= 1
             else:
