@@ -95,12 +95,14 @@ def _readable(sock: object) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
+@pytest.mark.parametrize("reaper", [True, False], ids=["reaper", "request"])
 @pytest.mark.parametrize("frame", ["ping", "settings"])
 def test_an_idle_connection_answers_the_server_and_stays_open(
-    server: H2Server, frame: str
+    server: H2Server, frame: str, reaper: bool
 ) -> None:
     """A PING or SETTINGS on an idle connection makes its socket readable;
-    the connection acknowledges the frame and carries the next request."""
+    the connection acknowledges the frame (the reaper's pass, or the next
+    request reading it) and carries the next requests."""
     clock = FakeClock()
     pool = hintpool.ConnectionPool(
         http1=False, http2=True, keepalive_expiry=60.0, clock=clock
@@ -112,16 +114,26 @@ def test_an_idle_connection_answers_the_server_and_stays_open(
         else:
             server.settings_idle()
         [conn] = next(iter(pool._state.origins.values())).idle
-        with TaskGroup() as tg:
-            tg.wait_until(lambda: _readable(conn.sock))
-        clock.advance(1.0)
-        pool.request("GET", f"{server.url}/b")
-        [stats] = pool.statistics().origins.values()
-        with TaskGroup() as tg:
+
+        def answered() -> bool:
             if frame == "ping":
-                tg.wait_until(lambda: server.pings_acked == 1)
-            else:
-                # Both SETTINGS frames of the server's preface, then this one.
-                tg.wait_until(lambda: server.settings_acked == 3)
+                return server.pings_acked == 1
+            # Both SETTINGS frames of the server's preface, then this one.
+            return server.settings_acked == 3
+
+        with TaskGroup() as tg:
+            # (A sync pool's reaper thread may answer first.)
+            tg.wait_until(lambda: _readable(conn.sock) or answered())
+        clock.advance(1.0)
+        if reaper:
+            pool._reap()  # answered now, without a request
+            assert conn.connection.frames_waiting is False
+        else:
+            pool.request("GET", f"{server.url}/b")
+        with TaskGroup() as tg:
+            tg.wait_until(answered)
+        pool.request("GET", f"{server.url}/c")
+        [stats] = pool.statistics().origins.values()
     assert server.connections == 1
-    assert (stats.closed_by_server, stats.expired, stats.reused) == (0, 0, 1)
+    assert (stats.closed_by_server, stats.expired) == (0, 0)
+    assert stats.reused == (1 if reaper else 2)

@@ -50,8 +50,11 @@ class AsyncBackground:
             hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)
+            frames = [c for c in self._state.watched if _frames_waiting(c)]
         self._start_prewarms()
         await self._close_connections(to_close)
+        if frames:
+            await self._serve_idle(frames)
         with self._lock:
             state = self._state
             wake_at = state.next_deadline()
@@ -64,6 +67,22 @@ class AsyncBackground:
                 # not have to wake the reaper on every request.
                 wake_at = min(wake_at, now + REAPER_HEARTBEAT)
         return wake_at
+
+    async def _serve_idle(self, connections: list[PooledConnection]) -> None:
+        """Idle HTTP/2 connections the server sent frames to without closing
+        (the stale check saw them): acknowledge a PING or SETTINGS now; one
+        that turns out to be ending (GOAWAY, a close) is closed as the
+        server closed it."""
+        for conn in connections:
+            if not await conn.connection.serve_idle():
+                continue
+            to_close: list[PooledConnection] = []
+            with self._lock:
+                if conn.connection.goaway is not None and not conn.goaway:
+                    conn.goaway = True
+                    self._state.count(conn.origin, "goaways_received")
+                self._state.idle_closed_by_server(conn, self._clock(), to_close)
+            await self._close_connections(to_close)
 
     # -- pre-warming (see hintpool._prewarm) ------------------------------------
 
@@ -144,3 +163,7 @@ class AsyncBackground:
             conn.goaway = True
             with self._lock:
                 self._state.count(conn.origin, "goaways_received")
+
+
+def _frames_waiting(conn: PooledConnection) -> bool:
+    return conn.http2 and getattr(conn.connection, "frames_waiting", False) is True

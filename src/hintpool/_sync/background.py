@@ -51,8 +51,11 @@ class Background:
             hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
             for conn in hung_up:
                 self._state.idle_closed_by_server(conn, now, to_close)
+            frames = [c for c in self._state.watched if _frames_waiting(c)]
         self._start_prewarms()
         self._close_connections(to_close)
+        if frames:
+            self._serve_idle(frames)
         with self._lock:
             state = self._state
             wake_at = state.next_deadline()
@@ -65,6 +68,22 @@ class Background:
                 # not have to wake the reaper on every request.
                 wake_at = min(wake_at, now + REAPER_HEARTBEAT)
         return wake_at
+
+    def _serve_idle(self, connections: list[PooledConnection]) -> None:
+        """Idle HTTP/2 connections the server sent frames to without closing
+        (the stale check saw them): acknowledge a PING or SETTINGS now; one
+        that turns out to be ending (GOAWAY, a close) is closed as the
+        server closed it."""
+        for conn in connections:
+            if not conn.connection.serve_idle():
+                continue
+            to_close: list[PooledConnection] = []
+            with self._lock:
+                if conn.connection.goaway is not None and not conn.goaway:
+                    conn.goaway = True
+                    self._state.count(conn.origin, "goaways_received")
+                self._state.idle_closed_by_server(conn, self._clock(), to_close)
+            self._close_connections(to_close)
 
     # -- pre-warming (see hintpool._prewarm) ------------------------------------
 
@@ -145,3 +164,7 @@ class Background:
             conn.goaway = True
             with self._lock:
                 self._state.count(conn.origin, "goaways_received")
+
+
+def _frames_waiting(conn: PooledConnection) -> bool:
+    return conn.http2 and getattr(conn.connection, "frames_waiting", False) is True

@@ -342,6 +342,7 @@ class H2Connection:
         h2 has frames to send in answer."""
         if not data:
             raise httpcore.RemoteProtocolError("Server disconnected")
+        self.frames_waiting = False  # read: nothing left for serve_idle()
         with self._state:
             events = self._h2.receive_data(data)
             self._reads += 1
