@@ -46,17 +46,8 @@ import h2.exceptions
 import httpcore
 from httpcore._trace import Trace
 
-from .._h2frames import (
-    CANCEL,
-    LOCAL_MAX_STREAMS,
-    NO_ERROR,
-    H2State,
-    Stream,
-    refused_stream,
-    request_headers,
-    reset_error,
-    response_head,
-)
+from .._h2base import ConnectionError_, H2ConnectionBase
+from .._h2frames import Stream, reset_error, response_head
 from .._synchronization import (
     BookkeepingLock,
     H2Lock,
@@ -76,101 +67,14 @@ _DATA = h2.events.DataReceived
 _RESPONSE = h2.events.ResponseReceived
 _ENDED = h2.events.StreamEnded
 _RESET = h2.events.StreamReset
-#: Failures that mean "the server closed the connection under us".
-_STALE = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
-_STREAM_EVENTS = (_RESPONSE, _DATA, _ENDED, _RESET, h2.events.TrailersReceived)
 
 
-class H2Connection:
+class H2Connection(H2ConnectionBase):
     def __init__(self, origin: httpcore.Origin, stream: Any) -> None:
-        self._origin = origin
-        self._network_stream = stream
-        self._h2 = H2State()
-        self._state = BookkeepingLock()
+        # Until the server's SETTINGS arrive: one stream (httpcore's rule).
+        super().__init__(origin, stream, BookkeepingLock(), Slots(1))
         self._read = H2Lock()
         self._write = H2Lock()
-        # Until the server's SETTINGS arrive: one stream (httpcore's rule).
-        # A lowered limit is owed: the next streams to end keep their slot.
-        self._slots = Slots(1)
-        self._slots_open = 1
-        self._slots_owed = 0
-        self._streams: dict[int, Stream] = {}
-        self._reads = 0
-        self._error: Exception | None = None
-        #: A write was cancelled midway: no new stream (the others go on).
-        self._broken = False
-        self._closed = False
-        self._ids_used_up = False
-        self._requests = 0
-        self.goaway: h2.events.ConnectionTerminated | None = None
-        #: The stream limit to assume until the server's SETTINGS arrive
-        #: (set by the pool: what the origin announced last); None: 100.
-        self.assumed_streams: int | None = None
-        self._settings_seen = False
-        #: Streams (then requests, by id) the server closed on, without
-        #: GOAWAY, before any frame of their response.
-        self._unanswered: set[int] = set()
-        #: Set by the pool once the close such a stream met is counted.
-        self.close_counted = False
-        #: Set by the pool's stale check: the idle socket holds frames, but
-        #: the server has not closed (a PING, a SETTINGS): see serve_idle().
-        self.frames_waiting = False
-
-    # -- what the pool asks ----------------------------------------------------
-
-    @property
-    def max_streams(self) -> int:
-        """Streams at once: the server's limit within ours (100); at least 1
-        (a server announcing 0 refuses streams itself)."""
-        if self._settings_seen or self.assumed_streams is None:
-            remote = self._h2.remote_settings.max_concurrent_streams
-        else:
-            remote = self.assumed_streams
-        return max(1, min(remote, LOCAL_MAX_STREAMS))
-
-    @property
-    def announced_streams(self) -> int | None:
-        """``max_streams`` once the server's SETTINGS arrived, else None."""
-        return self.max_streams if self._settings_seen else None
-
-    def can_handle_request(self, origin: httpcore.Origin) -> bool:
-        return origin == self._origin
-
-    def is_available(self) -> bool:
-        return not (
-            self._closed
-            or self._error is not None
-            or self._broken
-            or self.goaway is not None
-            or self._ids_used_up
-        )
-
-    def has_expired(self) -> bool:
-        return False  # idle expiry is the pool's (hintpool._policy)
-
-    def is_idle(self) -> bool:
-        return not self._streams and not self._closed
-
-    def is_closed(self) -> bool:
-        return self._closed
-
-    def info(self) -> str:
-        state = "CLOSED" if self._closed else "ACTIVE" if self._streams else "IDLE"
-        origin = str(self._origin)
-        return f"{origin!r}, HTTP/2, {state}, Request Count: {self._requests}"
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} [{self.info()}]>"
-
-    def unanswered(self, request: httpcore.Request) -> bool:
-        """Whether ``request`` failed because the server closed without
-        GOAWAY before any frame of its response (asked once)."""
-        key = id(request)
-        with self._state:
-            if key in self._unanswered:
-                self._unanswered.discard(key)
-                return True
-        return False
 
     # -- a request -------------------------------------------------------------
 
@@ -234,27 +138,6 @@ class H2Connection:
                     self._stream_closed(stream, request, exc)
             raise self._mapped(stream, exc) from None
 
-    def _open(self, request: httpcore.Request) -> tuple[Stream, bool]:
-        """Open the stream and queue its HEADERS. Taking the id and queueing
-        the HEADERS in one locked step sends ids in order (the server ends
-        the connection otherwise)."""
-        headers, has_body = request_headers(request)
-        with self._state:
-            if not self.is_available():
-                raise httpcore.ConnectionNotAvailable()
-            h2_state = self._h2
-            try:
-                stream_id = h2_state.get_next_available_stream_id()
-            except h2.exceptions.NoAvailableStreamIDError:
-                self._ids_used_up = True
-                raise httpcore.ConnectionNotAvailable() from None
-            h2_state.send_headers(stream_id, headers, end_stream=not has_body)
-            h2_state.outbound += 1
-            stream = self._streams[stream_id] = Stream(stream_id)
-            self._requests += 1
-            h2_state.increment_flow_control_window(2**24, stream_id=stream_id)
-        return stream, has_body
-
     def _send_body(
         self, request: httpcore.Request, stream: Stream, timeouts: Any
     ) -> None:
@@ -311,17 +194,12 @@ class H2Connection:
         event = events.popleft()
         if isinstance(event, _RESET):
             raise reset_error(event)
-        if isinstance(event, _ConnectionError):
+        if isinstance(event, ConnectionError_):
             raise event
         return event
 
     def _acknowledge(self, event: Any, stream_id: int, timeouts: Any) -> None:
-        """Give the flow-control window back; h2 queues a WINDOW_UPDATE only
-        once enough was read, so most bodies cost no write."""
-        with self._state:
-            self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
-            pending = self._h2.pending()
-        if pending:
+        if self._acknowledged(event, stream_id):
             self._flush(timeouts)
 
     def _read_some(self, timeouts: Any) -> None:
@@ -336,72 +214,6 @@ class H2Connection:
             raise self._error from None  # type: ignore[misc]
         if pending:  # a PING or SETTINGS ack, a WINDOW_UPDATE
             self._flush(timeouts)
-
-    def _feed(self, data: bytes) -> bool:
-        """Hand what was read to h2 and its events to the streams; whether
-        h2 has frames to send in answer."""
-        if not data:
-            raise httpcore.RemoteProtocolError("Server disconnected")
-        self.frames_waiting = False  # read: nothing left for serve_idle()
-        with self._state:
-            events = self._h2.receive_data(data)
-            self._reads += 1
-            self._dispatch(events)
-            return self._h2.pending()
-
-    def _dispatch(self, events: list[Any]) -> None:
-        streams = self._streams
-        for event in events:
-            if isinstance(event, _STREAM_EVENTS):
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    stream.events.append(event)
-                    stream.answered = True
-            elif isinstance(event, h2.events.RemoteSettingsChanged):
-                self._settings_changed()
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self._goaway(event)
-
-    def _settings_changed(self) -> None:
-        self._settings_seen = True
-        limit = self.max_streams
-        while self._slots_open < limit:
-            self._slots_open += 1
-            if self._slots_owed:
-                self._slots_owed -= 1
-            else:
-                self._slots.release()
-        while self._slots_open > limit:
-            self._slots_open -= 1
-            self._slots_owed += 1
-
-    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
-        self.goaway = event
-        last = event.last_stream_id or 0
-        for stream_id, stream in self._streams.items():
-            if stream_id > last:
-                stream.events.append(refused_stream(stream_id))
-            elif event.error_code != NO_ERROR:
-                stream.events.append(_ConnectionError(event))
-
-    def _fail(self, exc: Exception) -> None:
-        """The network (or the server's HTTP/2) failed: so does every stream
-        on it; recorded once."""
-        with self._state:
-            if self._error is not None:
-                return
-            if isinstance(exc, h2.exceptions.ProtocolError):
-                # The server broke HTTP/2, or never spoke it (HTTP/1.1 after
-                # ALPN chose h2).
-                self._error = httpcore.RemoteProtocolError(
-                    f"invalid HTTP/2 from the server: {exc}"
-                )
-                return
-            self._error = exc
-            if self.goaway is None and isinstance(exc, _STALE):
-                for stream in self._streams.values():
-                    if not stream.answered:
-                        self._unanswered.add(id(stream))
 
     # -- writing ---------------------------------------------------------------
 
@@ -435,45 +247,9 @@ class H2Connection:
     ) -> None:
         """Release the stream's slot; reset the stream if the server may
         still be sending it (cancelled, or its body left unread)."""
-        reset = False
-        with self._state:
-            if stream is not None:
-                if self._streams.pop(stream.id, None) is None:
-                    return  # released already
-                if id(stream) in self._unanswered:
-                    self._unanswered.discard(id(stream))
-                    self._unanswered.add(id(request))
-                reset = not stream.ended and self._error is None and not self._closed
-                if reset:
-                    # A stream h2 closed already needs no reset.
-                    with suppress(h2.exceptions.ProtocolError):
-                        self._h2.reset_stream(stream.id, CANCEL)
-                self._h2.forget(stream.id)
-            if self._slots_owed:
-                self._slots_owed -= 1
-            else:
-                self._slots.release()
-        if reset:
+        if self._release(stream, request):
             with suppress(Exception):  # the reset is best effort
                 self._flush(request.extensions.get("timeout", {}))
-
-    def _mapped(self, stream: Stream | None, exc: BaseException) -> BaseException:
-        if not isinstance(exc, Exception):
-            return exc  # cancellation
-        if isinstance(exc, _ConnectionError):
-            return httpcore.RemoteProtocolError(exc.args[0])
-        if isinstance(exc, h2.exceptions.TooManyStreamsError):
-            return httpcore.ConnectionNotAvailable()  # a lowered stream limit
-        if isinstance(exc, h2.exceptions.ProtocolError):
-            return httpcore.RemoteProtocolError(f"invalid HTTP/2: {exc}")
-        goaway = self.goaway
-        if (
-            goaway is not None
-            and isinstance(exc, (httpcore.RemoteProtocolError, httpcore.NetworkError))
-            and (stream is None or stream.id > (goaway.last_stream_id or 0))
-        ):
-            return httpcore.ConnectionNotAvailable()
-        return exc
 
     # -- the idle connection ---------------------------------------------------
 
@@ -529,10 +305,6 @@ class H2Connection:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class _ConnectionError(Exception):
-    """Queued to the streams an error GOAWAY ends."""
 
 
 class H2ResponseStream:
