@@ -19,6 +19,8 @@ Behaviour, set on the instance before the requests:
   or a GOAWAY: Hypercorn's idle close crossing a request.
 * ``ping_idle()``: every connection sends a PING now (``pings_acked``
   counts the acks); ``settings_idle()`` sends a SETTINGS frame.
+* ``resets_received`` counts the streams the client reset (those are not
+  answered).
 * ``refuse``: this many first requests (all connections) are reset with
   REFUSED_STREAM; ``reset_code`` resets every request with that code.
 
@@ -59,6 +61,7 @@ class H2Server:
         self.goaway_connections: int | None = None  # None: all of them
         self.refuse = 0
         self.silent_close_at: int | None = None
+        self.resets_received = 0
         self.pings_acked = 0
         self.settings_acked = 0
         #: Frames to send on every connection at its next turn (then cleared).
@@ -251,6 +254,13 @@ class _Connection:
         elif isinstance(event, h2.events.SettingsAcknowledged):
             with self.server._lock:
                 self.server.settings_acked += 1
+        elif isinstance(event, h2.events.StreamReset):
+            # The client gave up on the stream: never answered.
+            with self.server._lock:
+                self.server.resets_received += 1
+            if event.stream_id in self.ready:
+                self.ready.remove(event.stream_id)
+            self.bodies.pop(event.stream_id, None)
         elif isinstance(event, h2.events.RequestReceived):
             headers = dict(event.headers or [])
             sid = event.stream_id
