@@ -24,17 +24,13 @@ import httpcore._synchronization as httpcore_sync
 __all__ = [
     "AsyncBookkeepingLock",
     "AsyncH2Lock",
-    "AsyncH2Semaphore",
-    "AsyncStreamOrder",
     "AsyncShieldCancellation",
     "AsyncSlots",
     "AsyncWaiter",
     "BookkeepingLock",
     "H2Lock",
-    "H2Semaphore",
     "ShieldCancellation",
     "Slots",
-    "StreamOrder",
     "Waiter",
     "async_fast_wire_available",
     "default_async_backend",
@@ -60,11 +56,12 @@ def BookkeepingLock() -> threading.Lock:
 
 
 def AsyncH2Lock() -> Any:
-    """A lock for httpcore's HTTP/2 connection (``hintpool._async.http2``).
+    """The read and write locks of hintpool's HTTP/2 connection
+    (``hintpool._async.http2``).
 
-    httpcore's own takes anyio's lock, which yields to the event loop on
-    every acquisition, free or not: about ten round trips per request. On
-    asyncio, ``asyncio.Lock`` only waits when it must; trio keeps httpcore's.
+    anyio's lock yields to the event loop on every acquisition, free or
+    not; on asyncio, ``asyncio.Lock`` only waits when it must, so a request
+    on a quiet connection takes no round trip. Under trio, httpcore's.
     """
     if _running_on_trio():
         return httpcore_sync.AsyncLock()
@@ -73,30 +70,6 @@ def AsyncH2Lock() -> Any:
 
 def H2Lock() -> Any:
     return threading.Lock()
-
-
-class _AsyncioSemaphore:
-    __slots__ = ("_semaphore",)
-
-    def __init__(self, bound: int) -> None:
-        self._semaphore = asyncio.Semaphore(bound)
-
-    async def acquire(self) -> None:
-        await self._semaphore.acquire()
-
-    async def release(self) -> None:
-        self._semaphore.release()
-
-
-def AsyncH2Semaphore(bound: int) -> Any:
-    """The stream-count semaphore, as :func:`AsyncH2Lock`."""
-    if _running_on_trio():
-        return httpcore_sync.AsyncSemaphore(bound)
-    return _AsyncioSemaphore(bound)
-
-
-def H2Semaphore(bound: int) -> Any:
-    return threading.Semaphore(bound)
 
 
 def AsyncSlots(bound: int) -> Any:
@@ -112,42 +85,6 @@ def AsyncSlots(bound: int) -> Any:
 
 def Slots(bound: int) -> Any:
     return threading.Semaphore(bound)
-
-
-class AsyncStreamOrder:
-    """HTTP/2 stream ids must go out in the order they are handed out. On an
-    event loop nothing runs between the two (httpcore does not await there
-    unless a trace callback does): no lock."""
-
-    __slots__ = ()
-
-    def acquire(self) -> None:
-        return None
-
-    def release(self) -> None:
-        return None
-
-
-class StreamOrder:
-    """Threads sharing an HTTP/2 connection: held from taking a stream id
-    until that stream's HEADERS are in h2's state, so ids go out in order.
-    ``release`` is a no-op for a thread that does not hold it (the error
-    paths call it unconditionally)."""
-
-    __slots__ = ("_lock", "_owner")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._owner: int | None = None
-
-    def acquire(self) -> None:
-        self._lock.acquire()
-        self._owner = threading.get_ident()
-
-    def release(self) -> None:
-        if self._owner == threading.get_ident():
-            self._owner = None
-            self._lock.release()
 
 
 class AsyncShieldCancellation:
