@@ -213,3 +213,91 @@ def test_tiny_timeout_is_never_prewarmed() -> None:
     serve(pool, 0.0, KeepAlive(timeout=1.0, max=0))
     assert due(pool) == []
     assert math.isinf(pool.state.max_per_origin)
+
+
+def take(pool: Pool, now: float) -> PooledConnection:
+    """A request to A takes a connection (idle, or a new one) at ``now``,
+    and the pool runs the pre-warm bookkeeping of a checkout."""
+    result, _ = pool.checkout(A, now)
+    if result is RESERVED:
+        conn = PooledConnection(pool.state.origin(A), object())
+        pool.state.connection_opened(conn)
+    else:
+        conn = result
+    _prewarm.checked_out(pool.state, conn.origin, now)
+    return conn
+
+
+def test_overlapping_requests_keep_a_spare_connection() -> None:
+    pool = warm_pool()
+    origin = pool.state.origin(A)
+    first = take(pool, 1.0)
+    assert due(pool) == []  # one in flight: the replacement triggers suffice
+    second = take(pool, 1.01)  # the first is still in flight: a handshake
+    assert due(pool) == [A]
+    assert (origin.open, origin.prewarming) == (3, 1)
+    spare = PooledConnection(origin, object())
+    _prewarm.opened(pool.state, spare, 1.05, [])
+    pool.release(first, 1.1, hint=HINT)
+    pool.release(second, 1.11, hint=HINT)
+    # Spare at the bottom: the next lone request takes a busy one, and the
+    # idle ones left are spare enough.
+    assert origin.idle[0] is spare
+    third = take(pool, 1.2)
+    assert third is second and due(pool) == []
+    pool.release(third, 1.25, hint=HINT)
+    # An overlap takes the spare and leaves an idle one: nothing to do.
+    a, b = take(pool, 1.3), take(pool, 1.31)
+    assert (a, b) == (third, first) and due(pool) == []
+    c = take(pool, 1.32)
+    assert c is spare and due(pool) == [A]
+    assert pool.stats(A).prewarm_used == 1
+
+
+def test_a_lone_request_taking_the_last_connection_after_an_overlap() -> None:
+    pool = warm_pool()
+    origin = pool.state.origin(A)
+    first, second = take(pool, 1.0), take(pool, 1.01)
+    due(pool)
+    _prewarm.failed(pool.state, origin)  # (no spare after all)
+    pool.release(first, 1.1, hint=HINT)
+    pool.release(second, 1.11, hint=KeepAlive(timeout=5.0, max=0))  # retired
+    assert due(pool) == []  # the idle one is spare enough
+    assert origin.idle == [first]
+    assert take(pool, 2.0) is first  # alone in flight, but no spare left
+    assert due(pool) == [A]
+
+
+def test_a_lone_stream_and_an_old_overlap_keep_no_spare() -> None:
+    pool = warm_pool()
+    for i in range(20):  # never two in flight
+        conn = take(pool, 1.0 + i * 0.1)
+        assert due(pool) == []
+        pool.release(conn, 1.05 + i * 0.1, hint=HINT)
+    # An overlap, then a lone request past the memory (2 x 5 s): no spare.
+    first, second = take(pool, 10.0), take(pool, 10.01)
+    assert due(pool) == [A]
+    origin = pool.state.origin(A)
+    _prewarm.failed(pool.state, origin)
+    pool.release(second, 10.1, hint=HINT)
+    pool.release(first, 10.2, hint=HINT)
+    late = 10.01 + _prewarm.CONCURRENT_MEMORY * 5.0 + 0.01
+    origin.previous_request, origin.last_request = late - 1.0, late - 0.5  # busy
+    assert origin.idle and take(pool, late) not in (first, second)  # expired
+    assert due(pool) == []
+
+
+def test_spare_stays_within_the_limits() -> None:
+    pool = warm_pool(max_connections=2)
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == []  # both slots in use
+    pool = warm_pool(max_connections=5, max_per_origin=2)
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == []  # the origin is at its cap
+    pool = Pool()  # pre-warming off
+    pool.state.origin(A).last_request = 0.0
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == []

@@ -61,6 +61,7 @@ class OriginState(Counters):
     """What the pool knows and counts about one origin."""
 
     __slots__ = (
+        "concurrent_at",
         "http_version",
         "idle",
         "key",
@@ -111,6 +112,8 @@ class OriginState(Counters):
         self.previous_request = -math.inf
         #: Pre-warmed connections being opened (0 or 1).
         self.prewarming = 0
+        #: When a request last found another one of this origin in flight.
+        self.concurrent_at = -math.inf
 
     def learn_idle_close(self, age: float, now: float, floor: float = 0.0) -> None:
         """The server closed one of our idle connections ``age`` s after use.

@@ -41,7 +41,15 @@ if TYPE_CHECKING:
     from ._origin import OriginState, PooledConnection
     from ._state import PoolState
 
-__all__ = ["PREWARM_AHEAD", "busy", "consider", "failed", "opened"]
+__all__ = [
+    "CONCURRENT_MEMORY",
+    "PREWARM_AHEAD",
+    "busy",
+    "checked_out",
+    "consider",
+    "failed",
+    "opened",
+]
 
 #: Start the replacement when the server says this many requests are left
 #: (``max=1``): waiting for ``max=0`` left only the time of one response
@@ -50,9 +58,16 @@ __all__ = ["PREWARM_AHEAD", "busy", "consider", "failed", "opened"]
 PREWARM_AHEAD = 1
 
 
-def busy(state: PoolState, origin: OriginState, now: float) -> bool:
-    """Do requests for ``origin`` come within its announced timeout of each
-    other, the last one within it of ``now``?"""
+#: How long (in the origin's timeouts) requests that overlapped keep a spare
+#: connection ready (``checked_out``). Overlaps on a steady stream come
+#: from responses slower than the gap between requests, in runs; a spare
+#: that outlives them expires unused (``prewarm_wasted``).
+CONCURRENT_MEMORY = 2.0
+
+
+def _timeout(state: PoolState, origin: OriginState) -> float:
+    """The origin's announced timeout, else the learned one, else the
+    pool's ``keepalive_expiry`` (capped by ``max_timeout``)."""
     hint = origin.last_hint
     timeout = hint.timeout if hint is not None else None
     if timeout is None:
@@ -61,7 +76,13 @@ def busy(state: PoolState, origin: OriginState, now: float) -> bool:
         timeout = state.policy.keepalive_expiry
     if timeout is None:
         timeout = math.inf
-    timeout = min(timeout, state.policy.max_timeout)
+    return min(timeout, state.policy.max_timeout)
+
+
+def busy(state: PoolState, origin: OriginState, now: float) -> bool:
+    """Do requests for ``origin`` come within its announced timeout of each
+    other, the last one within it of ``now``?"""
+    timeout = _timeout(state, origin)
     last = origin.last_request
     return now - last <= timeout and last - origin.previous_request <= timeout
 
@@ -103,6 +124,27 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
     state._reserve(origin)  # also takes the origin off the vacant list
     origin.prewarming += 1
     state.prewarm_due.append(origin)
+
+
+def checked_out(state: PoolState, origin: OriginState, now: float) -> None:
+    """A request took a connection of ``origin`` (idle or a new slot).
+
+    With one connection per origin, a request that comes while another is
+    still in flight opens its own (a handshake), whatever the replacement
+    triggers do. So while two requests to the origin were in flight at once
+    within ``CONCURRENT_MEMORY`` timeouts, keep one idle connection spare: a
+    request that takes the last one reserves a pre-warm. The spare sits at
+    the bottom of the idle stack, used only when requests overlap again."""
+    in_use = origin.open - len(origin.idle) - origin.prewarming
+    if in_use > 1:
+        origin.concurrent_at = now
+    elif now - origin.concurrent_at > CONCURRENT_MEMORY * _timeout(state, origin):
+        return
+    for conn in origin.idle:
+        left = conn.lifetime.requests_left
+        if (left is None or left > PREWARM_AHEAD) and conn.lifetime.idle_deadline > now:
+            return
+    consider(state, origin, now)
 
 
 def opened(
