@@ -434,7 +434,7 @@ class PoolState(IdleConnections):
             self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
-            if not conn.origin.idle:
+            if not conn.origin.open:  # its last one (a spare's expiry is not)
                 _prewarm.consider(self, conn.origin, now)
 
     def idle_closed_by_server(
