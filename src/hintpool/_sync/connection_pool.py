@@ -402,9 +402,10 @@ class ConnectionPool(Resend):
                         return shared
                 gate = origin.opening
                 if gate is None:
-                    result = self._state.checkout(
-                        origin, self._clock(), to_close, fresh
-                    )
+                    now = self._clock()
+                    result = self._state.checkout(origin, now, to_close, fresh)
+                    if self._state.prewarm_enabled and result is not WAIT:
+                        _prewarm.checked_out(self._state, origin, now)
                     if isinstance(result, PooledConnection) and result.http2:
                         # Shared in the same step as taken off the idle
                         # stack: a request in between would find neither
@@ -425,6 +426,8 @@ class ConnectionPool(Resend):
                 break
             if not gate.wait(request.extensions.get("timeout", {}).get("pool")):
                 raise PoolTimeout("timed out waiting for a connection slot")
+        if self._state.prewarm_due:
+            self._start_prewarms()
         if to_close:
             self._close_connections(to_close)
         if result is WAIT:
