@@ -15,7 +15,7 @@ from hintpool._hints import KeepAlive
 from hintpool._policy import State
 from hintpool._state import RESERVED, PooledConnection
 
-from .test_state import A, B, Pool
+from .test_state import A, B, FakeWaiter, Pool
 
 HINT = KeepAlive(timeout=5.0, max=None)
 
@@ -301,3 +301,73 @@ def test_spare_stays_within_the_limits() -> None:
     take(pool, 1.0)
     take(pool, 1.01)
     assert due(pool) == []
+
+
+def pending_prewarm(pool: Pool) -> FakeWaiter:
+    """A's pre-warm is connecting and a request to A reserved its own slot
+    and was promised the pre-warm."""
+    serve(pool, 0.0)
+    serve(pool, 0.5, KeepAlive(timeout=5.0, max=0))  # retired: pre-warm due
+    (origin,) = pool.state.prewarm_due
+    pool.state.prewarm_due = []
+    assert pool.checkout(A, 0.6)[0] is RESERVED
+    taker = FakeWaiter(A)
+    assert _prewarm.take_ahead(pool.state, origin, taker)
+    assert not _prewarm.take_ahead(pool.state, origin, FakeWaiter(A))  # one only
+    assert pool.state.open_count == 2  # the pre-warm's slot and the request's
+    return taker
+
+
+def test_a_request_takes_the_prewarm_in_flight() -> None:
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    conn = PooledConnection(pool.state.origin(A), object())
+    _prewarm.opened(pool.state, conn, 0.7, [])
+    assert taker.result is conn and not conn.origin.idle
+    assert pool.state.open_count == 1  # the request's slot went back
+    assert _prewarm.took(pool.state, conn.origin, taker, 0.7, []) is conn
+    stats = pool.stats(A)
+    assert (stats.prewarmed, stats.prewarm_used, stats.requests) == (1, 1, 3)
+    assert conn.lifetime.state is State.ACTIVE
+
+
+def test_a_failed_or_late_prewarm_leaves_the_request_its_slot() -> None:
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    _prewarm.failed(pool.state, pool.state.origin(A))
+    assert taker.result is RESERVED
+    assert _prewarm.took(pool.state, pool.state.origin(A), taker, 0.7, []) is RESERVED
+    assert pool.state.open_count == 1  # the request opens its own in it
+    # Timed out: the request stops waiting and opens its own; the pre-warm
+    # goes idle when it comes.
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    assert _prewarm.took(pool.state, origin, taker, 5.0, []) is RESERVED
+    assert not origin.prewarm_takers and not taker.assigned
+    conn = PooledConnection(origin, object())
+    _prewarm.opened(pool.state, conn, 5.1, [])
+    assert origin.idle == [conn] and pool.state.open_count == 2
+
+
+def test_a_cancelled_taker_gives_back_its_slot_or_the_connection() -> None:
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    _prewarm.abandon_take(pool.state, origin, taker, [])
+    assert pool.state.open_count == 1 and not origin.prewarm_takers
+    # Cancelled after the connection was handed over: it goes idle.
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    conn = PooledConnection(origin, object())
+    _prewarm.opened(pool.state, conn, 0.7, [])
+    _prewarm.abandon_take(pool.state, origin, taker, [])
+    assert origin.idle == [conn] and pool.state.open_count == 1
+    # Cancelled after the pre-warm failed: the slot it held goes back.
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    _prewarm.failed(pool.state, origin)
+    _prewarm.abandon_take(pool.state, origin, taker, [])
+    assert pool.state.open_count == 0

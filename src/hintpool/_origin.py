@@ -74,6 +74,7 @@ class OriginState(Counters):
         "open",
         "opening",
         "previous_request",
+        "prewarm_takers",
         "prewarming",
         "proxy",
         "shared",
@@ -112,6 +113,8 @@ class OriginState(Counters):
         self.previous_request = -math.inf
         #: Pre-warmed connections being opened (0 or 1).
         self.prewarming = 0
+        #: Requests promised the pre-warm in flight (at most ``prewarming``).
+        self.prewarm_takers: list[WaiterLike] = []
         #: When a request last found another one of this origin in flight.
         self.concurrent_at = -math.inf
 

@@ -37,18 +37,23 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ._origin import RESERVED, PooledConnection
+
 if TYPE_CHECKING:
-    from ._origin import OriginState, PooledConnection
-    from ._state import PoolState
+    from ._origin import OriginState, WaiterLike
+    from ._state import CheckoutResult, PoolState
 
 __all__ = [
     "CONCURRENT_MEMORY",
     "PREWARM_AHEAD",
+    "abandon_take",
     "busy",
     "checked_out",
     "consider",
     "failed",
     "opened",
+    "take_ahead",
+    "took",
 ]
 
 #: Start the replacement when the server says this many requests are left
@@ -164,6 +169,13 @@ def opened(
         origin.last_hint, origin.learned_timeout, origin.learned_hinted
     )
     conn.lifetime.warmed(now, window)
+    takers = origin.prewarm_takers
+    if takers:
+        # Promised to a request that reserved a slot meanwhile: the pre-warm
+        # brings its own slot, so the request's goes back.
+        state.release_slot(origin)
+        takers.pop(0).assign(conn)
+        return
     state._make_idle(conn, to_close, spare=True)
 
 
@@ -171,6 +183,62 @@ def failed(state: PoolState, origin: OriginState, cancelled: bool = False) -> No
     """The pre-warm could not connect (or was cancelled, by the pool's
     close): free its slot."""
     origin.prewarming -= 1
+    takers = origin.prewarm_takers
+    if len(takers) > origin.prewarming:  # it opens its own, in its slot
+        takers.pop().assign(RESERVED)
     if not cancelled:
         state.count(origin, "prewarm_failed")
     state.release_slot(origin)
+
+
+# -- a request takes the pre-warm in flight ---------------------------------
+#
+# A request that finds no idle connection while its origin's pre-warm is
+# still connecting would otherwise open a second connection, started later
+# than the pre-warm: on a loaded machine that was most of the handshakes
+# left. It reserves its slot as usual (so no limit moves), then waits for
+# the pre-warm; if that fails, it opens its own in that slot.
+
+
+def take_ahead(state: PoolState, origin: OriginState, waiter: WaiterLike) -> bool:
+    """After a request to ``origin`` reserved a slot: promise it the
+    pre-warm in flight, if one is not promised yet."""
+    if origin.prewarming <= len(origin.prewarm_takers):
+        return False
+    origin.prewarm_takers.append(waiter)
+    return True
+
+
+def took(
+    state: PoolState,
+    origin: OriginState,
+    waiter: WaiterLike,
+    now: float,
+    to_close: list[PooledConnection],
+) -> CheckoutResult:
+    """The waiting is over (or timed out): the pre-warmed connection, started,
+    or RESERVED (open one in the slot still held)."""
+    if not waiter.assigned:  # timed out: stop waiting, keep the slot
+        origin.prewarm_takers.remove(waiter)
+    conn = waiter.result
+    if not isinstance(conn, PooledConnection):
+        return RESERVED
+    # Stale already: closed, and its slot is the request's now.
+    return state.claim(conn, now, to_close)
+
+
+def abandon_take(
+    state: PoolState,
+    origin: OriginState,
+    waiter: WaiterLike,
+    to_close: list[PooledConnection],
+) -> None:
+    """The waiting request was cancelled: give back what it holds."""
+    result = waiter.result
+    if not waiter.assigned:
+        origin.prewarm_takers.remove(waiter)
+        state.release_slot(origin)
+    elif result is RESERVED:
+        state.release_slot(origin)
+    else:  # still idle and untouched
+        state._make_idle(result, to_close, spare=True)
