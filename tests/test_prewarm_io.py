@@ -161,6 +161,37 @@ async def test_close_cancels_a_prewarm_in_flight(
     assert not any(o.prewarming for o in pool._state.origins.values())
 
 
+@pytest.mark.anyio
+async def test_a_request_waits_for_the_prewarm_in_flight(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(**SERVER)
+    url = srv.url + "/"
+    async with AsyncConnectionPool(prewarm=True) as pool:
+        release = anyio.Event()
+        connect = pool._connector.connect
+
+        async def slow_prewarms(*args: Any) -> Any:
+            if pool.statistics().connections_opened:  # a pre-warm
+                await release.wait()
+            return await connect(*args)
+
+        pool._connector.connect = slow_prewarms  # type: ignore[method-assign]
+        await pool.request("GET", url)
+        await pool.request("GET", url)  # max=1: the pre-warm starts
+        await pool.request("GET", url)  # max=0: retired
+        (origin,) = pool._state.origins.values()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.request, "GET", url)
+            with anyio.fail_after(5):
+                while not origin.prewarm_takers:
+                    await anyio.sleep(0.001)
+            release.set()
+        stats = pool.statistics()
+    assert (stats.connections_opened, stats.prewarmed, stats.prewarm_used) == (2, 1, 1)
+    assert srv.requests_served == 4
+
+
 MOCK_CLOCK = pytest.mark.parametrize(
     "anyio_backend",
     [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}))],

@@ -393,6 +393,7 @@ class ConnectionPool(Resend):
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
+        taker: Waiter[CheckoutResult] | None = None
         while True:
             with self._lock:
                 origin = self._state.origin(key)
@@ -405,6 +406,10 @@ class ConnectionPool(Resend):
                     now = self._clock()
                     result = self._state.checkout(origin, now, to_close, fresh)
                     if self._state.prewarm_enabled and result is not WAIT:
+                        if result is RESERVED and origin.prewarming and not fresh:
+                            taker = Waiter(key)
+                            if not _prewarm.take_ahead(self._state, origin, taker):
+                                taker = None
                         _prewarm.checked_out(self._state, origin, now)
                     if isinstance(result, PooledConnection) and result.http2:
                         # Shared in the same step as taken off the idle
@@ -416,6 +421,7 @@ class ConnectionPool(Resend):
                         self._state.queue(waiter, origin)
                     elif (
                         result is RESERVED
+                        and taker is None
                         and origin.http_version != "HTTP/1.1"
                         and self._connector.may_speak_http2(key[0])
                     ):
@@ -436,9 +442,32 @@ class ConnectionPool(Resend):
             # a new object if the old one was forgotten while we waited.
             with self._lock:
                 origin = self._state.origin(key)
+        if result is RESERVED and taker is not None:
+            result = self._take_prewarm(taker, origin, request)
         if result is RESERVED:
             return self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
+        return result
+
+    def _take_prewarm(
+        self,
+        taker: Waiter[CheckoutResult],
+        origin: OriginState,
+        request: httpcore.Request,
+    ) -> CheckoutResult:
+        """Wait for the pre-warm in flight instead of opening a connection
+        (``hintpool._prewarm.take_ahead``), at most the connect timeout."""
+        to_close: list[PooledConnection] = []
+        try:
+            taker.wait(request.extensions.get("timeout", {}).get("connect"))
+        except BaseException:
+            with self._lock:
+                _prewarm.abandon_take(self._state, origin, taker, to_close)
+            self._close_connections(to_close)
+            raise
+        with self._lock:
+            result = _prewarm.took(self._state, origin, taker, self._clock(), to_close)
+        self._close_connections(to_close)
         return result
 
     def _wait(
