@@ -28,14 +28,19 @@ def warm_pool(**kwargs: float) -> Pool:
     return pool
 
 
+def acquire(pool: Pool, now: float) -> PooledConnection:
+    """A request to A takes an idle connection or opens one at ``now``."""
+    result, _ = pool.checkout(A, now)
+    if result is not RESERVED:
+        return result
+    conn = PooledConnection(pool.state.origin(A), object())
+    pool.state.connection_opened(conn)
+    return conn
+
+
 def serve(pool: Pool, now: float, hint: KeepAlive = HINT) -> PooledConnection:
     """A request to A, answered with ``hint``, released at ``now``."""
-    result, _ = pool.checkout(A, now)
-    if result is RESERVED:
-        conn = PooledConnection(pool.state.origin(A), object())
-        pool.state.connection_opened(conn)
-    else:
-        conn = result
+    conn = acquire(pool, now)
     conn.origin.last_hint = hint
     pool.release(conn, now, hint=hint)
     return conn
@@ -218,12 +223,7 @@ def test_tiny_timeout_is_never_prewarmed() -> None:
 def take(pool: Pool, now: float) -> PooledConnection:
     """A request to A takes a connection (idle, or a new one) at ``now``,
     and the pool runs the pre-warm bookkeeping of a checkout."""
-    result, _ = pool.checkout(A, now)
-    if result is RESERVED:
-        conn = PooledConnection(pool.state.origin(A), object())
-        pool.state.connection_opened(conn)
-    else:
-        conn = result
+    conn = acquire(pool, now)
     _prewarm.checked_out(pool.state, conn.origin, now)
     return conn
 

@@ -198,16 +198,22 @@ MOCK_CLOCK = pytest.mark.parametrize(
 )
 
 
-@pytest.mark.anyio
-@MOCK_CLOCK
-async def test_expiring_connection_of_a_busy_origin_is_replaced() -> None:
-    # Virtual time (trio's MockClock): the sleeps below take no real time.
-    canned = [response("timeout=5")] * 3  # every mock connection replays these
-    pool = AsyncConnectionPool(
+def mock_pool(responses: int) -> AsyncConnectionPool:
+    """Pre-warming on the mock backend (every mock connection replays
+    ``responses`` canned ``timeout=5`` responses) and trio's clock."""
+    canned = [response("timeout=5")] * responses
+    return AsyncConnectionPool(
         network_backend=httpcore.AsyncMockBackend(canned),
         clock=trio.current_time,
         prewarm=True,
     )
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_expiring_connection_of_a_busy_origin_is_replaced() -> None:
+    # Virtual time (trio's MockClock): the sleeps below take no real time.
+    pool = mock_pool(3)
     async with pool:
         await pool.request("GET", "http://example.test/")
         await anyio.sleep(1)
@@ -253,12 +259,7 @@ async def test_overlapping_requests_keep_a_spare_connection(
 @pytest.mark.anyio
 @MOCK_CLOCK
 async def test_a_spare_is_kept_only_while_the_overlap_is_recent() -> None:
-    canned = [response("timeout=5")] * 60  # every mock connection replays these
-    pool = AsyncConnectionPool(
-        network_backend=httpcore.AsyncMockBackend(canned),
-        clock=trio.current_time,
-        prewarm=True,
-    )
+    pool = mock_pool(60)
     url = "http://example.test/"
     async with pool:
         await pool.request("GET", url)
