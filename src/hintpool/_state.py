@@ -49,6 +49,7 @@ from . import _prewarm
 from ._evict import IDLE_LIMIT, OPEN_LIMIT, pick_victim
 from ._idle import IdleConnections
 from ._ledger import FORGET_AFTER, ORIGIN_LIMIT, OriginLedger
+from ._multiplex import handed_stream, stream_done
 from ._origin import (
     MAX_WATCHED,
     RELEARN_AFTER,
@@ -371,7 +372,9 @@ class PoolState(OriginLedger, IdleConnections):
         if result is RESERVED:
             self.release_slot(self.origin(waiter.key))
         elif isinstance(result, PooledConnection):
-            if result.generation != self.generation:
+            if handed_stream(result):  # a stream of a busy HTTP/2 connection
+                stream_done(self, result, self.clock(), to_close)
+            elif result.generation != self.generation:
                 result.lifetime.close()
                 self._drop(result, to_close)
             else:
