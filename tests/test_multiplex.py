@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from hintpool._multiplex import first_stream, handed_stream, stream_done, take_stream
 from hintpool._policy import LifetimePolicy, State
-from hintpool._state import RESERVED, WAIT, PooledConnection, PoolState
+from hintpool._state import FORGET_AFTER, RESERVED, WAIT, PooledConnection, PoolState
 
 from .clock import FakeClock
 from .test_state import FakeWaiter
@@ -257,3 +257,41 @@ def test_a_new_connection_serves_the_waiters_before_it_is_shared() -> None:
     assert [w.result for w in waiters] == [conn, conn, conn]
     assert conn.streams == 3
     assert not state.origin(KEYS[0]).shared
+
+
+def test_a_vacant_origin_keeps_its_stream_limit_until_forgotten() -> None:
+    """The limit lives and goes with the origin's other state (as a learned
+    timeout does): kept while the origin has no connection, gone once it is
+    forgotten, FORGET_AFTER seconds later."""
+    clock = FakeClock()
+    state = PoolState(
+        max_connections=2,
+        max_idle=2,
+        policy=LifetimePolicy(keepalive_expiry=5.0),
+        server_closed=lambda conn: False,
+        clock=clock,
+    )
+    origin = state.origin(KEYS[0])
+    assert state.checkout(origin, clock(), []) is RESERVED
+    conn = PooledConnection(origin, FakeH2(10))
+    state.connection_opened(conn)
+    first_stream(state, conn)
+    stream_done(state, conn, clock(), [])  # SETTINGS read: 10 streams
+    clock.advance(6.0)
+    to_close: list[PooledConnection] = []
+    state.evict_expired(clock(), to_close)
+    assert to_close == [conn] and KEYS[0] in state.vacant
+    assert state.origin(KEYS[0]).max_streams == 10
+    later = FakeH2(100)
+    later.announced_streams = None  # its SETTINGS not read yet
+    assert state.checkout(origin, clock(), []) is RESERVED
+    again = PooledConnection(origin, later)
+    state.connection_opened(again)
+    first_stream(state, again)
+    assert later.assumed_streams == 10
+    stream_done(state, again, clock(), [])
+    clock.advance(6.0)
+    state.evict_expired(clock(), [])
+    clock.advance(FORGET_AFTER + 1.0)
+    state.forget_vacant(clock())
+    assert state.origin(KEYS[0]).max_streams is None
