@@ -184,7 +184,7 @@ class PoolState(OriginLedger, IdleConnections):
             lifetime.close()
             self.count(conn.origin, "closed_by_server")
             conn.origin.learn_idle_close(
-                now - lifetime.idle_since, now, self.policy.margin
+                now - lifetime.idle_since, now, self.policy.margin, conn.serial
             )
             return False
         return True
@@ -332,7 +332,7 @@ class PoolState(OriginLedger, IdleConnections):
         conn.lifetime.close()
         self.count(conn.origin, "closed_by_server")
         conn.origin.learn_idle_close(
-            now - conn.lifetime.idle_since, now, self.policy.margin
+            now - conn.lifetime.idle_since, now, self.policy.margin, conn.serial
         )
         self._drop(conn, to_close)
 
@@ -353,7 +353,7 @@ class PoolState(OriginLedger, IdleConnections):
         had closed it. Counted and learned from, then dropped."""
         self.count(conn.origin, "closed_by_server")
         conn.origin.learn_idle_close(
-            now - conn.lifetime.idle_since, now, self.policy.margin
+            now - conn.lifetime.idle_since, now, self.policy.margin, conn.serial
         )
         self.discard(conn, to_close)
 
