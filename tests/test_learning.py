@@ -63,6 +63,18 @@ def test_a_young_close_of_a_later_connection_confirms() -> None:
     assert origin.learned_timeout == 0.4
 
 
+def test_a_stale_young_estimate_needs_confirming_again() -> None:
+    origin = _origin(opened=1)
+    origin.learn_idle_close(0.3, now=10.0, floor=MARGIN, serial=1)
+    origin.connections_opened = 2
+    origin.learn_idle_close(0.3, now=11.0, floor=MARGIN, serial=2)
+    assert origin.learned_timeout == 0.3
+    origin.connections_opened = 3
+    later = 11.0 + RELEARN_AFTER + 1.0
+    origin.learn_idle_close(0.05, now=later, floor=MARGIN, serial=3)  # a reload
+    assert origin.learned_timeout == 0.3  # noted, not learned
+
+
 def test_a_young_close_is_forgotten_after_the_relearn_period() -> None:
     origin = _origin(opened=1)
     origin.learn_idle_close(0.05, now=10.0, floor=MARGIN, serial=1)

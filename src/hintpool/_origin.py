@@ -142,10 +142,11 @@ class OriginState(Counters):
         if timeout is not None and not floor <= age < timeout:
             return
         learned = self.learned_timeout
+        stale = now - self.learned_at > RELEARN_AFTER
         if (
             timeout is None
             and age < floor
-            and (learned is None or learned >= floor)  # none confirmed yet
+            and (learned is None or learned >= floor or stale)  # unconfirmed
             and not self._young_close(now, serial)
         ):
             return
@@ -154,7 +155,7 @@ class OriginState(Counters):
         if (
             learned is None
             or age < learned
-            or now - self.learned_at > RELEARN_AFTER
+            or stale
             or (hinted and not self.learned_hinted)
         ):
             self.learned_timeout = age
