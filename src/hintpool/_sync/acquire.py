@@ -15,7 +15,7 @@ import httpcore
 
 from .. import _prewarm
 from .._exceptions import PoolTimeout, raise_translated, translate
-from .._multiplex import first_stream, take_stream
+from .._multiplex import first_stream, handed_stream, take_stream
 from .._state import RESERVED, WAIT, CheckoutResult, PooledConnection
 from .._synchronization import Waiter
 from .background import Background
@@ -134,6 +134,11 @@ class Acquire(Background):
         result = waiter.result
         assert result is not None
         if isinstance(result, PooledConnection):
+            if handed_stream(result):
+                # A stream of a busy HTTP/2 connection, counted when handed
+                # over; even a retry takes it (``fresh`` is the HTTP/1.1
+                # keep-alive race, which a connection in use is past).
+                return result
             with self._lock:
                 if fresh:
                     result = self._state.recycle(result, to_close)
