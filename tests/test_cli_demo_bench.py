@@ -214,9 +214,11 @@ def test_bench_crawler_and_api_client_json_shape(
         assert result["requests"] == 20
         assert 0 <= result["waited_for_handshake"] <= result["requests"]
         assert 1 <= result["opened_by_a_request"] <= result["server_connections"]
+        waited = result["waited_for_connection"]
+        assert 0 <= waited <= result["server_connections"]
         # The first request's connection is the one no pool can avoid.
-        assert result["opened_after_first"] == result["opened_by_a_request"] - 1
-        assert result["opened_after_first_share"] >= 0
+        assert result["waited_after_first"] == max(0, waited - 1)
+        assert 0 <= result["waited_after_first_share"] <= 1
         assert result["server_connections"] >= 1
         assert (
             result["tls_full"] + result["tls_resumed"] == result["server_connections"]
@@ -228,7 +230,7 @@ def test_bench_crawler_and_api_client_json_shape(
     ]
     _, headers, rows = tables[1]
     assert all(len(row) == len(headers) for row in rows)
-    assert "after the first" in headers
+    assert any("after the first" in header for header in headers)
 
 
 def test_bench_skips_a_missing_contender_in_one_line(

@@ -17,13 +17,19 @@ previous one).  Run side by side on one loop, they started their first
 handshakes in the same instant and each one's latency carried the other
 three's CPU; one at a time, a contender measures only itself.
 
-A request waited for a handshake when it opened a connection: the server's
-count of connections less the ones the pool pre-warmed (exact).  The first
-request always opens one, so the count is also given without it (the
-steady state); the headline, like the issue's target, counts it.
-Requests that took two round trips or more are counted too (a request on
-an open connection takes one), but on a loaded machine that count also
-catches requests slowed by the CPU.  The servers count the connections and
+A request waited for a handshake when the connection it went out on was
+not ready when it was sent: it opened that connection, or it took over a
+pre-warm still connecting.  The server, in the same process and on the same
+clock, sees such a request right after the connection's handshake, while a
+connection that was ready ahead sat idle first; so a connection whose
+first request was read within ``JOINED`` of its handshake counts one
+waiting request.  The first request always waits, so the count is also
+given without it (the steady state); the headline, like the issue's
+target, counts it.  Two more counts bound it: the requests that opened a
+connection (the server's connections less the ones the pool pre-warmed:
+exact, but blind to a take-over) and the requests that took two round trips
+or more (a request on an open connection takes one; on a loaded machine
+this also catches requests slowed by the CPU).  The servers count the connections and
 TLS handshakes (full / resumed) each contender made.
 
 hintpool takes ``prewarm`` only in versions that have it
@@ -57,6 +63,9 @@ SERVER_TIMEOUT = 3
 SERVER_MAX = 10
 #: A request slower than this waited for a handshake (TCP + TLS: 2 RTTs).
 HANDSHAKE_WAIT = 4 * ONE_WAY_DELAY
+#: A first request read this soon after its connection's handshake was sent
+#: the moment the connection was ready: it was waiting for it.
+JOINED = 0.005
 
 Fetch = Callable[[str], Awaitable[None]]
 #: What the pool itself counted (hintpool only), read before it closes.
@@ -160,6 +169,7 @@ def run_api_client(seconds: float, aiohttp: bool) -> dict[str, Any]:
         "keep_alive": f"timeout={SERVER_TIMEOUT}, max={SERVER_MAX}",
         "rtt_ms": round(2 * ONE_WAY_DELAY * 1000, 1),
         "handshake_wait_ms": round(HANDSHAKE_WAIT * 1000, 1),
+        "joined_ms": round(JOINED * 1000, 1),
         "results": results,
     }
 
@@ -177,10 +187,16 @@ def _with_server_counts(
     requests = outcome["requests"]
     outcome["opened_by_a_request"] = opened
     outcome["opened_share"] = round(opened / max(1, requests), 4)
+    joined = sum(
+        r.first_request_at is not None and r.first_request_at - r.ready_at < JOINED
+        for r in records
+    )
+    outcome["waited_for_connection"] = joined
+    outcome["waited_for_connection_share"] = round(joined / max(1, requests), 4)
     # No pool can have a connection before the first request asks for one.
-    outcome["opened_after_first"] = max(0, opened - 1)
-    outcome["opened_after_first_share"] = round(
-        max(0, opened - 1) / max(1, requests - 1), 4
+    outcome["waited_after_first"] = max(0, joined - 1)
+    outcome["waited_after_first_share"] = round(
+        max(0, joined - 1) / max(1, requests - 1), 4
     )
     return outcome
 
