@@ -205,6 +205,7 @@ def test_bench_crawler_and_api_client_json_shape(
         assert {"fast_req_per_s", "fast_p99_ms", "errors"} <= set(result["with_slow"])
     api = document["api_client"]
     assert (api["rate"], api["keep_alive"]) == (20, "timeout=3, max=10")
+    assert api["schedule"].startswith("one contender after another")
     prewarm = "prewarm" in inspect.signature(hintpool.AsyncConnectionPool).parameters
     names = set(api["results"])
     assert ("hintpool pool (pre-warm)" in names) is prewarm
@@ -213,6 +214,11 @@ def test_bench_crawler_and_api_client_json_shape(
         assert result["requests"] == 20
         assert 0 <= result["waited_for_handshake"] <= result["requests"]
         assert 1 <= result["opened_by_a_request"] <= result["server_connections"]
+        waited = result["waited_for_connection"]
+        assert 0 <= waited <= result["server_connections"]
+        # The first request's connection is the one no pool can avoid.
+        assert result["waited_after_first"] == max(0, waited - 1)
+        assert 0 <= result["waited_after_first_share"] <= 1
         assert result["server_connections"] >= 1
         assert (
             result["tls_full"] + result["tls_resumed"] == result["server_connections"]
@@ -222,6 +228,9 @@ def test_bench_crawler_and_api_client_json_shape(
         len(crawler["results"]),
         len(api["results"]),
     ]
+    _, headers, rows = tables[1]
+    assert all(len(row) == len(headers) for row in rows)
+    assert any("after the first" in header for header in headers)
 
 
 def test_bench_skips_a_missing_contender_in_one_line(

@@ -152,6 +152,25 @@ def test_conn_numbering(server: TestServer) -> None:
     assert server.requests_after_close == 0
 
 
+def test_records_when_a_connection_was_ready_and_first_used(
+    server: TestServer,
+) -> None:
+    # On the client's clock (same process), for the api-client bench.
+    before = time.perf_counter()
+    with connect(server.host, server.port):
+        pass  # a connection that never sends a request
+    with connect(server.host, server.port) as sock:
+        sock.sendall(raw_get("/conn", b"Connection: close\r\n"))
+        recv_until_eof(sock)
+    server.wait_closed(2)
+    after = time.perf_counter()
+    unused, used = server.connections
+    assert unused.first_request_at is None
+    assert before <= unused.ready_at <= used.ready_at
+    assert used.first_request_at is not None
+    assert used.ready_at <= used.first_request_at <= after
+
+
 def test_pipelined_requests(server: TestServer) -> None:
     with connect(server.host, server.port) as sock:
         sock.sendall(raw_get("/conn") + raw_get("/conn", b"Connection: close\r\n"))

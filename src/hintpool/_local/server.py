@@ -24,6 +24,7 @@ import dataclasses
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,6 +84,12 @@ class ConnectionRecord:
     request_after_close: bool = False
     #: TLS only: the handshake resumed a session (None: plain TCP).
     tls_resumed: bool | None = None
+    #: ``time.perf_counter()`` when the connection (TLS: its handshake) was
+    #: done, and when its first request had been read.  A client in the same
+    #: process shares the clock: a first request read right after the
+    #: handshake was waiting for that connection.
+    ready_at: float = 0.0
+    first_request_at: float | None = None
 
 
 _BAD_REQUEST = (
@@ -195,13 +202,18 @@ class LocalServer(LoopThread):
             self._numbers += 1
             self._opened += 1
             record = ConnectionRecord(
-                number=self._numbers, client_port=port, tls_resumed=resumed
+                number=self._numbers,
+                client_port=port,
+                tls_resumed=resumed,
+                ready_at=time.perf_counter(),
             )
             self._records.append(record)
             return record
 
     def _count_request(self, record: ConnectionRecord) -> int:
         with self._lock:
+            if record.first_request_at is None:
+                record.first_request_at = time.perf_counter()
             record.requests += 1
             self._served += 1
             return record.requests
