@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, cast
 
 import httpcore
@@ -50,7 +50,9 @@ from ._exceptions import (
 )
 from ._h1 import H1Codec, ResponseHead
 from ._requests import ByteStream, checked_response
-from ._socket_open import NetworkStream, Trace, open_socket, ssl_object_of, traced
+from ._socket_open import NetworkStream, open_socket, ssl_object_of, traced
+from ._socket_response import ResponseStream
+from ._socket_trace import exchange_traced
 from ._stale import _readable
 from ._trace_log import http11_trace
 
@@ -148,8 +150,8 @@ class FastConnection:
             if trace is None:
                 head = self._exchange(request, write_timeout, read_timeout)
             else:
-                head = self._exchange_traced(
-                    request, trace, write_timeout, read_timeout
+                head = exchange_traced(
+                    self, request, trace, write_timeout, read_timeout
                 )
         except BaseException:
             if trace is None:
@@ -162,7 +164,7 @@ class FastConnection:
         return checked_response(
             head.status,
             head.headers,
-            _ResponseStream(self, request, read_timeout, trace),
+            ResponseStream(self, request, read_timeout, trace),
             {
                 "http_version": head.http_version,
                 "reason_phrase": head.reason,
@@ -187,51 +189,6 @@ class FastConnection:
             # (413, 401): read its response rather than the EPIPE.
             self._no_reuse = True
         return self._receive_head(read_timeout)
-
-    def _exchange_traced(
-        self,
-        request: httpcore.Request,
-        trace: Trace,
-        write_timeout: float | None,
-        read_timeout: float | None,
-    ) -> ResponseHead:
-        """``_exchange`` with httpcore's HTTP11Connection trace events."""
-        info = {"request": request}
-        try:
-            traced(
-                trace,
-                "http11.send_request_headers",
-                info,
-                self._send_head,
-                request,
-                write_timeout,
-            )
-            traced(
-                trace,
-                "http11.send_request_body",
-                info,
-                self._send_body,
-                request,
-                [],
-                0,
-                write_timeout,
-            )
-        except WriteError:
-            self._no_reuse = True
-        trace("http11.receive_response_headers.started", info)
-        try:
-            head = self._receive_head(read_timeout)
-        except BaseException as exc:
-            trace("http11.receive_response_headers.failed", {"exception": exc})
-            raise
-        value = (head.http_version, head.status, head.reason, head.headers)
-        trace("http11.receive_response_headers.complete", {"return_value": value})
-        return head
-
-    def _send_head(self, request: httpcore.Request, timeout: float | None) -> None:
-        codec = self._codec
-        head = codec.start_request(request.method, request.url.target, request.headers)
-        self._write(head, timeout)
 
     def _send_body(
         self,
@@ -341,6 +298,10 @@ class FastConnection:
     def is_closed(self) -> bool:
         return self._state == _CLOSED
 
+    def is_active(self) -> bool:
+        """A request is in flight: its response is not done yet."""
+        return self._state == _ACTIVE
+
     def nothing_received(self) -> bool:
         return bool(self._codec.nothing_received)
 
@@ -406,97 +367,3 @@ class FastConnection:
     def __repr__(self) -> str:
         state = ("IDLE", "ACTIVE", "CLOSED")[self._state]
         return f"<FastConnection [{self.origin}, {state}]>"
-
-
-class _ResponseStream:
-    """The response body: iterate for the chunks, then close()."""
-
-    __slots__ = ("_closed", "_connection", "_done", "_request", "_timeout", "_trace")
-
-    def __init__(
-        self,
-        connection: FastConnection,
-        request: httpcore.Request,
-        timeout: float | None,
-        trace: Trace | None,
-    ) -> None:
-        self._connection = connection
-        self._request = request
-        self._timeout = timeout
-        self._trace = trace
-        self._done = False
-        self._closed = False
-
-    def take_complete(self) -> bytes | None:
-        """The whole body when every byte of it has arrived (the connection
-        then leaves the response as iterating to the end does), else None:
-        iterate. Spares the pool's ``request()`` two iterators."""
-        codec = self._connection._codec
-        if self._done or self._trace is not None or not codec.complete:
-            return None
-        body = codec.body
-        content = body[0] if len(body) == 1 else b"".join(body)
-        self._done = True
-        self._connection._response_done()
-        return content
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self._done:
-            return
-        trace = self._trace
-        if trace is not None:
-            info = {"request": self._request}
-            trace("http11.receive_response_body.started", info)
-        connection = self._connection
-        codec = connection._codec
-        timeout = self._timeout
-        try:
-            while True:
-                body = codec.body
-                if body:
-                    if len(body) == 1:
-                        yield body.pop()
-                    else:
-                        chunk = b"".join(body)
-                        body.clear()
-                        yield chunk
-                elif codec.complete:
-                    break
-                else:
-                    connection._receive(timeout)
-        except BaseException as exc:
-            if trace is not None:
-                trace("http11.receive_response_body.failed", {"exception": exc})
-            if not isinstance(exc, GeneratorExit):
-                connection._abort()  # an I/O or protocol error: no close_notify
-            self.close()
-            raise
-        if trace is not None:
-            trace("http11.receive_response_body.complete", {"return_value": None})
-        self._done = True
-        connection._response_done()
-
-    def close_now(self) -> bool:
-        """``close()``: the sync twin has nothing to await."""
-        self.close()
-        return True
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        trace = self._trace
-        if trace is None:
-            self._release()
-        else:
-            traced(trace, "http11.response_closed", {}, self._release)
-
-    def _release(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        connection = self._connection
-        if connection._state == _ACTIVE and connection._codec.complete:
-            connection._response_done()
-        else:
-            connection.close()
