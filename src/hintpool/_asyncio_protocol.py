@@ -9,9 +9,10 @@ bytes (decrypted first, for TLS) to the connection's sans-I/O
 through one future. Nothing takes a lock or opens a cancel scope: one
 request at a time per connection is the pool's guarantee.
 
-* One receive buffer per thread serves every connection: the codec and
-  the TLS object copy what they keep before ``buffer_updated`` returns, and
-  a loop runs in one thread. A plain ``Protocol`` would cost more: for
+* One receive buffer per thread serves every connection
+  (:mod:`hintpool._recv_buffer`): the codec and the TLS object copy what
+  they keep before ``buffer_updated`` returns, and a loop runs in one
+  thread. A plain ``Protocol`` would cost more: for
   ``data_received`` asyncio allocates a 256 KiB ``bytes`` per read and
   shrinks it to what arrived, which with glibc maps, remaps and unmaps
   memory on every read (three syscalls and a page fault, several µs).
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import threading
 from typing import Any, Union, cast
 
 from ._asyncio_exchange import ExchangeState
@@ -42,6 +42,7 @@ from ._exceptions import (
     RemoteProtocolError,
     WriteError,
 )
+from ._recv_buffer import receive_buffer
 from ._tls_stream import wrap_bio
 
 __all__ = ["H1Protocol"]
@@ -50,21 +51,6 @@ Bytes = Union[bytes, bytearray, memoryview]
 
 #: Plaintext taken from the TLS object per call (a TLS record is <= 16 KiB).
 READ_SIZE = 65536
-#: Bytes read from the socket per call (asyncio's own read size).
-RECV_SIZE = 256 * 1024
-
-_per_thread = threading.local()
-
-
-def _receive_buffer() -> memoryview:
-    """This thread's receive buffer, shared by its connections (see the
-    module doc)."""
-    view: memoryview | None = getattr(_per_thread, "buffer", None)
-    if view is None:
-        view = _per_thread.buffer = memoryview(bytearray(RECV_SIZE))
-    return view
-
-
 #: Undelivered body bytes above which the transport stops reading.
 READ_HIGH_WATER = 256 * 1024
 
@@ -86,7 +72,7 @@ class H1Protocol(ExchangeState, asyncio.BufferedProtocol):
         self._incoming = self._outgoing = ssl.MemoryBIO()
         self._tls_ready = False
         self._handshake: asyncio.Future[None] | None = None
-        self._recv_buffer = _receive_buffer()
+        self._recv_buffer = receive_buffer()
 
     # -- TLS -------------------------------------------------------------
 

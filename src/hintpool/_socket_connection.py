@@ -9,8 +9,10 @@ in the sans-I/O :class:`hintpool._h1.H1Codec`; this module only moves bytes:
 * send: the request head and a small in-memory body leave in one ``sendall``
   (one syscall, one TCP segment with ``TCP_NODELAY``); large or streamed
   bodies follow in further ``sendall`` calls.
-* receive: ``recv_into`` one reused 64 KiB buffer, feed the codec until it
-  has the final head; the response stream then yields the body chunks the
+* receive: ``recv_into`` the thread's receive buffer
+  (:mod:`hintpool._recv_buffer`, shared by the thread's connections; the
+  codec copies what it keeps), at most 64 KiB a read, and feed the codec
+  until it has the final head; the response stream then yields the body chunks the
   codec collected, reading more only when it has none left.
 * timeouts are the socket's own. ``settimeout`` is only called when the
   wanted value differs from the one set last (the value is cached), which on
@@ -49,6 +51,7 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._h1 import H1Codec, ResponseHead
+from ._recv_buffer import receive_buffer
 from ._requests import ByteStream, checked_response
 from ._socket_open import NetworkStream, open_socket, ssl_object_of, traced
 from ._socket_response import ResponseStream
@@ -58,6 +61,7 @@ from ._trace_log import http11_trace
 
 __all__ = ["FastConnection"]
 
+#: Bytes taken per ``recv_into`` (the thread's buffer is larger: see _recv_buffer).
 READ_SIZE = 65536
 #: Request bytes gathered into one ``sendall``; a body chunk at least this
 #: big is written on its own rather than copied into a join.
@@ -70,12 +74,10 @@ class FastConnection:
     """One HTTP/1.1 connection; see the module docstring."""
 
     __slots__ = (
-        "_buffer",
         "_codec",
         "_no_reuse",
         "_state",
         "_timeout",
-        "_view",
         "network_stream",
         "origin",
         "sock",
@@ -90,8 +92,6 @@ class FastConnection:
         self.ssl_object: Any = ssl_object_of(sock)
         self.network_stream = NetworkStream(sock, self.ssl_object)
         self._codec = H1Codec()
-        self._buffer = bytearray(READ_SIZE)
-        self._view = memoryview(self._buffer)
         self._timeout = timeout  # the value the socket has now
         self._state = _IDLE
         # A request whose bytes did not all go out (a write error we read a
@@ -249,7 +249,8 @@ class FastConnection:
             sock.settimeout(timeout)
             self._timeout = timeout
         try:
-            received = sock.recv_into(self._buffer)
+            buffer = receive_buffer()
+            received = sock.recv_into(buffer, READ_SIZE)
         except socket.timeout as exc:
             raise ReadTimeout(str(exc) or "timed out") from exc
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
@@ -261,7 +262,7 @@ class FastConnection:
         codec = self._codec
         if received:
             try:
-                codec.feed(self._view[:received])
+                codec.feed(buffer[:received])
             except RemoteProtocolError:
                 if not codec.complete:
                     raise
@@ -326,7 +327,7 @@ class FastConnection:
         sock.settimeout(0.0)
         self._timeout = 0.0
         try:
-            sock.recv_into(self._buffer, 1)
+            sock.recv_into(receive_buffer(), 1)
         except ssl.SSLWantReadError:
             return False
         except OSError:
