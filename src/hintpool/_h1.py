@@ -52,7 +52,7 @@ from typing import NoReturn, Union
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from ._exceptions import LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._h1_request import CHUNKED, LENGTH, SENT, request_framing, request_head
+from ._h1_request import CHUNKED, LENGTH, SENT, request
 from ._h1_response import BODY, DEAD, DONE, HEAD, IDLE, ResponseCallbacks, ResponseHead
 
 __all__ = ["H1Codec", "ResponseHead"]
@@ -114,8 +114,7 @@ class H1Codec(ResponseCallbacks):
         """Bytes of the request line and head; see the module doc."""
         if self._phase != IDLE:
             self._raise_unusable(LocalProtocolError("A request is already in flight."))
-        framing, length, close = request_framing(headers)
-        head = request_head(method, target, headers)
+        head, framing, length, close = request(method, target, headers)
         self._framing = framing
         self._remaining = length
         self._request_close = close

@@ -32,6 +32,12 @@ _CACHE_LIMIT = 1024
 # Not allowed in a request head, but for the CR LF ending each line (HTAB is).
 _CONTROLS = bytes([*range(9), *range(10, 32), 127])
 _COLON_JOIN = b": ".join
+# (method, target, *headers) -> what request() returns for them: a client
+# sends the same few requests again and again, and a lookup costs a fifth of
+# validating and joining. Heads longer than _CACHED_HEAD_MAX (big cookies,
+# tokens) are not kept, so the cache stays small.
+_REQUESTS: dict[tuple[object, ...], tuple[bytes, int, int, bool]] = {}
+_CACHED_HEAD_MAX = 1024
 
 
 def _name_kind(name: bytes) -> int:
@@ -108,3 +114,28 @@ def request_head(
     if len(head) - len(head.translate(None, _CONTROLS)) != 2 * len(headers) + 4:
         raise LocalProtocolError("Illegal control character in the request head")
     return head
+
+
+def request(
+    method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]
+) -> tuple[bytes, int, int, bool]:
+    """(head, framing, Content-Length, Connection: close) of a request;
+    raises LocalProtocolError for an invalid one."""
+    key: tuple[object, ...] | None = None
+    known = None
+    # Exact types: a memoryview equals the bytes it holds, but is no method.
+    if type(method) is bytes and type(target) is bytes:
+        try:
+            key = (method, target, *headers)
+            known = _REQUESTS.get(key)
+        except TypeError:  # an unhashable header pair or value: not kept
+            key = None
+    if known is not None:
+        return known
+    framing, length, close = request_framing(headers)
+    head = request_head(method, target, headers)
+    if key is not None and len(head) <= _CACHED_HEAD_MAX:
+        if len(_REQUESTS) >= _CACHE_LIMIT:
+            _REQUESTS.clear()
+        _REQUESTS[key] = (head, framing, length, close)
+    return head, framing, length, close
