@@ -215,8 +215,15 @@ class AsyncFastConnection(H1Protocol):
                 else:
                     await self._send_body(stream, pending, timeouts.get("write"))
                 head = codec.head
-                while head is None:  # _receive_head(), one coroutine less
-                    await self._wait(True)
+                while head is None:  # _receive_head(), two coroutines less
+                    waiter = self._new_waiter(True)
+                    if waiter is not None:
+                        try:
+                            await waiter
+                        finally:
+                            self._waiter = None
+                        if self._error is not None:
+                            raise self._error
                     head = codec.head
             else:
                 head = await exchange_traced(self, request, trace, timeouts)

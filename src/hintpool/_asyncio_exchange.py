@@ -96,12 +96,27 @@ class ExchangeState:
 
     async def _wait(self, want_head: bool) -> None:
         """Until the codec has the head (or body or end), or raise."""
+        waiter = self._new_waiter(want_head)
+        if waiter is None:
+            return
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+        if self._error is not None:
+            raise self._error
+
+    def _new_waiter(self, want_head: bool) -> asyncio.Future[None] | None:
+        """``_wait`` up to its ``await``: the future to await (then clear
+        ``_waiter`` and raise ``_error`` if set), None if the codec is
+        complete already, or raise. Lets the exchange wait for the head
+        without a coroutine of its own."""
         if self._error is None and (self._peer_closed or self._closed):
             self._dead_end()
         if self._error is not None:
             raise self._error
         if self._codec.complete:
-            return  # the peer's close ended the body
+            return None  # the peer's close ended the body
         loop = self._loop
         waiter = self._waiter = loop.create_future()
         self._want_head = want_head
@@ -112,12 +127,7 @@ class ExchangeState:
             # fire too late for this one (a shorter timeout than before).
             if self._timer is None or self._timer_at > now + timeout:
                 self._arm_read_timer(now + timeout)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-        if self._error is not None:
-            raise self._error
+        return waiter
 
     def _dead_end(self) -> None:
         """No byte will come any more: end the response, or say why not."""
