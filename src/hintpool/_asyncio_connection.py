@@ -264,10 +264,8 @@ class AsyncFastConnection(H1Protocol):
             and self._error is None
             and not self._peer_closed
             and not self._closed
-            and codec.reusable()
+            and codec.recycle()
         ):
-            codec.body.clear()
-            codec.next_cycle()
             self._idle = True
             if self._reading_paused:
                 self._taken()

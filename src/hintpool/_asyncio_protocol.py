@@ -147,7 +147,11 @@ class H1Protocol(ExchangeState, asyncio.BufferedProtocol):
         return self._recv_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._recv_buffer[:nbytes])
+        # data_received() inlined: a call less per read.
+        if self._ssl is None:
+            self._received(self._recv_buffer[:nbytes])
+        else:
+            self._tls_received(self._recv_buffer[:nbytes])
 
     def data_received(self, data: Bytes) -> None:
         """What ``buffer_updated`` received (a plain Protocol's method, kept

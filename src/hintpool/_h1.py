@@ -252,10 +252,21 @@ class H1Codec(ResponseCallbacks):
 
     def next_cycle(self) -> None:
         """After a reusable complete response: ready for the next request."""
-        if not self.reusable():
+        if not self.recycle():
             self._raise_unusable(
                 LocalProtocolError("The connection cannot carry another request.")
             )
+
+    def recycle(self) -> bool:
+        """``next_cycle()`` if ``reusable()``, in one call; whether it was."""
+        if not (
+            self._phase == DONE
+            and self._keep
+            and self._framing == SENT
+            and not self._eof
+            and not self._request_close
+        ):
+            return False
         self._phase = IDLE
         self._sent = False
         self.head = None
@@ -264,6 +275,7 @@ class H1Codec(ResponseCallbacks):
         if self._parser_dirty:
             self._parser = self._new_parser()
             self._parser_dirty = False
+        return True
 
     # --- internals ----------------------------------------------------------
 

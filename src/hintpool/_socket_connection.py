@@ -284,10 +284,8 @@ class FastConnection:
             return
         # Idle either way: nobody reads any more, close() may say goodbye.
         self._state = _IDLE
-        if self._no_reuse or not codec.reusable():
+        if self._no_reuse or not codec.recycle():
             self.close()
-        else:
-            codec.next_cycle()
 
     # -- what the pool asks --------------------------------------------------
 
