@@ -88,7 +88,9 @@ class ResponseStream:
         body = codec.body
         content = body[0] if len(body) == 1 else b"".join(body)
         body.clear()
-        conn._taken()
+        # What _taken() does but resume reading: _response_done() does that
+        # for a connection it keeps, and closes the others.
+        conn._unconsumed = 0
         conn._response_done(self._cycle)
         return content
 
@@ -133,7 +135,8 @@ class ResponseStream:
         if self._trace is not None:
             return False
         conn = self._conn
-        conn._response_done(self._cycle)  # aclose() does it again: a no-op
+        if self._cycle == conn._cycle and conn._active:  # else done already
+            conn._response_done(self._cycle)  # aclose() does it again: a no-op
         if conn._closed and not conn._lost and conn._transport is not None:
             return False
         self._closed = True
