@@ -15,7 +15,10 @@ it stops feeding llhttp at the end of a head that has no body in *our* eyes
 (a response to HEAD, 101, any 1xx) but may have one in llhttp's, which cannot
 be told about the request method. In the common case, one chunk that starts
 with an ``HTTP/1.x`` status line that is not 1xx, for a request that is not
-HEAD, the whole chunk goes to llhttp in one call. Once the head is complete,
+HEAD, the whole chunk goes to llhttp in one call; and when that chunk is a
+head seen before (byte for byte) followed by exactly its Content-Length body,
+what llhttp made of it then is taken again without llhttp (``_KNOWN_HEADS``;
+request heads are remembered likewise, in ``_h1_request``). Once the head is complete,
 body bytes go straight to llhttp, which handles Content-Length, chunked
 (with trailers, kept in ``trailers``) and EOF-delimited bodies, and 204/304.
 Framing and reuse are decided once, in ``on_headers_complete``: llhttp's
