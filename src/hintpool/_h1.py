@@ -17,8 +17,9 @@ be told about the request method. In the common case, one chunk that starts
 with an ``HTTP/1.x`` status line that is not 1xx, for a request that is not
 HEAD, the whole chunk goes to llhttp in one call; and when that chunk is a
 head seen before (byte for byte) followed by exactly its Content-Length body,
-what llhttp made of it then is taken again without llhttp (``_KNOWN_HEADS``;
-request heads are remembered likewise, in ``_h1_request``). Once the head is complete,
+what llhttp made of it then is taken again without llhttp
+(``_h1_response.KNOWN_HEADS``; request heads are remembered likewise, in
+``_h1_request``). Once the head is complete,
 body bytes go straight to llhttp, which handles Content-Length, chunked
 (with trailers, kept in ``trailers``) and EOF-delimited bodies, and 204/304.
 Framing and reuse are decided once, in ``on_headers_complete``: llhttp's
@@ -56,7 +57,16 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from ._exceptions import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._h1_request import CHUNKED, LENGTH, SENT, request
-from ._h1_response import BODY, DEAD, DONE, HEAD, IDLE, ResponseCallbacks, ResponseHead
+from ._h1_response import (
+    BODY,
+    DEAD,
+    DONE,
+    HEAD,
+    IDLE,
+    KNOWN_HEADS,
+    ResponseCallbacks,
+    ResponseHead,
+)
 
 __all__ = ["H1Codec", "ResponseHead"]
 
@@ -64,24 +74,6 @@ Bytes = Union[bytes, bytearray, memoryview]
 
 _STATUS_LINE_STARTS = (b"HTTP/1.1 ", b"HTTP/1.0 ")
 _CRLF2 = b"\r\n\r\n"
-
-# Response heads seen before -> what llhttp made of them (status, reason,
-# version, headers, hint headers, Content-Length): a server sends the same
-# head again and again (its Date changes once a second), and a look-up
-# spares llhttp's ten Python callbacks. Only for a reusable response framed
-# by Content-Length alone that came whole in one chunk (see _remember):
-# then the same bytes can only parse the same way.
-_Known = tuple[
-    int,
-    bytes,
-    bytes,
-    tuple[tuple[bytes, bytes], ...],
-    tuple[tuple[bytes, bytes], ...],
-    int,
-]
-_KNOWN_HEADS: dict[bytes, _Known] = {}
-_KNOWN_HEADS_SIZE = 64
-_KNOWN_HEAD_MAX = 2048
 
 
 class H1Codec(ResponseCallbacks):
@@ -225,7 +217,7 @@ class H1Codec(ResponseCallbacks):
                     # The common case: a whole head in one chunk, with a body
                     # that llhttp frames right. One call parses head and body.
                     self._version = data[7]
-                    known = _KNOWN_HEADS.get(data[:end])
+                    known = KNOWN_HEADS.get(data[:end])
                     if known is not None and len(data) - end == known[5]:
                         self._take_known(known, data, end)
                         return
@@ -303,56 +295,6 @@ class H1Codec(ResponseCallbacks):
             self._parser = self._new_parser()
             self._parser_dirty = False
         return True
-
-    # --- known heads (see _KNOWN_HEADS) -------------------------------------
-
-    def _remember(self, data: bytes, end: int) -> None:
-        """Keep what llhttp made of a whole response in one chunk, framed by
-        Content-Length alone, for the next response with the same head."""
-        head = self.head
-        if (
-            head is None
-            or not self._keep
-            or end > _KNOWN_HEAD_MAX
-            or head.status == 204
-            or head.status == 304
-            or self.trailers
-        ):
-            return
-        length = -1
-        for name, value in head.headers:
-            size = len(name)
-            if size == 14 and name.lower() == b"content-length":
-                length = int(value)  # digits only: llhttp checked it
-            elif size == 17 and name.lower() == b"transfer-encoding":
-                return
-        if length != len(data) - end:
-            return
-        if len(_KNOWN_HEADS) >= _KNOWN_HEADS_SIZE:
-            _KNOWN_HEADS.clear()
-        _KNOWN_HEADS[data[:end]] = (
-            head.status,
-            head.reason,
-            head.http_version,
-            tuple(head.headers),
-            tuple(head.hint_headers),
-            length,
-        )
-
-    def _take_known(self, known: _Known, data: bytes, end: int) -> None:
-        """The state llhttp would leave after parsing ``data``: a head seen
-        before (see _remember) and its whole body."""
-        status, reason, http_version, headers, hint_headers, length = known
-        self.head = ResponseHead(
-            status, reason, http_version, list(headers), list(hint_headers)
-        )
-        if length:
-            self.body.append(data[end:])
-        self.trailers = self._headers  # empty, new for this response
-        self._reason = reason
-        self._keep = True
-        self._phase = DONE
-        self.complete = True
 
     # --- internals ----------------------------------------------------------
 

@@ -16,6 +16,24 @@ from ._h1_request import header_tokens
 # Receiving phases.
 IDLE, HEAD, BODY, DONE, DEAD = range(5)
 
+# Response heads seen before -> what llhttp made of them (status, reason,
+# version, headers, hint headers, Content-Length): a server sends the same
+# head again and again (its Date changes once a second), and a look-up
+# spares llhttp's ten Python callbacks. Only for a reusable response framed
+# by Content-Length alone that came whole in one chunk (see _remember):
+# then the same bytes can only parse the same way.
+Known = tuple[
+    int,
+    bytes,
+    bytes,
+    tuple[tuple[bytes, bytes], ...],
+    tuple[tuple[bytes, bytes], ...],
+    int,
+]
+KNOWN_HEADS: dict[bytes, Known] = {}
+KNOWN_HEADS_SIZE = 64
+_KNOWN_HEAD_MAX = 2048
+
 
 class ResponseHead:
     """The final response head: status, reason, version and raw headers."""
@@ -99,6 +117,56 @@ class ResponseCallbacks:
         """The error a callback raises; remembered for _parse_failed()."""
         error = self._callback_error = RemoteProtocolError(message)
         return error
+
+    # --- known heads (see KNOWN_HEADS) -------------------------------------
+
+    def _remember(self, data: bytes, end: int) -> None:
+        """Keep what llhttp made of a whole response in one chunk, framed by
+        Content-Length alone, for the next response with the same head."""
+        head = self.head
+        if (
+            head is None
+            or not self._keep
+            or end > _KNOWN_HEAD_MAX
+            or head.status == 204
+            or head.status == 304
+            or self.trailers
+        ):
+            return
+        length = -1
+        for name, value in head.headers:
+            size = len(name)
+            if size == 14 and name.lower() == b"content-length":
+                length = int(value)  # digits only: llhttp checked it
+            elif size == 17 and name.lower() == b"transfer-encoding":
+                return
+        if length != len(data) - end:
+            return
+        if len(KNOWN_HEADS) >= KNOWN_HEADS_SIZE:
+            KNOWN_HEADS.clear()
+        KNOWN_HEADS[data[:end]] = (
+            head.status,
+            head.reason,
+            head.http_version,
+            tuple(head.headers),
+            tuple(head.hint_headers),
+            length,
+        )
+
+    def _take_known(self, known: Known, data: bytes, end: int) -> None:
+        """The state llhttp would leave after parsing ``data``: a head seen
+        before (see _remember) and its whole body."""
+        status, reason, http_version, headers, hint_headers, length = known
+        self.head = ResponseHead(
+            status, reason, http_version, list(headers), list(hint_headers)
+        )
+        if length:
+            self.body.append(data[end:])
+        self.trailers = self._headers  # empty, new for this response
+        self._reason = reason
+        self._keep = True
+        self._phase = DONE
+        self.complete = True
 
     # --- llhttp callbacks (hot path: keep them minimal) ---------------------
 
