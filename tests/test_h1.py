@@ -635,3 +635,26 @@ def test_a_head_built_without_hint_headers_finds_them() -> None:
     headers = [(b"Keep-Alive", b"max=3"), (b"X-Ten-Char", b"1"), (b"Date", b"x")]
     head = ResponseHead(200, b"OK", b"HTTP/1.1", headers)
     assert head.hint_headers == headers[:2]
+
+
+def test_a_connection_stops_remembering_heads_that_never_repeat() -> None:
+    from hintpool._h1_response import KNOWN_HEADS
+
+    codec = H1Codec()
+
+    def fetch(head: bytes) -> None:
+        codec.start_request(b"GET", b"/", HOST)
+        codec.feed(head + b"ok")
+        assert codec.complete and codec.body == [b"ok"]
+        codec.next_cycle()
+
+    unique = [OK + b"X-Id: %d\r\nContent-Length: 2\r\n\r\n" % i for i in range(10)]
+    KNOWN_HEADS.clear()
+    for head in unique[:8]:
+        fetch(head)
+    assert len(KNOWN_HEADS) == 8
+    fetch(unique[8])  # the ninth unknown head in a row: not kept
+    assert len(KNOWN_HEADS) == 8
+    fetch(unique[0])  # known: counting starts again
+    fetch(unique[9])
+    assert len(KNOWN_HEADS) == 9

@@ -74,6 +74,9 @@ Bytes = Union[bytes, bytearray, memoryview]
 
 _STATUS_LINE_STARTS = (b"HTTP/1.1 ", b"HTTP/1.0 ")
 _CRLF2 = b"\r\n\r\n"
+#: Responses in a row whose heads were not known, after which a connection
+#: stops remembering them (see feed()).
+_UNKNOWN_HEADS_MAX = 8
 
 
 class H1Codec(ResponseCallbacks):
@@ -90,11 +93,13 @@ class H1Codec(ResponseCallbacks):
         "_request_close",
         "_sent",
         "_tail",
+        "_unknown_heads",
         "leftover",
     )
 
     def __init__(self, *, max_head_size: int = 65536) -> None:
         self._max_head_size = max_head_size
+        self._unknown_heads = 0  # heads in a row not found in KNOWN_HEADS
         self.head: ResponseHead | None = None
         self.body: list[bytes] = []
         self.complete = False
@@ -219,13 +224,17 @@ class H1Codec(ResponseCallbacks):
                     self._version = data[7]
                     known = KNOWN_HEADS.get(data[:end])
                     if known is not None and len(data) - end == known[5]:
+                        self._unknown_heads = 0
                         self._take_known(known, data, end)
                         return
                     try:
                         self._parser.feed_data(data)
                     except (HttpParserError, HttpParserUpgrade) as exc:
                         self._parse_failed(exc)
-                    if self.complete:
+                    # A server whose heads never repeat (an id in each) would
+                    # pay for remembering every one: stop after a few misses.
+                    if self.complete and self._unknown_heads < _UNKNOWN_HEADS_MAX:
+                        self._unknown_heads += 1
                         self._remember(data, end)
                     return
             self._feed_head(data)
