@@ -349,9 +349,10 @@ def memory_section(memory: dict[str, Any] | None) -> str:
         "each of that many origins with `max_keepalive_connections=0`, so "
         "only what the pool remembers about each origin stays (statistics, "
         "last hint); origins are forgotten 600 s after their last connection "
-        "closed, or beyond `max_origins`. The sync wire keeps a 64 KiB receive "
-        "buffer per connection (one `recv_into` per response), which is most of "
-        "its figure.\n\n"
+        "closed, or beyond `max_origins`. Both wires read into one 256 KiB "
+        "receive buffer per thread, shared by the thread's connections, so an "
+        "idle connection holds none (with a 64 KiB buffer of its own per "
+        "connection, the sync wire's figure was 71,309 bytes).\n\n"
     )
     rows = [
         [f"idle connection, {name}", f"{size:,} bytes"]

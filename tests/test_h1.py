@@ -558,9 +558,38 @@ def test_bug_in_a_callback_is_not_masked(monkeypatch: pytest.MonkeyPatch) -> Non
     codec = H1Codec()
     codec.start_request(b"GET", b"/", HOST)
     with pytest.raises(ZeroDivisionError):
-        codec.feed(OK + b"Content-Length: 0\r\n\r\n")
+        # A head never seen before: a known one would skip the callbacks.
+        codec.feed(OK + b"X-Unseen: callback bug\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(RemoteProtocolError, match="unusable"):
         codec.feed(b"x")
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=lambda e: repr(e.response[:40])[2:-1])
+def test_a_known_head_parses_as_llhttp_did(entry: Entry) -> None:
+    # The second feed of a whole response may come from the known heads.
+    assert run_codec(entry) == run_codec(entry)
+
+
+def test_a_known_head_with_other_bytes_goes_to_llhttp() -> None:
+    response = OK + b"X-Known: 1\r\nContent-Length: 2\r\n\r\n"
+    for _ in range(2):  # the second one is known
+        codec = H1Codec()
+        codec.start_request(b"GET", b"/", HOST)
+        codec.feed(response + b"ok")
+        assert codec.complete and codec.reusable() and codec.body == [b"ok"]
+        headers = head_of(codec).headers
+        headers.append((b"X-Mine", b"changed"))  # the caller's own list
+    codec = H1Codec()
+    codec.start_request(b"GET", b"/", HOST)
+    with pytest.raises(RemoteProtocolError, match="after a complete response"):
+        codec.feed(response + b"okX")
+    codec = H1Codec()
+    codec.start_request(b"GET", b"/", HOST)
+    codec.feed(response + b"o")
+    assert not codec.complete
+    codec.feed(b"k")
+    assert codec.complete and codec.body == [b"o", b"k"]
+    assert head_of(codec).headers == [(b"X-Known", b"1"), (b"Content-Length", b"2")]
 
 
 # --- the headers set aside for the keep-alive hint ---------------------------
@@ -606,3 +635,26 @@ def test_a_head_built_without_hint_headers_finds_them() -> None:
     headers = [(b"Keep-Alive", b"max=3"), (b"X-Ten-Char", b"1"), (b"Date", b"x")]
     head = ResponseHead(200, b"OK", b"HTTP/1.1", headers)
     assert head.hint_headers == headers[:2]
+
+
+def test_a_connection_stops_remembering_heads_that_never_repeat() -> None:
+    from hintpool._h1_response import KNOWN_HEADS
+
+    codec = H1Codec()
+
+    def fetch(head: bytes) -> None:
+        codec.start_request(b"GET", b"/", HOST)
+        codec.feed(head + b"ok")
+        assert codec.complete and codec.body == [b"ok"]
+        codec.next_cycle()
+
+    unique = [OK + b"X-Id: %d\r\nContent-Length: 2\r\n\r\n" % i for i in range(10)]
+    KNOWN_HEADS.clear()
+    for head in unique[:8]:
+        fetch(head)
+    assert len(KNOWN_HEADS) == 8
+    fetch(unique[8])  # the ninth unknown head in a row: not kept
+    assert len(KNOWN_HEADS) == 8
+    fetch(unique[0])  # known: counting starts again
+    fetch(unique[9])
+    assert len(KNOWN_HEADS) == 9

@@ -161,3 +161,40 @@ def test_dead_after_a_local_error() -> None:
         codec.body_chunk(b"ab")
     with pytest.raises(LocalProtocolError, match="unusable"):
         codec.feed(OK)
+
+
+def test_a_repeated_request_gives_the_same_head_and_framing() -> None:
+    # Heads are remembered by (method, target, headers): the second of each
+    # pair comes from there and must frame the body as the first did.
+    for headers in ([(b"Host", b"h"), (b"Content-Length", b"3")], HOST):
+        for _ in range(2):
+            codec = H1Codec()
+            head = codec.start_request(b"POST", b"/same", headers)
+            assert head.startswith(b"POST /same HTTP/1.1\r\n")
+            if headers is HOST:
+                assert codec.end_request() == b""
+            else:
+                assert codec.body_chunk(b"abc") == b"abc"
+                with pytest.raises(LocalProtocolError, match="Too much data"):
+                    codec.body_chunk(b"d")
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        (b"GET", memoryview(b"/seen"), HOST),
+        (b"GET", b"/seen", [(b"Host", b"x\r\ny")]),
+    ],
+)
+def test_a_remembered_head_does_not_admit_an_invalid_request(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    H1Codec().start_request(b"GET", b"/seen", HOST)
+    with pytest.raises((LocalProtocolError, AttributeError)):
+        H1Codec().start_request(method, target, headers)
+
+
+def test_unhashable_headers_still_send() -> None:
+    headers = [[b"Host", b"h"], (b"X", bytearray(b"v"))]
+    head = H1Codec().start_request(b"GET", b"/", headers)  # type: ignore[arg-type]
+    assert head == b"GET / HTTP/1.1\r\nHost: h\r\nX: v\r\n\r\n"

@@ -108,6 +108,28 @@ def test_post_chunked_iterator_body(server: TestServer, conn: FastConnection) ->
     assert server.connections_opened == 1
 
 
+def test_chunks_outlive_the_shared_receive_buffer(server: TestServer) -> None:
+    # Every connection of a thread reads into one buffer: a chunk handed out
+    # must be bytes of its own, unchanged by later reads on any connection.
+    first, second = connect(server.port), connect(server.port)
+    try:
+        body_a, body_b = b"a" * 200_000, b"b" * 200_000
+        headers = [(b"Content-Length", b"200000")]
+        response = first.handle_request(
+            request(b"POST", server.port, "/echo", headers=headers, content=body_a)
+        )
+        chunks = iter(response.stream)  # type: ignore[call-overload]
+        taken = [next(chunks)]
+        post_b = request(b"POST", server.port, "/echo", headers=headers, content=body_b)
+        assert fetch(second, post_b) == (200, body_b)
+        taken.extend(chunks)
+        assert all(type(chunk) is bytes for chunk in taken)
+        assert b"".join(taken) == body_a
+    finally:
+        first.close()
+        second.close()
+
+
 def test_chunked_response(server: TestServer, conn: FastConnection) -> None:
     assert fetch(conn, request(b"GET", server.port, "/chunked/150000")) == (
         200,

@@ -39,13 +39,15 @@ import asyncio
 import select
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import Any, Callable, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import httpcore
 
 from ._asyncio_open import connect
 from ._asyncio_protocol import H1Protocol
+from ._asyncio_response import NetworkStream, ResponseStream
+from ._asyncio_trace import exchange_traced, open_traced
 from ._exceptions import ConnectError, ConnectTimeout
 from ._h1 import ResponseHead
 from ._requests import ByteStream, checked_response
@@ -59,59 +61,6 @@ COALESCE_LIMIT = 65536
 
 _NO_TIMEOUTS: dict[str, float | None] = {}
 _HAS_POLL = hasattr(select, "poll")
-_T = TypeVar("_T")
-
-
-class _NetworkStream:
-    """The ``network_stream`` response extension: answers ``get_extra_info``.
-
-    What it returns is captured at open, so it stays meaningful after the
-    connection was closed.
-    """
-
-    __slots__ = ("_client_addr", "_conn", "_server_addr", "_sock")
-
-    def __init__(
-        self, conn: AsyncFastConnection, transport: asyncio.BaseTransport
-    ) -> None:
-        self._conn = conn
-        self._sock = transport.get_extra_info("socket")
-        self._client_addr = transport.get_extra_info("sockname")
-        self._server_addr = transport.get_extra_info("peername")
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "ssl_object":
-            return self._conn.ssl_object
-        if info == "socket":
-            return self._sock
-        if info == "client_addr":
-            return self._client_addr
-        if info == "server_addr":
-            return self._server_addr
-        if info == "is_readable":
-            conn = self._conn
-            return conn._peer_closed or conn._closed
-        return None
-
-    def __repr__(self) -> str:
-        return f"<hintpool network stream {self._client_addr}->{self._server_addr}>"
-
-
-async def _traced(
-    trace: Any,
-    name: str,
-    info: dict[str, Any],
-    step: Callable[..., Awaitable[_T]],
-    *args: Any,
-) -> _T:
-    """Run ``step(*args)`` between httpcore's ``.started`` and ``.failed``
-    trace events; the caller sends ``.complete`` with httpcore's value."""
-    await trace(name + ".started", info)
-    try:
-        return await step(*args)
-    except BaseException as exc:
-        await trace(name + ".failed", {"exception": exc})
-        raise
 
 
 class AsyncFastConnection(H1Protocol):
@@ -120,7 +69,7 @@ class AsyncFastConnection(H1Protocol):
     def __init__(self, origin: httpcore.Origin) -> None:
         super().__init__()
         self.origin = origin
-        self.network_stream: _NetworkStream | None = None
+        self.network_stream: NetworkStream | None = None
         self._poller: Any = None  # select.poll, made at the first checkout
 
     # -- opening ---------------------------------------------------------
@@ -155,7 +104,8 @@ class AsyncFastConnection(H1Protocol):
                         ssl_context, server_hostname, session, timeout
                     )
             else:
-                await conn._open_traced(
+                await open_traced(
+                    conn,
                     trace,
                     timeout,
                     uds,
@@ -169,60 +119,6 @@ class AsyncFastConnection(H1Protocol):
             conn._close()
             raise
         return conn
-
-    async def _open_traced(
-        self,
-        trace: Any,
-        timeout: float | None,
-        uds: str | None,
-        local_address: str | None,
-        socket_options: Iterable[Any] | None,
-        ssl_context: ssl.SSLContext | None,
-        server_hostname: str | None,
-        session: ssl.SSLSession | None,
-    ) -> None:
-        if uds is None:
-            name = "connection.connect_tcp"
-            info: dict[str, Any] = {
-                "host": self.origin.host.decode("ascii"),
-                "port": self.origin.port,
-                "local_address": local_address,
-                "timeout": timeout,
-                "socket_options": socket_options,
-            }
-        else:
-            name = "connection.connect_unix_socket"
-            info = {"path": uds, "timeout": timeout, "socket_options": socket_options}
-        await _traced(
-            trace,
-            name,
-            info,
-            self._connect,
-            timeout,
-            uds,
-            local_address,
-            socket_options,
-        )
-        await trace(name + ".complete", {"return_value": self.network_stream})
-        if ssl_context is None:
-            return
-        name = "connection.start_tls"
-        info = {
-            "ssl_context": ssl_context,
-            "server_hostname": server_hostname,
-            "timeout": timeout,
-        }
-        await _traced(
-            trace,
-            name,
-            info,
-            self._start_tls,
-            ssl_context,
-            server_hostname,
-            session,
-            timeout,
-        )
-        await trace(name + ".complete", {"return_value": self.network_stream})
 
     async def _connect(
         self,
@@ -256,7 +152,7 @@ class AsyncFastConnection(H1Protocol):
         except OSError as exc:
             raise ConnectError(str(exc) or repr(exc)) from exc
         assert self._transport is not None
-        self.network_stream = _NetworkStream(self, self._transport)
+        self.network_stream = NetworkStream(self, self._transport)
 
     def _self(self) -> AsyncFastConnection:
         return self
@@ -319,11 +215,18 @@ class AsyncFastConnection(H1Protocol):
                 else:
                     await self._send_body(stream, pending, timeouts.get("write"))
                 head = codec.head
-                while head is None:  # _receive_head(), one coroutine less
-                    await self._wait(True)
+                while head is None:  # _receive_head(), two coroutines less
+                    waiter = self._new_waiter(True)
+                    if waiter is not None:
+                        try:
+                            await waiter
+                        finally:
+                            self._waiter = None
+                        if self._error is not None:
+                            raise self._error
                     head = codec.head
             else:
-                head = await self._exchange_traced(request, trace, timeouts)
+                head = await exchange_traced(self, request, trace, timeouts)
         except BaseException:
             self._active = False
             self._close()
@@ -335,7 +238,7 @@ class AsyncFastConnection(H1Protocol):
         return checked_response(
             head.status,
             head.headers,
-            _ResponseStream(self, request, trace),
+            ResponseStream(self, request, trace),
             {
                 "http_version": head.http_version,
                 "reason_phrase": head.reason,
@@ -350,34 +253,6 @@ class AsyncFastConnection(H1Protocol):
             await self._wait(True)
         return codec.head
 
-    async def _exchange_traced(
-        self, request: httpcore.Request, trace: Any, timeouts: Any
-    ) -> ResponseHead:
-        codec = self._codec
-        info = {"request": request}
-        done = {"return_value": None}
-        name = "http11.send_request_headers"
-        await trace(name + ".started", info)
-        try:
-            self._write(
-                codec.start_request(request.method, request.url.target, request.headers)
-            )
-        except BaseException as exc:
-            await trace(name + ".failed", {"exception": exc})
-            raise
-        await trace(name + ".complete", done)
-        name = "http11.send_request_body"
-        write_timeout = timeouts.get("write")
-        await _traced(
-            trace, name, info, self._send_body, request.stream, b"", write_timeout
-        )
-        await trace(name + ".complete", done)
-        name = "http11.receive_response_headers"
-        head = await _traced(trace, name, info, self._receive_head)
-        value = (head.http_version, head.status, head.reason, head.headers)
-        await trace(name + ".complete", {"return_value": value})
-        return head
-
     def _response_done(self, cycle: int) -> None:
         """The response of ``cycle`` was read to its end, or closed."""
         if cycle != self._cycle or not self._active:
@@ -389,10 +264,8 @@ class AsyncFastConnection(H1Protocol):
             and self._error is None
             and not self._peer_closed
             and not self._closed
-            and codec.reusable()
+            and codec.recycle()
         ):
-            codec.body.clear()
-            codec.next_cycle()
             self._idle = True
             if self._reading_paused:
                 self._taken()
@@ -449,100 +322,3 @@ class AsyncFastConnection(H1Protocol):
         else:
             state = "IDLE" if not self._peer_closed else "SERVER-CLOSED"
         return f"<AsyncFastConnection [{self.origin}, {state}]>"
-
-
-class _ResponseStream:
-    """A response body: yields chunks; ``aclose`` releases the connection."""
-
-    __slots__ = ("_closed", "_conn", "_cycle", "_request", "_trace")
-
-    def __init__(
-        self, conn: AsyncFastConnection, request: httpcore.Request, trace: Any
-    ) -> None:
-        self._conn = conn
-        self._cycle = conn._cycle
-        self._request = request
-        self._trace = trace
-        self._closed = False
-
-    def take_complete(self) -> bytes | None:
-        """The whole body when every byte of it has arrived (the connection
-        then leaves the response as iterating to the end does), else None:
-        iterate. Spares the pool's ``request()`` two async iterators."""
-        conn = self._conn
-        codec = conn._codec
-        if (
-            not codec.complete
-            or conn._error is not None
-            or self._trace is not None
-            or self._cycle != conn._cycle
-            or not conn._active
-        ):
-            return None
-        body = codec.body
-        content = body[0] if len(body) == 1 else b"".join(body)
-        body.clear()
-        conn._taken()
-        conn._response_done(self._cycle)
-        return content
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        if self._cycle != conn._cycle or not conn._active:
-            return  # read to its end (or closed) already: nothing more
-        codec = conn._codec
-        trace = self._trace
-        if trace is not None:
-            info = {"request": self._request}
-            await trace("http11.receive_response_body.started", info)
-        try:
-            while True:
-                body = codec.body  # a new list each response: fetch it anew
-                if body:
-                    chunks = body.copy()
-                    body.clear()
-                    conn._taken()
-                    for chunk in chunks:
-                        yield chunk
-                elif codec.complete and conn._error is None:
-                    break
-                else:
-                    await conn._wait(False)
-        except BaseException as exc:
-            # As httpcore: the failure is traced, then the response closed.
-            if trace is not None:
-                await trace("http11.receive_response_body.failed", {"exception": exc})
-            await self.aclose()
-            raise
-        conn._response_done(self._cycle)
-        if trace is not None:
-            await trace("http11.receive_response_body.complete", {"return_value": None})
-
-    def close_now(self) -> bool:
-        """``aclose()``, when it has nothing to await (no trace callback, no
-        socket for the loop to release): True if closed, else await
-        ``aclose()``. Spares the pool's ``request()`` a coroutine."""
-        if self._closed:
-            return True
-        if self._trace is not None:
-            return False
-        conn = self._conn
-        conn._response_done(self._cycle)  # aclose() does it again: a no-op
-        if conn._closed and not conn._lost and conn._transport is not None:
-            return False
-        self._closed = True
-        return True
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        trace = self._trace
-        if trace is not None:
-            await trace("http11.response_closed.started", {})
-        conn = self._conn
-        conn._response_done(self._cycle)
-        if conn._closed and not conn._lost and conn._transport is not None:
-            await asyncio.sleep(0)  # release the socket now: see aclose()
-        if trace is not None:
-            await trace("http11.response_closed.complete", {"return_value": None})

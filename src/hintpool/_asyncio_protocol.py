@@ -1,4 +1,4 @@
-"""The asyncio ``Protocol`` under :class:`AsyncFastConnection`: bytes, TLS, waits.
+"""The asyncio ``Protocol`` under :class:`AsyncFastConnection`: bytes and TLS.
 
 Theory of operation
 -------------------
@@ -9,22 +9,15 @@ bytes (decrypted first, for TLS) to the connection's sans-I/O
 through one future. Nothing takes a lock or opens a cancel scope: one
 request at a time per connection is the pool's guarantee.
 
-* One receive buffer per thread serves every connection: the codec and
-  the TLS object copy what they keep before ``buffer_updated`` returns, and
-  a loop runs in one thread. A plain ``Protocol`` would cost more: for
+* One receive buffer per thread serves every connection
+  (:mod:`hintpool._recv_buffer`): the codec and the TLS object copy what
+  they keep before ``buffer_updated`` returns, and a loop runs in one
+  thread. A plain ``Protocol`` would cost more: for
   ``data_received`` asyncio allocates a 256 KiB ``bytes`` per read and
   shrinks it to what arrived, which with glibc maps, remaps and unmaps
   memory on every read (three syscalls and a page fault, several µs).
 
-* The read timeout is one timer per connection, armed by the first wait
-  that has a timeout and left running across waits (arming and cancelling
-  one per request cost ~6 us). When it fires it checks the silence since
-  the last bytes or the start of the current wait, and re-arms for the
-  remainder; so, like httpcore's, it bounds the silence between reads, not
-  the response. With nobody waiting it simply stops.
-* Flow control: more than ``READ_HIGH_WATER`` undelivered bytes pause the
-  transport's reading; the consumer taking them resumes it. Writing waits
-  only while the transport is above its high-water mark (``pause_writing``).
+* Waits, timeouts and flow control: :mod:`hintpool._asyncio_exchange`.
 * A FIN, a reset, or bytes nobody asked for on an idle connection set
   ``_peer_closed`` from the loop's callbacks: checking a connection out
   costs no syscall.
@@ -33,27 +26,23 @@ request at a time per connection is the pool's guarantee.
   ``close_notify`` (a "ragged EOF") is end of stream after the handshake.
   Closing sends our ``close_notify`` once and does not wait for the peer's.
 
-Errors reach the waiting task as ``_error``: set once per exchange by
-whichever callback saw the problem first, raised by ``_wait``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import threading
 from typing import Any, Union, cast
 
+from ._asyncio_exchange import ExchangeState
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
     ReadError,
-    ReadTimeout,
     RemoteProtocolError,
     WriteError,
-    WriteTimeout,
 )
-from ._h1 import H1Codec
+from ._recv_buffer import receive_buffer
 from ._tls_stream import wrap_bio
 
 __all__ = ["H1Protocol"]
@@ -62,26 +51,11 @@ Bytes = Union[bytes, bytearray, memoryview]
 
 #: Plaintext taken from the TLS object per call (a TLS record is <= 16 KiB).
 READ_SIZE = 65536
-#: Bytes read from the socket per call (asyncio's own read size).
-RECV_SIZE = 256 * 1024
-
-_per_thread = threading.local()
-
-
-def _receive_buffer() -> memoryview:
-    """This thread's receive buffer, shared by its connections (see the
-    module doc)."""
-    view: memoryview | None = getattr(_per_thread, "buffer", None)
-    if view is None:
-        view = _per_thread.buffer = memoryview(bytearray(RECV_SIZE))
-    return view
-
-
 #: Undelivered body bytes above which the transport stops reading.
 READ_HIGH_WATER = 256 * 1024
 
 
-class H1Protocol(asyncio.BufferedProtocol):
+class H1Protocol(ExchangeState, asyncio.BufferedProtocol):
     """Receiving, TLS, waiting and closing for one HTTP/1.1 connection."""
 
     ssl_object: ssl.SSLObject | None
@@ -89,9 +63,7 @@ class H1Protocol(asyncio.BufferedProtocol):
     sock: Any
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._codec = H1Codec()
-        self._transport: asyncio.Transport | None = None
+        super().__init__()
         self.ssl_object = None
         self.sock = None
         # TLS, once started: the SSL object runs until the handshake is done,
@@ -100,28 +72,7 @@ class H1Protocol(asyncio.BufferedProtocol):
         self._incoming = self._outgoing = ssl.MemoryBIO()
         self._tls_ready = False
         self._handshake: asyncio.Future[None] | None = None
-        # Lifecycle. _peer_closed: FIN, reset or unasked-for bytes seen.
-        self._idle = True
-        self._active = False
-        self._closed = False
-        self._lost = False
-        self._eof = False
-        self._peer_closed = False
-        self._cycle = 0
-        # The exchange in flight.
-        self._error: BaseException | None = None
-        self._got_bytes = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._want_head = False
-        self._read_timeout: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-        self._last_data = 0.0
-        self._unconsumed = 0
-        self._reading_paused = False
-        self._write_paused = False
-        self._drain: asyncio.Future[None] | None = None
-        self._recv_buffer = _receive_buffer()
+        self._recv_buffer = receive_buffer()
 
     # -- TLS -------------------------------------------------------------
 
@@ -196,7 +147,11 @@ class H1Protocol(asyncio.BufferedProtocol):
         return self._recv_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._recv_buffer[:nbytes])
+        # data_received() inlined: a call less per read.
+        if self._ssl is None:
+            self._received(self._recv_buffer[:nbytes])
+        else:
+            self._tls_received(self._recv_buffer[:nbytes])
 
     def data_received(self, data: Bytes) -> None:
         """What ``buffer_updated`` received (a plain Protocol's method, kept
@@ -303,107 +258,6 @@ class H1Protocol(asyncio.BufferedProtocol):
         if self._outgoing.pending:
             self._flush_tls()  # e.g. an answer to a key update
 
-    def _on_eof(self) -> None:
-        if self._eof:
-            return
-        self._eof = self._peer_closed = True
-        if self._active:
-            self._feed_eof()
-
-    def _feed_eof(self) -> None:
-        codec = self._codec
-        try:
-            codec.feed_eof()
-        except RemoteProtocolError as exc:
-            self._fail(exc)
-            return
-        self._wake()
-
-    def _fail(self, exc: BaseException) -> None:
-        """Deliver ``exc`` to the exchange in flight, unless it is whole."""
-        if not self._active or self._error is not None:
-            return
-        if self._codec.complete:
-            # Every byte of the response is here: give it to the caller,
-            # just never reuse the connection.
-            self._peer_closed = True
-        else:
-            self._error = exc
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self, want_head: bool) -> None:
-        """Until the codec has the head (or body or end), or raise."""
-        if self._error is None and (self._peer_closed or self._closed):
-            self._dead_end()
-        if self._error is not None:
-            raise self._error
-        if self._codec.complete:
-            return  # the peer's close ended the body
-        loop = self._loop
-        waiter = self._waiter = loop.create_future()
-        self._want_head = want_head
-        timeout = self._read_timeout
-        if timeout is not None:
-            now = self._last_data = loop.time()
-            # One timer outlives the waits: it is only re-armed when it would
-            # fire too late for this one (a shorter timeout than before).
-            if self._timer is None or self._timer_at > now + timeout:
-                self._arm_read_timer(now + timeout)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-        if self._error is not None:
-            raise self._error
-
-    def _dead_end(self) -> None:
-        """No byte will come any more: end the response, or say why not."""
-        codec = self._codec
-        if self._closed:
-            self._error = ReadError("Connection closed")
-        elif not codec.complete:
-            try:
-                codec.feed_eof()  # e.g. it closed while idle: "disconnected"
-            except RemoteProtocolError as exc:
-                self._error = exc
-                return
-            if not codec.complete:  # pragma: no cover - the codec raises instead
-                self._error = RemoteProtocolError("Server disconnected")
-
-    def _arm_read_timer(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._read_timer)
-
-    def _read_timer(self) -> None:
-        self._timer = None
-        timeout = self._read_timeout
-        if self._waiter is None or timeout is None:
-            return  # nobody waits: the next wait arms a new timer
-        deadline = self._last_data + timeout
-        if deadline > self._loop.time():
-            # Bytes arrived, or this wait began, after the timer was set:
-            # the silence counts from there.
-            self._arm_read_timer(deadline)
-            return
-        if self._error is None:
-            self._error = ReadTimeout("Timed out reading from the server")
-        self._wake()
-
-    def _taken(self) -> None:
-        """The consumer took every undelivered body chunk."""
-        self._unconsumed = 0
-        if self._reading_paused and not self._closed:
-            self._reading_paused = False
-            assert self._transport is not None
-            self._transport.resume_reading()
-
     def _write(self, data: bytes) -> None:
         if self._peer_closed or self._closed:
             return  # the read that follows reports why
@@ -428,19 +282,6 @@ class H1Protocol(asyncio.BufferedProtocol):
         if data and not self._lost:
             assert self._transport is not None
             self._transport.write(data)
-
-    async def _wait_drained(self, timeout: float | None) -> None:
-        loop = self._loop
-        drain = self._drain = loop.create_future()
-        timer = None
-        if timeout is not None:
-            timer = loop.call_later(timeout, _write_timed_out, drain)
-        try:
-            await drain
-        finally:
-            self._drain = None
-            if timer is not None:
-                timer.cancel()
 
     def _close(self) -> None:
         if self._closed:
@@ -475,8 +316,3 @@ class H1Protocol(asyncio.BufferedProtocol):
         except (ssl.SSLError, ValueError):
             return  # the TLS session is already broken or shut down
         self._flush_tls()
-
-
-def _write_timed_out(drain: asyncio.Future[None]) -> None:
-    if not drain.done():
-        drain.set_exception(WriteTimeout("Timed out writing to the server"))

@@ -15,7 +15,11 @@ it stops feeding llhttp at the end of a head that has no body in *our* eyes
 (a response to HEAD, 101, any 1xx) but may have one in llhttp's, which cannot
 be told about the request method. In the common case, one chunk that starts
 with an ``HTTP/1.x`` status line that is not 1xx, for a request that is not
-HEAD, the whole chunk goes to llhttp in one call. Once the head is complete,
+HEAD, the whole chunk goes to llhttp in one call; and when that chunk is a
+head seen before (byte for byte) followed by exactly its Content-Length body,
+what llhttp made of it then is taken again without llhttp
+(``_h1_response.KNOWN_HEADS``; request heads are remembered likewise, in
+``_h1_request``). Once the head is complete,
 body bytes go straight to llhttp, which handles Content-Length, chunked
 (with trailers, kept in ``trailers``) and EOF-delimited bodies, and 204/304.
 Framing and reuse are decided once, in ``on_headers_complete``: llhttp's
@@ -46,189 +50,56 @@ with it are left in ``leftover``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import NoReturn, Union
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from ._exceptions import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._h1_request import CHUNKED, LENGTH, SENT, request
+from ._h1_response import (
+    BODY,
+    DEAD,
+    DONE,
+    HEAD,
+    IDLE,
+    KNOWN_HEADS,
+    ResponseCallbacks,
+    ResponseHead,
+)
 
 __all__ = ["H1Codec", "ResponseHead"]
 
 Bytes = Union[bytes, bytearray, memoryview]
 
-# Receiving phases.
-_IDLE, _HEAD, _BODY, _DONE, _DEAD = range(5)
-# Request body framing.
-_LENGTH, _CHUNKED, _SENT = range(3)
-# Kinds of request header names that framing and reuse depend on.
-_OTHER, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION = range(4)
-
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
-_KINDS = {
-    b"content-length": _CONTENT_LENGTH,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"connection": _CONNECTION,
-}
-# Valid header names seen so far -> kind: callers send the same few names on
-# every request, so validation and classification cost one dict lookup.
-_NAMES: dict[bytes, int] = {}
-_METHODS: set[bytes] = set()
-_CACHE_LIMIT = 1024
 _STATUS_LINE_STARTS = (b"HTTP/1.1 ", b"HTTP/1.0 ")
 _CRLF2 = b"\r\n\r\n"
-# Not allowed in a request head, but for the CR LF ending each line (HTAB is).
-_CONTROLS = bytes([*range(9), *range(10, 32), 127])
-_COLON_JOIN = b": ".join
+#: Responses in a row whose heads were not known, after which a connection
+#: stops remembering them (see feed()).
+_UNKNOWN_HEADS_MAX = 8
 
 
-class ResponseHead:
-    """The final response head: status, reason, version and raw headers."""
-
-    __slots__ = ("headers", "hint_headers", "http_version", "reason", "status")
-
-    def __init__(
-        self,
-        status: int,
-        reason: bytes,
-        http_version: bytes,
-        headers: list[tuple[bytes, bytes]],
-        hint_headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.http_version = http_version
-        #: Original case and order, as received (trailing whitespace of
-        #: values removed, as h11 does). Never copied by the codec.
-        self.headers = headers
-        #: The headers whose names are ten characters long, in order: all
-        #: that ``hintpool._hints.response_keep_alive`` looks at
-        #: (``Connection``, ``Keep-Alive``), collected as they are parsed so
-        #: that the pool does not scan every header again.
-        self.hint_headers = (
-            [(n, v) for n, v in headers if len(n) == 10]
-            if hint_headers is None
-            else hint_headers
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"<ResponseHead {self.http_version.decode()} {self.status} "
-            f"{self.reason!r} headers={len(self.headers)}>"
-        )
-
-
-def _name_kind(name: bytes) -> int:
-    kind = _NAMES.get(name)
-    if kind is None:
-        if not isinstance(name, bytes) or _TOKEN(name) is None:
-            raise LocalProtocolError(f"Illegal header name {name!r}")
-        kind = _KINDS.get(name.lower(), _OTHER)
-        if len(_NAMES) < _CACHE_LIMIT:
-            _NAMES[name] = kind
-    return kind
-
-
-def _tokens(value: bytes) -> list[bytes]:
-    return [token.strip(b" \t") for token in value.lower().split(b",")]
-
-
-def _request_framing(
-    headers: Sequence[tuple[bytes, bytes]],
-) -> tuple[int, int, bool]:
-    """(framing, Content-Length, Connection: close) of a request; validates names."""
-    framing = _SENT  # no body: nothing to send, end_request() is optional
-    length = 0
-    close = False
-    names = _NAMES
-    for name, value in headers:
-        kind = names.get(name)
-        if kind is None:
-            kind = _name_kind(name)
-        if not kind:
-            continue
-        if kind == _CONNECTION:
-            close = close or (value != b"keep-alive" and b"close" in _tokens(value))
-        elif kind == _CONTENT_LENGTH:
-            value = value.strip(b" \t")
-            if not value.isdigit() or framing == _CHUNKED:
-                raise LocalProtocolError(
-                    f"Illegal or conflicting Content-Length {value!r}"
-                )
-            if framing == _LENGTH and int(value) != length:
-                raise LocalProtocolError("Conflicting Content-Length headers")
-            framing, length = _LENGTH, int(value)
-        elif value.strip(b" \t").lower() != b"chunked":
-            raise LocalProtocolError("Only Transfer-Encoding: chunked is supported")
-        elif framing != _SENT:
-            raise LocalProtocolError("Conflicting Content-Length/Transfer-Encoding")
-        else:
-            framing = _CHUNKED
-    if framing == _LENGTH and not length:
-        framing = _SENT
-    return framing, length, close
-
-
-def _request_head(
-    method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]
-) -> bytes:
-    """The request line and head; names are validated by _request_framing()."""
-    if method not in _METHODS:
-        if not isinstance(method, bytes) or _TOKEN(method) is None:
-            raise LocalProtocolError(f"Illegal request method {method!r}")
-        if len(_METHODS) < _CACHE_LIMIT:
-            _METHODS.add(method)
-    if not target or target.find(b" ") >= 0:
-        raise LocalProtocolError(f"Illegal request target {target!r}")
-    if headers:
-        block = b"\r\n".join(map(_COLON_JOIN, headers))
-        head = b"".join((method, b" ", target, b" HTTP/1.1\r\n", block, b"\r\n\r\n"))
-    else:
-        head = b"".join((method, b" ", target, b" HTTP/1.1\r\n\r\n"))
-    # One pass over the whole head: each line ends with CR LF, and no other
-    # control character (CR, LF and NUL above all) may appear anywhere.
-    if len(head) - len(head.translate(None, _CONTROLS)) != 2 * len(headers) + 4:
-        raise LocalProtocolError("Illegal control character in the request head")
-    return head
-
-
-class H1Codec:
+class H1Codec(ResponseCallbacks):
     """HTTP/1.1 client protocol state for one connection; see the module doc."""
 
     __slots__ = (
-        "_callback_error",
         "_eof",
-        "_eof_body",
         "_error",
         "_framing",
-        "_head_method",
         "_head_size",
-        "_headers",
-        "_hint_headers",
-        "_informational",
-        "_keep",
         "_max_head_size",
-        "_parser",
-        "_parser_dirty",
-        "_phase",
-        "_reason",
         "_received",
         "_remaining",
         "_request_close",
         "_sent",
         "_tail",
-        "_upgraded",
-        "_version",
-        "body",
-        "complete",
-        "head",
+        "_unknown_heads",
         "leftover",
-        "trailers",
     )
 
     def __init__(self, *, max_head_size: int = 65536) -> None:
         self._max_head_size = max_head_size
+        self._unknown_heads = 0  # heads in a row not found in KNOWN_HEADS
         self.head: ResponseHead | None = None
         self.body: list[bytes] = []
         self.complete = False
@@ -236,9 +107,9 @@ class H1Codec:
         self.trailers: list[tuple[bytes, bytes]] = []
         #: After a 101 head: bytes of the new protocol that came with it.
         self.leftover = b""
-        self._phase = _IDLE
+        self._phase = IDLE
         self._error: ProtocolError | None = None
-        self._framing = _SENT
+        self._framing = SENT
         self._remaining = 0
         self._request_close = False
         self._sent = False
@@ -259,10 +130,9 @@ class H1Codec:
         self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]
     ) -> bytes:
         """Bytes of the request line and head; see the module doc."""
-        if self._phase != _IDLE:
+        if self._phase != IDLE:
             self._raise_unusable(LocalProtocolError("A request is already in flight."))
-        framing, length, close = _request_framing(headers)
-        head = _request_head(method, target, headers)
+        head, framing, length, close = request(method, target, headers)
         self._framing = framing
         self._remaining = length
         self._request_close = close
@@ -270,27 +140,27 @@ class H1Codec:
         self._sent = True
         self._received = False
         self._reset_response()
-        self._phase = _HEAD
+        self._phase = HEAD
         return head
 
     def body_chunk(self, data: bytes) -> bytes:
         """Framed bytes to write for ``data``, a piece of the request body."""
         framing = self._framing
-        if framing == _LENGTH:
+        if framing == LENGTH:
             remaining = self._remaining - len(data)
             if remaining <= 0:
                 if remaining < 0:
                     self._fail(
                         LocalProtocolError("Too much data for declared Content-Length")
                     )
-                self._framing = _SENT
+                self._framing = SENT
             self._remaining = remaining
             return data
-        if framing == _CHUNKED:
+        if framing == CHUNKED:
             if not data:
                 return b""  # an empty chunk would end the body
             return b"%x\r\n%s\r\n" % (len(data), data)
-        if self._phase == _DEAD:
+        if self._phase == DEAD:
             self._raise_unusable(LocalProtocolError("No request in flight."))
         if not data:
             return b""
@@ -305,19 +175,19 @@ class H1Codec:
     def end_request(self) -> bytes:
         """The end of the request body: the last chunk, or nothing."""
         framing = self._framing
-        if self._phase == _DEAD:
+        if self._phase == DEAD:
             self._raise_unusable(LocalProtocolError("No request in flight."))
-        if framing == _CHUNKED:
-            self._framing = _SENT
+        if framing == CHUNKED:
+            self._framing = SENT
             return b"0\r\n\r\n"
-        if framing == _LENGTH:
+        if framing == LENGTH:
             self._fail(
                 LocalProtocolError(
                     f"Request body ended {self._remaining} bytes short of "
                     "its Content-Length"
                 )
             )
-        self._framing = _SENT
+        self._framing = SENT
         return b""
 
     # --- receiving ----------------------------------------------------------
@@ -330,12 +200,12 @@ class H1Codec:
     def feed(self, data: Bytes) -> None:
         """Parse received bytes; see the module doc."""
         phase = self._phase
-        if phase == _BODY:
+        if phase == BODY:
             try:
                 self._parser.feed_data(data)
             except (HttpParserError, HttpParserUpgrade) as exc:
                 self._parse_failed(exc)
-        elif phase == _HEAD:
+        elif phase == HEAD:
             if not data:
                 return
             self._received = True
@@ -352,18 +222,28 @@ class H1Codec:
                     # The common case: a whole head in one chunk, with a body
                     # that llhttp frames right. One call parses head and body.
                     self._version = data[7]
+                    known = KNOWN_HEADS.get(data[:end])
+                    if known is not None and len(data) - end == known[5]:
+                        self._unknown_heads = 0
+                        self._take_known(known, data, end)
+                        return
                     try:
                         self._parser.feed_data(data)
                     except (HttpParserError, HttpParserUpgrade) as exc:
                         self._parse_failed(exc)
+                    # A server whose heads never repeat (an id in each) would
+                    # pay for remembering every one: stop after a few misses.
+                    if self.complete and self._unknown_heads < _UNKNOWN_HEADS_MAX:
+                        self._unknown_heads += 1
+                        self._remember(data, end)
                     return
             self._feed_head(data)
-        elif phase == _DEAD:
+        elif phase == DEAD:
             self._raise_unusable(RemoteProtocolError("The connection is unusable."))
         elif data:
             self._fail_remote(
                 "Received data after a complete response"
-                if phase == _DONE
+                if phase == DONE
                 else "Received data when no request was sent"
             )
 
@@ -371,40 +251,51 @@ class H1Codec:
         """The peer closed the connection; see the module doc."""
         phase = self._phase
         self._eof = True
-        if phase == _BODY:
+        if phase == BODY:
             if self._eof_body:
-                self._phase = _DONE
+                self._phase = DONE
                 self.complete = True
                 return
             self._fail_remote(
                 "Server disconnected before the response body was complete."
             )
-        elif phase == _HEAD:
+        elif phase == HEAD:
             self._fail_remote(
                 "Server disconnected before the response head was complete."
                 if self._received
                 else "Server disconnected without sending a response."
             )
-        elif phase == _DEAD:
+        elif phase == DEAD:
             self._raise_unusable(RemoteProtocolError("The connection is unusable."))
 
     def reusable(self) -> bool:
         """After ``complete``: may the connection carry another request?"""
         return (
-            self._phase == _DONE
+            self._phase == DONE
             and self._keep
-            and self._framing == _SENT
+            and self._framing == SENT
             and not self._eof
             and not self._request_close
         )
 
     def next_cycle(self) -> None:
         """After a reusable complete response: ready for the next request."""
-        if not self.reusable():
+        if not self.recycle():
             self._raise_unusable(
                 LocalProtocolError("The connection cannot carry another request.")
             )
-        self._phase = _IDLE
+
+    def recycle(self) -> bool:
+        """``next_cycle()`` if ``reusable()``, in one call; whether it was."""
+        if not (
+            self._phase == DONE
+            and self._keep
+            and self._framing == SENT
+            and not self._eof
+            and not self._request_close
+        ):
+            return False
+        self._phase = IDLE
         self._sent = False
         self.head = None
         self.body = []
@@ -412,6 +303,7 @@ class H1Codec:
         if self._parser_dirty:
             self._parser = self._new_parser()
             self._parser_dirty = False
+        return True
 
     # --- internals ----------------------------------------------------------
 
@@ -437,8 +329,8 @@ class H1Codec:
     def _fail(
         self, error: ProtocolError, raising: BaseException | None = None
     ) -> NoReturn:
-        self._phase = _DEAD
-        self._framing = _SENT  # so that body_chunk() raises too
+        self._phase = DEAD
+        self._framing = SENT  # so that body_chunk() raises too
         self._error = error
         raise error if raising is None else raising
 
@@ -456,7 +348,7 @@ class H1Codec:
             self._parse_failed(exc)
 
     def _parse_failed(self, exc: Exception) -> None:
-        if self._upgraded and self._phase == _DONE:
+        if self._upgraded and self._phase == DONE:
             return  # llhttp pauses after a 101 head: expected.
         # Not exc.__context__: implicit chaining replaces it with whatever
         # exception the caller of feed() happens to be handling.
@@ -465,11 +357,6 @@ class H1Codec:
             self._fail(error)
         # Any other error in a callback is a bug of ours: do not mask it.
         self._fail(RemoteProtocolError(f"Malformed response: {exc}"), error)
-
-    def _reject(self, message: str) -> RemoteProtocolError:
-        """The error a callback raises; remembered for _parse_failed()."""
-        error = self._callback_error = RemoteProtocolError(message)
-        return error
 
     def _fail_remote(self, message: str) -> NoReturn:
         self._fail(RemoteProtocolError(message))
@@ -498,12 +385,12 @@ class H1Codec:
             self._parse(data[:end] if end < len(data) else data)
             data = data[end:]
             phase = self._phase
-            if phase == _HEAD:
+            if phase == HEAD:
                 if self._informational:
                     self._informational = False
                     self._head_size = 0
                     self._parser = self._new_parser()
-            elif phase == _BODY:
+            elif phase == BODY:
                 if data:
                     self._parse(data)
                 return
@@ -516,102 +403,3 @@ class H1Codec:
     def _check_head_size(self) -> None:
         if self._head_size > self._max_head_size:
             self._fail_remote(f"Response head larger than {self._max_head_size} bytes")
-
-    # --- llhttp callbacks (hot path: keep them minimal) ---------------------
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            raise self._reject("Received data after a complete response")
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # llhttp strips leading whitespace only; h11 strips both ends.
-        header = (name, value.rstrip(b" \t"))
-        self._headers.append(header)
-        if len(name) == 10:  # see ResponseHead.hint_headers
-            self._hint_headers.append(header)
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self._phase == _BODY:
-            self._phase = _DONE
-            self.complete = True
-
-    def on_headers_complete(self) -> None:
-        try:
-            self._headers_complete()
-        except BaseException as exc:
-            if self._callback_error is None:
-                self._callback_error = exc
-            raise
-
-    def _headers_complete(self) -> None:
-        parser = self._parser
-        status = parser.get_status_code()
-        if status < 200 and status != 101:
-            if status < 100:
-                raise self._reject(f"Illegal status code {status}")
-            self._headers = []
-            self._hint_headers = []
-            self._reason = b""
-            self._informational = True
-            return
-        # The fast path in feed() saw the version ("HTTP/1.x", x as a byte).
-        version = self._version
-        if not version:
-            text = parser.get_http_version()
-            version = 49 if text == "1.1" else 48 if text == "1.0" else 0
-            if not version:
-                raise self._reject(f"Unsupported HTTP version {text}")
-        http_version = b"HTTP/1.1" if version == 49 else b"HTTP/1.0"
-        headers = self._headers
-        self.head = ResponseHead(
-            status, self._reason, http_version, headers, self._hint_headers
-        )
-        self._headers = self.trailers = []
-        self._hint_headers = []  # trailers are no hints
-        keep = parser.should_keep_alive()
-        if self._head_method or status == 204 or status == 304 or status == 101:
-            if status == 101:
-                self._upgraded = True
-                keep = False
-            elif not keep:
-                keep = self._classify(headers, http_version, True)
-            self._parser_dirty = self._head_method or status == 101
-            self._keep = keep
-            self._phase = _DONE
-            self.complete = True
-            return
-        self._phase = _BODY
-        self._keep = keep or self._classify(headers, http_version, False)
-
-    def _classify(
-        self, headers: list[tuple[bytes, bytes]], http_version: bytes, no_body: bool
-    ) -> bool:
-        """Reuse and EOF framing when llhttp said "do not keep alive"."""
-        close = keep_alive = chunked = length = coding = False
-        for name, value in headers:
-            size = len(name)
-            if size == 10 and name.lower() == b"connection":
-                tokens = _tokens(value)
-                close = close or b"close" in tokens
-                keep_alive = keep_alive or b"keep-alive" in tokens
-            elif size == 14 and name.lower() == b"content-length":
-                length = True
-            elif size == 17 and name.lower() == b"transfer-encoding":
-                coding = True
-                chunked = _tokens(value)[-1] == b"chunked"
-        if no_body:
-            eof = False
-        elif coding and not chunked:
-            raise self._reject("Only Transfer-Encoding: chunked is supported")
-        else:
-            eof = not chunked and not length
-        self._eof_body = eof
-        if close or eof:
-            return False
-        return http_version == b"HTTP/1.1" or keep_alive

@@ -36,6 +36,10 @@ class ByteStream(HTTPCORE_BYTE_STREAM):  # type: ignore[misc]
         self._content = self.content = content
 
 
+#: The body of every request without one: nothing in it changes.
+_NO_CONTENT = ByteStream(b"")
+
+
 def _host_header(url: httpcore.URL) -> bytes:
     host = url.host
     if b":" in host:  # IPv6 literal
@@ -138,10 +142,10 @@ def build_request(
             extensions=extensions,
         )
     return checked_request(
-        _as_bytes(method),
+        method if type(method) is bytes else _as_bytes(method),
         parsed_url,
         header_list,
-        ByteStream(content or b""),
+        ByteStream(content) if content else _NO_CONTENT,
         {} if extensions is None else extensions,
     )
 

@@ -9,8 +9,10 @@ in the sans-I/O :class:`hintpool._h1.H1Codec`; this module only moves bytes:
 * send: the request head and a small in-memory body leave in one ``sendall``
   (one syscall, one TCP segment with ``TCP_NODELAY``); large or streamed
   bodies follow in further ``sendall`` calls.
-* receive: ``recv_into`` one reused 64 KiB buffer, feed the codec until it
-  has the final head; the response stream then yields the body chunks the
+* receive: ``recv_into`` the thread's receive buffer
+  (:mod:`hintpool._recv_buffer`, shared by the thread's connections; the
+  codec copies what it keeps), at most 64 KiB a read, and feed the codec
+  until it has the final head; the response stream then yields the body chunks the
   codec collected, reading more only when it has none left.
 * timeouts are the socket's own. ``settimeout`` is only called when the
   wanted value differs from the one set last (the value is cached), which on
@@ -36,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, cast
 
 import httpcore
@@ -49,13 +51,17 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._h1 import H1Codec, ResponseHead
+from ._recv_buffer import receive_buffer
 from ._requests import ByteStream, checked_response
-from ._socket_open import NetworkStream, Trace, open_socket, ssl_object_of, traced
+from ._socket_open import NetworkStream, open_socket, ssl_object_of, traced
+from ._socket_response import ResponseStream
+from ._socket_trace import exchange_traced
 from ._stale import _readable
 from ._trace_log import http11_trace
 
 __all__ = ["FastConnection"]
 
+#: Bytes taken per ``recv_into`` (the thread's buffer is larger: see _recv_buffer).
 READ_SIZE = 65536
 #: Request bytes gathered into one ``sendall``; a body chunk at least this
 #: big is written on its own rather than copied into a join.
@@ -68,12 +74,10 @@ class FastConnection:
     """One HTTP/1.1 connection; see the module docstring."""
 
     __slots__ = (
-        "_buffer",
         "_codec",
         "_no_reuse",
         "_state",
         "_timeout",
-        "_view",
         "network_stream",
         "origin",
         "sock",
@@ -88,8 +92,6 @@ class FastConnection:
         self.ssl_object: Any = ssl_object_of(sock)
         self.network_stream = NetworkStream(sock, self.ssl_object)
         self._codec = H1Codec()
-        self._buffer = bytearray(READ_SIZE)
-        self._view = memoryview(self._buffer)
         self._timeout = timeout  # the value the socket has now
         self._state = _IDLE
         # A request whose bytes did not all go out (a write error we read a
@@ -148,8 +150,8 @@ class FastConnection:
             if trace is None:
                 head = self._exchange(request, write_timeout, read_timeout)
             else:
-                head = self._exchange_traced(
-                    request, trace, write_timeout, read_timeout
+                head = exchange_traced(
+                    self, request, trace, write_timeout, read_timeout
                 )
         except BaseException:
             if trace is None:
@@ -162,7 +164,7 @@ class FastConnection:
         return checked_response(
             head.status,
             head.headers,
-            _ResponseStream(self, request, read_timeout, trace),
+            ResponseStream(self, request, read_timeout, trace),
             {
                 "http_version": head.http_version,
                 "reason_phrase": head.reason,
@@ -187,51 +189,6 @@ class FastConnection:
             # (413, 401): read its response rather than the EPIPE.
             self._no_reuse = True
         return self._receive_head(read_timeout)
-
-    def _exchange_traced(
-        self,
-        request: httpcore.Request,
-        trace: Trace,
-        write_timeout: float | None,
-        read_timeout: float | None,
-    ) -> ResponseHead:
-        """``_exchange`` with httpcore's HTTP11Connection trace events."""
-        info = {"request": request}
-        try:
-            traced(
-                trace,
-                "http11.send_request_headers",
-                info,
-                self._send_head,
-                request,
-                write_timeout,
-            )
-            traced(
-                trace,
-                "http11.send_request_body",
-                info,
-                self._send_body,
-                request,
-                [],
-                0,
-                write_timeout,
-            )
-        except WriteError:
-            self._no_reuse = True
-        trace("http11.receive_response_headers.started", info)
-        try:
-            head = self._receive_head(read_timeout)
-        except BaseException as exc:
-            trace("http11.receive_response_headers.failed", {"exception": exc})
-            raise
-        value = (head.http_version, head.status, head.reason, head.headers)
-        trace("http11.receive_response_headers.complete", {"return_value": value})
-        return head
-
-    def _send_head(self, request: httpcore.Request, timeout: float | None) -> None:
-        codec = self._codec
-        head = codec.start_request(request.method, request.url.target, request.headers)
-        self._write(head, timeout)
 
     def _send_body(
         self,
@@ -292,7 +249,8 @@ class FastConnection:
             sock.settimeout(timeout)
             self._timeout = timeout
         try:
-            received = sock.recv_into(self._buffer)
+            buffer = receive_buffer()
+            received = sock.recv_into(buffer, READ_SIZE)
         except socket.timeout as exc:
             raise ReadTimeout(str(exc) or "timed out") from exc
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
@@ -304,7 +262,7 @@ class FastConnection:
         codec = self._codec
         if received:
             try:
-                codec.feed(self._view[:received])
+                codec.feed(buffer[:received])
             except RemoteProtocolError:
                 if not codec.complete:
                     raise
@@ -326,10 +284,8 @@ class FastConnection:
             return
         # Idle either way: nobody reads any more, close() may say goodbye.
         self._state = _IDLE
-        if self._no_reuse or not codec.reusable():
+        if self._no_reuse or not codec.recycle():
             self.close()
-        else:
-            codec.next_cycle()
 
     # -- what the pool asks --------------------------------------------------
 
@@ -340,6 +296,10 @@ class FastConnection:
 
     def is_closed(self) -> bool:
         return self._state == _CLOSED
+
+    def is_active(self) -> bool:
+        """A request is in flight: its response is not done yet."""
+        return self._state == _ACTIVE
 
     def nothing_received(self) -> bool:
         return bool(self._codec.nothing_received)
@@ -365,7 +325,7 @@ class FastConnection:
         sock.settimeout(0.0)
         self._timeout = 0.0
         try:
-            sock.recv_into(self._buffer, 1)
+            sock.recv_into(receive_buffer(), 1)
         except ssl.SSLWantReadError:
             return False
         except OSError:
@@ -406,97 +366,3 @@ class FastConnection:
     def __repr__(self) -> str:
         state = ("IDLE", "ACTIVE", "CLOSED")[self._state]
         return f"<FastConnection [{self.origin}, {state}]>"
-
-
-class _ResponseStream:
-    """The response body: iterate for the chunks, then close()."""
-
-    __slots__ = ("_closed", "_connection", "_done", "_request", "_timeout", "_trace")
-
-    def __init__(
-        self,
-        connection: FastConnection,
-        request: httpcore.Request,
-        timeout: float | None,
-        trace: Trace | None,
-    ) -> None:
-        self._connection = connection
-        self._request = request
-        self._timeout = timeout
-        self._trace = trace
-        self._done = False
-        self._closed = False
-
-    def take_complete(self) -> bytes | None:
-        """The whole body when every byte of it has arrived (the connection
-        then leaves the response as iterating to the end does), else None:
-        iterate. Spares the pool's ``request()`` two iterators."""
-        codec = self._connection._codec
-        if self._done or self._trace is not None or not codec.complete:
-            return None
-        body = codec.body
-        content = body[0] if len(body) == 1 else b"".join(body)
-        self._done = True
-        self._connection._response_done()
-        return content
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self._done:
-            return
-        trace = self._trace
-        if trace is not None:
-            info = {"request": self._request}
-            trace("http11.receive_response_body.started", info)
-        connection = self._connection
-        codec = connection._codec
-        timeout = self._timeout
-        try:
-            while True:
-                body = codec.body
-                if body:
-                    if len(body) == 1:
-                        yield body.pop()
-                    else:
-                        chunk = b"".join(body)
-                        body.clear()
-                        yield chunk
-                elif codec.complete:
-                    break
-                else:
-                    connection._receive(timeout)
-        except BaseException as exc:
-            if trace is not None:
-                trace("http11.receive_response_body.failed", {"exception": exc})
-            if not isinstance(exc, GeneratorExit):
-                connection._abort()  # an I/O or protocol error: no close_notify
-            self.close()
-            raise
-        if trace is not None:
-            trace("http11.receive_response_body.complete", {"return_value": None})
-        self._done = True
-        connection._response_done()
-
-    def close_now(self) -> bool:
-        """``close()``: the sync twin has nothing to await."""
-        self.close()
-        return True
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        trace = self._trace
-        if trace is None:
-            self._release()
-        else:
-            traced(trace, "http11.response_closed", {}, self._release)
-
-    def _release(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        connection = self._connection
-        if connection._state == _ACTIVE and connection._codec.complete:
-            connection._response_done()
-        else:
-            connection.close()
