@@ -11,11 +11,12 @@ keeps it open: a PING, a SETTINGS frame. There the poll also asks whether
 the peer shut its side down (``POLLRDHUP``), and a peek at the bytes tells
 the rest without reading them:
 
-* over TLS, a lone record of at most 31 bytes is an alert (the
-  close_notify of a server that waits for ours before its FIN, as asyncio's
-  TLS does): closed. Every HTTP/2 frame a server sends to an idle
-  connection makes a longer record (a PING: 39 bytes on TLS 1.3), except an
-  empty SETTINGS frame on TLS 1.3 (31): that one is taken for a close;
+* over TLS, a lone alert record is the close_notify of a server that
+  waits for ours before its FIN, as asyncio's TLS does: closed. TLS 1.2
+  shows an alert's record type in the clear; TLS 1.3 hides it, but its
+  alert record is 24 bytes, shorter than any HTTP/2 frame can make (an
+  empty SETTINGS frame: 31, a PING: 39), with the 16-byte AEAD tag every
+  TLS 1.3 cipher suite Python offers uses;
 * on plain HTTP/2, a GOAWAY frame among them: closed (the pool reads it
   before closing, and counts it).
 
@@ -102,7 +103,10 @@ def _h2_hung_up(sock: Any, connection: Any) -> bool:
 
 #: Bytes peeked at: more than a close_notify record, or a few frame headers.
 _PEEK = 4096
-_TLS_ALERT_MAX = 31
+_TLS_ALERT = 0x15
+_TLS_DATA = 0x17
+#: A TLS 1.3 record holding an alert: header 5, alert 2, inner type 1, tag 16.
+_TLS13_ALERT_SIZE = 24
 _GOAWAY = 7
 
 
@@ -110,10 +114,10 @@ def _ends(waiting: bytes) -> bool:
     """Do the bytes an idle HTTP/2 socket holds end the connection?"""
     if not waiting:
         return True
-    if waiting[0] in (0x15, 0x17) and waiting[1:2] == b"\x03":  # a TLS record
-        return len(waiting) <= _TLS_ALERT_MAX and len(waiting) == 5 + int.from_bytes(
-            waiting[3:5], "big"
-        )
+    if waiting[0] in (_TLS_ALERT, _TLS_DATA) and waiting[1:2] == b"\x03":
+        if len(waiting) != 5 + int.from_bytes(waiting[3:5], "big"):
+            return False  # more than one record: frames, served at reuse
+        return waiting[0] == _TLS_ALERT or len(waiting) <= _TLS13_ALERT_SIZE
     offset = 0
     while offset + 9 <= len(waiting):  # plain HTTP/2 frame headers
         if waiting[offset + 3] == _GOAWAY:
