@@ -19,16 +19,17 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 import httpcore
-import httpcore._synchronization as httpcore_sync
 
 __all__ = [
     "AsyncBookkeepingLock",
     "AsyncH2Lock",
+    "AsyncLockWithin",
     "AsyncShieldCancellation",
     "AsyncSlots",
     "AsyncWaiter",
     "BookkeepingLock",
     "H2Lock",
+    "LockWithin",
     "ShieldCancellation",
     "Slots",
     "Waiter",
@@ -61,15 +62,35 @@ def AsyncH2Lock() -> Any:
 
     anyio's lock yields to the event loop on every acquisition, free or
     not; on asyncio, ``asyncio.Lock`` only waits when it must, so a request
-    on a quiet connection takes no round trip. Under trio, httpcore's.
+    on a quiet connection takes no round trip. Under trio, trio's.
     """
     if _running_on_trio():
-        return httpcore_sync.AsyncLock()
+        import trio
+
+        return trio.Lock()
     return asyncio.Lock()
 
 
 def H2Lock() -> Any:
     return threading.Lock()
+
+
+async def AsyncLockWithin(lock: Any, timeout: float | None) -> None:
+    """Take an :func:`AsyncH2Lock` within the request's read ``timeout``:
+    another stream may hold the read lock with a longer timeout, or none."""
+    if not lock.locked():
+        await lock.acquire()  # free: asyncio's does not yield
+        return
+    try:
+        with anyio.fail_after(timeout):
+            await lock.acquire()
+    except TimeoutError:
+        raise httpcore.ReadTimeout("Timed out waiting to read") from None
+
+
+def LockWithin(lock: Any, timeout: float | None) -> None:
+    if not lock.acquire(timeout=-1 if timeout is None else timeout):
+        raise httpcore.ReadTimeout("Timed out waiting to read")
 
 
 def AsyncSlots(bound: int) -> Any:

@@ -50,6 +50,7 @@ from .._h2frames import Stream, reset_error, response_head
 from .._synchronization import (
     AsyncBookkeepingLock,
     AsyncH2Lock,
+    AsyncLockWithin,
     AsyncShieldCancellation,
     AsyncSlots,
 )
@@ -161,9 +162,12 @@ class AsyncH2Connection(H2ConnectionBase):
 
     async def _wait_for_flow(self, timeouts: Any) -> None:
         seen = self._reads
-        async with self._read:
+        await AsyncLockWithin(self._read, timeouts.get("read"))
+        try:
             if self._reads == seen:  # nobody read meanwhile
                 await self._read_some(timeouts)
+        finally:
+            self._read.release()
 
     def _response(
         self, request: httpcore.Request, stream: Stream, event: Any
@@ -187,9 +191,12 @@ class AsyncH2Connection(H2ConnectionBase):
     async def _next_event(self, stream: Stream, timeouts: Any) -> Any:
         events = stream.events
         while not events:
-            async with self._read:
+            await AsyncLockWithin(self._read, timeouts.get("read"))
+            try:
                 if not events:
                     await self._read_some(timeouts)
+            finally:
+                self._read.release()
         event = events.popleft()
         if isinstance(event, _RESET):
             raise reset_error(event)
@@ -207,8 +214,16 @@ class AsyncH2Connection(H2ConnectionBase):
             raise self._error
         try:
             data = await self._network_stream.read(READ_NUM_BYTES, timeouts.get("read"))
+        except httpcore.TimeoutException:
+            # This stream's timeout, maybe not the others': a read timed out
+            # (or cancelled) consumed nothing, the connection goes on.
+            raise
+        except Exception as exc:
+            self._fail(exc)
+            raise self._error from None  # type: ignore[misc]
+        try:
             pending = self._feed(data)
-        except Exception as exc:  # a cancelled read consumed nothing
+        except Exception as exc:
             self._fail(exc)
             raise self._error from None  # type: ignore[misc]
         if pending:  # a PING or SETTINGS ack, a WINDOW_UPDATE

@@ -51,6 +51,7 @@ from .._h2frames import Stream, reset_error, response_head
 from .._synchronization import (
     BookkeepingLock,
     H2Lock,
+    LockWithin,
     ShieldCancellation,
     Slots,
 )
@@ -162,9 +163,12 @@ class H2Connection(H2ConnectionBase):
 
     def _wait_for_flow(self, timeouts: Any) -> None:
         seen = self._reads
-        with self._read:
+        LockWithin(self._read, timeouts.get("read"))
+        try:
             if self._reads == seen:  # nobody read meanwhile
                 self._read_some(timeouts)
+        finally:
+            self._read.release()
 
     def _response(
         self, request: httpcore.Request, stream: Stream, event: Any
@@ -188,9 +192,12 @@ class H2Connection(H2ConnectionBase):
     def _next_event(self, stream: Stream, timeouts: Any) -> Any:
         events = stream.events
         while not events:
-            with self._read:
+            LockWithin(self._read, timeouts.get("read"))
+            try:
                 if not events:
                     self._read_some(timeouts)
+            finally:
+                self._read.release()
         event = events.popleft()
         if isinstance(event, _RESET):
             raise reset_error(event)
@@ -208,8 +215,16 @@ class H2Connection(H2ConnectionBase):
             raise self._error
         try:
             data = self._network_stream.read(READ_NUM_BYTES, timeouts.get("read"))
+        except httpcore.TimeoutException:
+            # This stream's timeout, maybe not the others': a read timed out
+            # (or cancelled) consumed nothing, the connection goes on.
+            raise
+        except Exception as exc:
+            self._fail(exc)
+            raise self._error from None  # type: ignore[misc]
+        try:
             pending = self._feed(data)
-        except Exception as exc:  # a cancelled read consumed nothing
+        except Exception as exc:
             self._fail(exc)
             raise self._error from None  # type: ignore[misc]
         if pending:  # a PING or SETTINGS ack, a WINDOW_UPDATE

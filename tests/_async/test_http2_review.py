@@ -1,0 +1,66 @@
+"""hintpool's HTTP/2 connection under review: one stream's trouble stays
+that stream's (timeouts, the reader's role), against the scripted server
+of ``tests/h2_server.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import hintpool
+
+from ..concurrency import AsyncTaskGroup
+from ..h2_server import H2Server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def server() -> Iterator[H2Server]:
+    with H2Server() as srv:
+        yield srv
+
+
+def h2c_client() -> httpx.AsyncClient:
+    transport = hintpool.AsyncHTTPTransport(http1=False, http2=True)
+    return httpx.AsyncClient(transport=transport, timeout=10.0)
+
+
+@pytest.mark.parametrize("short_first", [True, False])
+async def test_one_stream_s_read_timeout_leaves_the_others_alone(
+    server: H2Server, short_first: bool
+) -> None:
+    """Two requests share the connection; the server answers both only
+    after ``hold_timeout``. The one with a short read timeout fails with
+    ReadTimeout, whichever of the two reads the network meanwhile; the
+    other gets its response on the same connection."""
+    async with h2c_client() as client:
+        assert (await client.get(f"{server.url}/warm")).status_code == 200
+        server.hold = 3  # never reached: answered after hold_timeout
+        outcome: dict[str, object] = {}
+
+        async def short() -> None:
+            try:
+                await client.get(
+                    f"{server.url}/short", timeout=httpx.Timeout(10.0, read=0.05)
+                )
+                outcome["short"] = "answered"
+            except httpx.ReadTimeout:
+                outcome["short"] = "timeout"
+
+        async def long() -> None:
+            try:
+                response = await client.get(f"{server.url}/long")
+                outcome["long"] = response.status_code
+            except httpx.HTTPError as exc:
+                outcome["long"] = repr(exc)
+
+        first, second = (short, long) if short_first else (long, short)
+        async with AsyncTaskGroup() as tg:
+            tg.start_soon(first)
+            await tg.wait_until(lambda: len(server.requests) == 2)
+            tg.start_soon(second)
+    assert outcome == {"short": "timeout", "long": 200}
+    assert server.connections == 1
