@@ -21,6 +21,7 @@ Behaviour, set on the instance before the requests:
   counts the acks); ``settings_idle()`` sends a SETTINGS frame.
 * ``resets_received`` counts the streams the client reset (those are not
   answered).
+* ``body_size``: answers are padded with dots to this many bytes.
 * ``refuse``: this many first requests (all connections) are reset with
   REFUSED_STREAM; ``reset_code`` resets every request with that code.
 
@@ -60,6 +61,7 @@ class H2Server:
         self.goaway_code = h2.errors.ErrorCodes.NO_ERROR
         self.goaway_connections: int | None = None  # None: all of them
         self.refuse = 0
+        self.body_size = 0
         self.silent_close_at: int | None = None
         self.resets_received = 0
         self.pings_acked = 0
@@ -327,6 +329,7 @@ class _Connection:
         for sid in self.ready:
             method, path = self.heads[sid]
             body = f"{method} {path} {len(self.bodies.pop(sid))}".encode()
+            body = body.ljust(self.server.body_size, b".")
             self.h2.send_headers(
                 sid,
                 [
@@ -335,7 +338,10 @@ class _Connection:
                     ("x-stream", str(sid)),
                 ],
             )
-            self.h2.send_data(sid, body, end_stream=True)
+            size = self.h2.max_outbound_frame_size
+            for start in range(0, len(body), size):
+                self.h2.send_data(sid, body[start : start + size])
+            self.h2.end_stream(sid)
         self.ready.clear()
 
     def flush(self) -> None:

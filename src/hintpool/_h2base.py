@@ -240,7 +240,8 @@ class H2ConnectionBase:
 
     def _release(self, stream: Stream | None, request: httpcore.Request) -> bool:
         """The stream ended: its slot back, reset if the server may still
-        be sending it (True: write the reset)."""
+        be sending it, its unread DATA acknowledged (True: write what h2
+        queued)."""
         reset = False
         with self._state:
             if stream is not None:
@@ -249,17 +250,35 @@ class H2ConnectionBase:
                 if id(stream) in self._unanswered:
                     self._unanswered.discard(id(stream))
                     self._unanswered.add(id(request))
-                reset = not stream.ended and self._error is None and not self._closed
+                usable = self._error is None and not self._closed
+                reset = not stream.ended and usable
                 if reset:
                     # A stream h2 closed already needs no reset.
                     with suppress(h2.exceptions.ProtocolError):
                         self._h2.reset_stream(stream.id, CANCEL)
+                if usable and self._unread(stream):
+                    reset = True  # a WINDOW_UPDATE to write
                 self._h2.forget(stream.id)
             if self._slots_owed:
                 self._slots_owed -= 1
             else:
                 self._slots.release()
         return reset
+
+    def _unread(self, stream: Stream) -> bool:
+        """Give back the connection's window for the DATA read for ``stream``
+        but never consumed: else each response closed unread would shrink it
+        for good (True: h2 queued a WINDOW_UPDATE)."""
+        unread = sum(
+            event.flow_controlled_length or 0
+            for event in stream.events
+            if isinstance(event, h2.events.DataReceived)
+        )
+        stream.events.clear()
+        if not unread:
+            return False
+        self._h2.acknowledge_received_data(unread, stream.id)
+        return self._h2.pending()
 
     def _acknowledged(self, event: Any, stream_id: int) -> bool:
         """Give the flow-control window back; h2 queues a WINDOW_UPDATE only

@@ -6,11 +6,13 @@ of ``tests/h2_server.py``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 import hintpool
+from hintpool._sync.http2 import H2Connection
 
 from ..concurrency import TaskGroup
 from ..h2_server import H2Server
@@ -64,3 +66,41 @@ def test_one_stream_s_read_timeout_leaves_the_others_alone(
             tg.start_soon(second)
     assert outcome == {"short": "timeout", "long": 200}
     assert server.connections == 1
+
+
+def test_a_response_closed_unread_gives_its_bytes_back_to_the_connection(
+    server: H2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DATA read for a response but not consumed when it closes counts
+    against the connection's flow-control window until acknowledged:
+    unacknowledged, every such response shrinks the window for good, until
+    the server can send nothing on any stream."""
+    connections: list[H2Connection] = []
+    init = H2Connection.__init__
+
+    def recording_init(self: H2Connection, *args: Any) -> None:
+        init(self, *args)
+        connections.append(self)
+
+    monkeypatch.setattr(H2Connection, "__init__", recording_init)
+    with h2c_client() as client:
+        assert (client.get(f"{server.url}/warm")).status_code == 200
+        server.hold = 2  # both answered in one write: A's body, then B
+        server.body_size = 60_000
+        with TaskGroup() as tg:
+            results: list[httpx.Response] = []
+
+            def streamed() -> None:
+                request = client.build_request("GET", f"{server.url}/a")
+                results.append(client.send(request, stream=True))
+
+            tg.start_soon(streamed)
+            tg.wait_until(lambda: len(server.requests) == 2)
+            tg.start_soon(client.get, f"{server.url}/b")
+        [unread] = results  # B read past all of A's body: it is queued
+        unread.close()
+    [connection] = connections
+    window = connection._h2._inbound_flow_control_window_manager
+    assert window.current_window_size + window._bytes_processed == (
+        window.max_window_size
+    )
