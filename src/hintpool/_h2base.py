@@ -58,7 +58,6 @@ class H2ConnectionBase:
         self._slots_open = 1
         self._slots_owed = 0
         self._streams: dict[int, Stream] = {}
-        self._reads = 0
         self._error: Exception | None = None
         #: A write was cancelled midway: no new stream (the others go on).
         self._broken = False
@@ -162,7 +161,6 @@ class H2ConnectionBase:
         self.frames_waiting = False  # read: nothing left for serve_idle()
         with self._state:
             events = self._h2.receive_data(data)
-            self._reads += 1
             self._dispatch(events)
             return self._h2.pending()
 

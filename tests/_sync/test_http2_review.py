@@ -104,3 +104,33 @@ def test_a_response_closed_unread_gives_its_bytes_back_to_the_connection(
     assert window.current_window_size + window._bytes_processed == (
         window.max_window_size
     )
+
+
+def test_a_window_update_read_while_the_body_was_written_is_not_awaited(
+    server: H2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request body filled the window; while its sender wrote, another
+    stream's read took the server's WINDOW_UPDATEs. The sender goes on
+    sending: the server, waiting for the body, sends nothing more."""
+    flush = H2Connection._flush
+    reading = False
+
+    def flush_then_read(self: H2Connection, timeouts: Any) -> None:
+        nonlocal reading
+        flush(self, timeouts)
+        if reading:
+            return
+        reading = True  # as another stream's reader would, meanwhile
+        for stream_id in list(self._streams):
+            while not self._h2.local_flow_control_window(stream_id):
+                with self._read:
+                    self._read_some(timeouts)
+        reading = False
+
+    monkeypatch.setattr(H2Connection, "_flush", flush_then_read)
+    body = b"x" * 200_000
+    with h2c_client() as client:
+        response = client.post(
+            f"{server.url}/up", content=body, timeout=httpx.Timeout(10.0, read=2.0)
+        )
+    assert response.text.rstrip(".") == f"POST /up {len(body)}"

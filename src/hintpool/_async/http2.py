@@ -156,16 +156,19 @@ class AsyncH2Connection(H2ConnectionBase):
                         self._h2.send_data(stream_id, chunk)
                         continue
                 await self._flush(timeouts)
-                await self._wait_for_flow(timeouts)
+                await self._wait_for_flow(stream_id, timeouts)
         with self._state:
             self._h2.end_stream(stream_id)
 
-    async def _wait_for_flow(self, timeouts: Any) -> None:
-        seen = self._reads
+    async def _wait_for_flow(self, stream_id: int, timeouts: Any) -> None:
         await AsyncLockWithin(self._read, timeouts.get("read"))
         try:
-            if self._reads == seen:  # nobody read meanwhile
-                await self._read_some(timeouts)
+            # Windows open only as frames are read, under this lock: another
+            # stream's read may have opened it while this one wrote.
+            with self._state:
+                if self._h2.local_flow_control_window(stream_id):
+                    return
+            await self._read_some(timeouts)
         finally:
             self._read.release()
 

@@ -157,16 +157,19 @@ class H2Connection(H2ConnectionBase):
                         self._h2.send_data(stream_id, chunk)
                         continue
                 self._flush(timeouts)
-                self._wait_for_flow(timeouts)
+                self._wait_for_flow(stream_id, timeouts)
         with self._state:
             self._h2.end_stream(stream_id)
 
-    def _wait_for_flow(self, timeouts: Any) -> None:
-        seen = self._reads
+    def _wait_for_flow(self, stream_id: int, timeouts: Any) -> None:
         LockWithin(self._read, timeouts.get("read"))
         try:
-            if self._reads == seen:  # nobody read meanwhile
-                self._read_some(timeouts)
+            # Windows open only as frames are read, under this lock: another
+            # stream's read may have opened it while this one wrote.
+            with self._state:
+                if self._h2.local_flow_control_window(stream_id):
+                    return
+            self._read_some(timeouts)
         finally:
             self._read.release()
 
