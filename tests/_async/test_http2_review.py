@@ -4,9 +4,10 @@ of ``tests/h2_server.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -134,3 +135,34 @@ async def test_a_window_update_read_while_the_body_was_written_is_not_awaited(
             f"{server.url}/up", content=body, timeout=httpx.Timeout(10.0, read=2.0)
         )
     assert response.text.rstrip(".") == f"POST /up {len(body)}"
+
+
+async def test_a_request_body_given_up_midway_is_closed(
+    server: H2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request fails while its body waits for the window: the body's
+    iterator is closed then, not left to the garbage collector."""
+    closed = []
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                for _ in range(3):
+                    yield b"x" * 100_000
+            finally:
+                closed.append(True)
+
+    async def timed_out(*args: Any) -> None:
+        raise httpcore.ReadTimeout("no window")
+
+    monkeypatch.setattr(AsyncH2Connection, "_wait_for_flow", timed_out)
+    async with h2c_client() as client:
+        with pytest.raises(httpx.ReadTimeout):
+            request = httpx.Request(
+                "POST",
+                f"{server.url}/up",
+                headers={"content-length": "300000"},
+                stream=Body(),
+            )
+            await client.send(request)
+        assert closed == [True]

@@ -144,7 +144,22 @@ class AsyncH2Connection(H2ConnectionBase):
         """Queue the body as DATA frames as the flow-control window allows;
         written with the HEADERS when it fits in the window."""
         stream_id = stream.id
-        async for data in request.stream:  # type: ignore[union-attr]
+        body = request.stream.__aiter__()  # type: ignore[union-attr]
+        try:
+            await self._send_chunks(body, stream_id, timeouts)
+        except BaseException:
+            # Given up midway: the body's generator is closed now, not left
+            # to the garbage collector (trio warns of it then).
+            close = getattr(body, "aclose", None)
+            if close is not None:
+                with AsyncShieldCancellation(), suppress(Exception):
+                    await close()
+            raise
+        with self._state:
+            self._h2.end_stream(stream_id)
+
+    async def _send_chunks(self, body: Any, stream_id: int, timeouts: Any) -> None:
+        async for data in body:
             while data:
                 with self._state:
                     flow = min(
@@ -157,8 +172,6 @@ class AsyncH2Connection(H2ConnectionBase):
                         continue
                 await self._flush(timeouts)
                 await self._wait_for_flow(stream_id, timeouts)
-        with self._state:
-            self._h2.end_stream(stream_id)
 
     async def _wait_for_flow(self, stream_id: int, timeouts: Any) -> None:
         await AsyncLockWithin(self._read, timeouts.get("read"))

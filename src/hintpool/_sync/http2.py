@@ -145,7 +145,22 @@ class H2Connection(H2ConnectionBase):
         """Queue the body as DATA frames as the flow-control window allows;
         written with the HEADERS when it fits in the window."""
         stream_id = stream.id
-        for data in request.stream:  # type: ignore[union-attr]
+        body = request.stream.__iter__()  # type: ignore[union-attr]
+        try:
+            self._send_chunks(body, stream_id, timeouts)
+        except BaseException:
+            # Given up midway: the body's generator is closed now, not left
+            # to the garbage collector (trio warns of it then).
+            close = getattr(body, "close", None)
+            if close is not None:
+                with ShieldCancellation(), suppress(Exception):
+                    close()
+            raise
+        with self._state:
+            self._h2.end_stream(stream_id)
+
+    def _send_chunks(self, body: Any, stream_id: int, timeouts: Any) -> None:
+        for data in body:
             while data:
                 with self._state:
                     flow = min(
@@ -158,8 +173,6 @@ class H2Connection(H2ConnectionBase):
                         continue
                 self._flush(timeouts)
                 self._wait_for_flow(stream_id, timeouts)
-        with self._state:
-            self._h2.end_stream(stream_id)
 
     def _wait_for_flow(self, stream_id: int, timeouts: Any) -> None:
         LockWithin(self._read, timeouts.get("read"))
