@@ -21,6 +21,8 @@ Behaviour, set on the instance before the requests:
   counts the acks); ``settings_idle()`` sends a SETTINGS frame.
 * ``resets_received`` counts the streams the client reset (those are not
   answered).
+* ``answer_early``: a request is answered 413 as its headers arrive, and
+  its stream reset with ``NO_ERROR`` (the rest of its body is unwanted).
 * ``body_size``: answers are padded with dots to this many bytes.
 * ``refuse``: this many first requests (all connections) are reset with
   REFUSED_STREAM; ``reset_code`` resets every request with that code.
@@ -62,6 +64,7 @@ class H2Server:
         self.goaway_connections: int | None = None  # None: all of them
         self.refuse = 0
         self.body_size = 0
+        self.answer_early = False
         self.silent_close_at: int | None = None
         self.resets_received = 0
         self.pings_acked = 0
@@ -268,6 +271,9 @@ class _Connection:
             sid = event.stream_id
             self.heads[sid] = (headers[b":method"].decode(), headers[b":path"].decode())
             self.bodies[sid] = bytearray()
+            if self.server.answer_early and not event.stream_ended:
+                self.h2.send_headers(sid, [(":status", "413")], end_stream=True)
+                self.h2.reset_stream(sid, h2.errors.ErrorCodes.NO_ERROR)
         elif isinstance(event, h2.events.DataReceived):
             assert event.stream_id is not None and event.data is not None
             self.bodies[event.stream_id] += event.data

@@ -166,3 +166,19 @@ def test_a_request_body_given_up_midway_is_closed(
             )
             client.send(request)
         assert closed == [True]
+
+
+def test_an_answer_before_the_whole_body_is_the_response(
+    server: H2Server,
+) -> None:
+    """The server answers before the body is all sent, then resets the
+    stream with NO_ERROR (RFC 9113 §8.1): that answer is the response."""
+    with h2c_client() as client:
+        assert (client.get(f"{server.url}/warm")).status_code == 200
+        server.answer_early = True
+        response = client.post(
+            f"{server.url}/up",
+            content=b"x" * 200_000,
+            timeout=httpx.Timeout(10.0, read=2.0),
+        )
+        assert response.status_code == 413

@@ -143,24 +143,28 @@ class AsyncH2Connection(H2ConnectionBase):
     ) -> None:
         """Queue the body as DATA frames as the flow-control window allows;
         written with the HEADERS when it fits in the window."""
-        stream_id = stream.id
         body = request.stream.__aiter__()  # type: ignore[union-attr]
         try:
-            await self._send_chunks(body, stream_id, timeouts)
+            complete = await self._send_chunks(body, stream, timeouts)
         except BaseException:
             # Given up midway: the body's generator is closed now, not left
             # to the garbage collector (trio warns of it then).
-            close = getattr(body, "aclose", None)
-            if close is not None:
-                with AsyncShieldCancellation(), suppress(Exception):
-                    await close()
+            await self._close_body(body)
             raise
-        with self._state:
-            self._h2.end_stream(stream_id)
+        if complete:
+            with self._state:
+                self._h2.end_stream(stream.id)
+        else:
+            await self._close_body(body)
 
-    async def _send_chunks(self, body: Any, stream_id: int, timeouts: Any) -> None:
+    async def _send_chunks(self, body: Any, stream: Stream, timeouts: Any) -> bool:
+        """Whether the body went whole: a server that answered early may
+        reset the stream (RFC 9113 §8.1), the rest of the body unwanted."""
+        stream_id = stream.id
         async for data in body:
             while data:
+                if stream.events and _reset_in(stream):
+                    return False
                 with self._state:
                     flow = min(
                         self._h2.local_flow_control_window(stream_id),
@@ -172,6 +176,13 @@ class AsyncH2Connection(H2ConnectionBase):
                         continue
                 await self._flush(timeouts)
                 await self._wait_for_flow(stream_id, timeouts)
+        return True
+
+    async def _close_body(self, body: Any) -> None:
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            with AsyncShieldCancellation(), suppress(Exception):
+                await close()
 
     async def _wait_for_flow(self, stream_id: int, timeouts: Any) -> None:
         await AsyncLockWithin(self._read, timeouts.get("read"))
@@ -335,6 +346,10 @@ class AsyncH2Connection(H2ConnectionBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _reset_in(stream: Stream) -> bool:
+    return any(isinstance(event, _RESET) for event in stream.events)
 
 
 class AsyncH2ResponseStream:

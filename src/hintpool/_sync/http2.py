@@ -144,24 +144,28 @@ class H2Connection(H2ConnectionBase):
     ) -> None:
         """Queue the body as DATA frames as the flow-control window allows;
         written with the HEADERS when it fits in the window."""
-        stream_id = stream.id
         body = request.stream.__iter__()  # type: ignore[union-attr]
         try:
-            self._send_chunks(body, stream_id, timeouts)
+            complete = self._send_chunks(body, stream, timeouts)
         except BaseException:
             # Given up midway: the body's generator is closed now, not left
             # to the garbage collector (trio warns of it then).
-            close = getattr(body, "close", None)
-            if close is not None:
-                with ShieldCancellation(), suppress(Exception):
-                    close()
+            self._close_body(body)
             raise
-        with self._state:
-            self._h2.end_stream(stream_id)
+        if complete:
+            with self._state:
+                self._h2.end_stream(stream.id)
+        else:
+            self._close_body(body)
 
-    def _send_chunks(self, body: Any, stream_id: int, timeouts: Any) -> None:
+    def _send_chunks(self, body: Any, stream: Stream, timeouts: Any) -> bool:
+        """Whether the body went whole: a server that answered early may
+        reset the stream (RFC 9113 §8.1), the rest of the body unwanted."""
+        stream_id = stream.id
         for data in body:
             while data:
+                if stream.events and _reset_in(stream):
+                    return False
                 with self._state:
                     flow = min(
                         self._h2.local_flow_control_window(stream_id),
@@ -173,6 +177,13 @@ class H2Connection(H2ConnectionBase):
                         continue
                 self._flush(timeouts)
                 self._wait_for_flow(stream_id, timeouts)
+        return True
+
+    def _close_body(self, body: Any) -> None:
+        close = getattr(body, "close", None)
+        if close is not None:
+            with ShieldCancellation(), suppress(Exception):
+                close()
 
     def _wait_for_flow(self, stream_id: int, timeouts: Any) -> None:
         LockWithin(self._read, timeouts.get("read"))
@@ -336,6 +347,10 @@ class H2Connection(H2ConnectionBase):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _reset_in(stream: Stream) -> bool:
+    return any(isinstance(event, _RESET) for event in stream.events)
 
 
 class H2ResponseStream:
