@@ -182,3 +182,25 @@ async def test_an_answer_before_the_whole_body_is_the_response(
             timeout=httpx.Timeout(10.0, read=2.0),
         )
         assert response.status_code == 413
+
+
+async def test_large_bodies_both_ways_at_ten_at_once(server: H2Server) -> None:
+    """Ten uploads and ten large answers share one connection: the windows
+    of each stream and of the connection open as the bodies are consumed
+    (in threads, for the sync pool)."""
+    server.body_size = 300_000
+    body = bytes(range(256)) * 800  # 204,800 bytes
+    texts: list[str] = []
+    async with h2c_client() as client:
+        assert (await client.get(f"{server.url}/warm")).status_code == 200
+
+        async def one(i: int) -> None:
+            response = await client.post(f"{server.url}/{i}", content=body)
+            texts.append(response.text.rstrip("."))
+            assert len(response.content) == server.body_size
+
+        async with AsyncTaskGroup() as tg:
+            for i in range(10):
+                tg.start_soon(one, i)
+    assert sorted(texts) == sorted(f"POST /{i} {len(body)}" for i in range(10))
+    assert server.connections == 1
