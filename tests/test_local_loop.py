@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -19,11 +20,6 @@ class _NeverServed(LoopThread):
     def __init__(self) -> None:
         super().__init__("127.0.0.1")
         self.accepted = threading.Event()
-
-    async def _listen(self) -> asyncio.Server:
-        return await asyncio.start_server(
-            self._handle, self._bind_hosts(), self._requested_port
-        )
 
     def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -45,6 +41,31 @@ def test_stop_closes_a_connection_whose_task_never_ran() -> None:
             assert server.accepted.wait(10)
             server.stop()
             # Closed: an end of stream, or a reset (unread data).
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""
+    finally:
+        server.stop()
+
+
+class _NeverAdopted(LoopThread):
+    """Accepts, but no stream is ever made of the socket: what happens when
+    the task that would wrap it is cancelled before its first step."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1")
+        self.accepted = threading.Event()
+
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        self.accepted.set()
+
+
+def test_stop_closes_a_socket_no_task_ever_wrapped() -> None:
+    server = _NeverAdopted()
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            assert server.accepted.wait(10)
+            server.stop()
             with contextlib.suppress(ConnectionResetError):
                 assert sock.recv(1) == b""
     finally:

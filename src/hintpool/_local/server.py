@@ -234,21 +234,11 @@ class LocalServer(LoopThread):
             with self._lock:
                 self._held -= 1
 
-    async def _listen(self) -> asyncio.Server:
+    async def _listener_tls(self) -> ssl.SSLContext | None:
         # Made on the server's loop (Python 3.9 binds an Event to the loop
         # current when it is made).
         self._release = asyncio.Event()
-        if self.tls is None or _HANDSHAKE_IN_HANDLER:
-            return await asyncio.start_server(
-                self._handle, self._bind_hosts(), self._requested_port
-            )
-        return await asyncio.start_server(
-            self._handle,
-            self._bind_hosts(),
-            self._requested_port,
-            ssl=self.tls,
-            ssl_handshake_timeout=STOP_TIMEOUT,
-        )
+        return None if _HANDSHAKE_IN_HANDLER else self.tls
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
