@@ -44,7 +44,14 @@ from ._bench_contenders import (
     Contender,
 )
 from ._bench_h2 import HTTP2
-from ._bench_measure import Run, Workload, add_ratios, measure, summary
+from ._bench_measure import (
+    Run,
+    Workload,
+    add_cpu_ratios,
+    add_ratios,
+    measure,
+    summary,
+)
 from ._bench_proxy import KEYS as PROXY_KEYS
 
 __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
@@ -377,6 +384,7 @@ def _report(
         if (workload.key, c.name) in runs
     }
     add_ratios(results, {"httpx_default": baseline, peer: peer})
+    add_cpu_ratios(results, peer)
     return {
         "key": workload.key,
         "title": workload.title,
