@@ -7,7 +7,8 @@ pool under its lock), then do the I/O this module asks for -- open a
 connection, close these, wake that waiter. Nothing here awaits, so on an
 event loop each call is atomic.
 
-* Origins are ``(scheme, host, port)`` tuples (``hintpool._origin``). Idle
+* Origins are ``(scheme, host, port)`` tuples (``hintpool._origin``), kept
+  with their slots and counters by the base class ``hintpool._ledger``. Idle
   connections sit on per-origin LIFO stacks plus one deadline heap
   (``hintpool._idle``): checkout is O(1), finding expired connections or an
   eviction victim (``hintpool._evict``) O(log n), whatever the number of
@@ -41,14 +42,13 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Final, Union
+from typing import Union
 
 from . import _prewarm
-from ._evict import IDLE_LIMIT, OPEN_LIMIT, EvictionLog, pick_victim
+from ._evict import IDLE_LIMIT, OPEN_LIMIT, pick_victim
 from ._idle import IdleConnections
+from ._ledger import FORGET_AFTER, ORIGIN_LIMIT, OriginLedger
 from ._origin import (
     MAX_WATCHED,
     RELEARN_AFTER,
@@ -64,14 +64,9 @@ from ._stats import (
     Counters,
     OriginKey,
     OriginStatistics,
-    OriginsView,
     PoolStatistics,
-    ProxyStatistics,
-    failure_counter,
     origin_label,
-    proxy_statistics,
 )
-from ._waiters import WaitQueue
 
 __all__ = [
     "FORGET_AFTER",
@@ -79,6 +74,7 @@ __all__ = [
     "RELEARN_AFTER",
     "RESERVED",
     "WAIT",
+    "CheckoutResult",
     "Counters",
     "OriginKey",
     "OriginState",
@@ -89,17 +85,10 @@ __all__ = [
     "origin_label",
 ]
 
-#: The eviction of an idle connection for a fresh one to the same origin.
-ORIGIN_LIMIT = "max_connections_per_origin"
-
 CheckoutResult = Union[PooledConnection, Sentinel]
-#: Seconds an origin with no connection is remembered. What it taught the
-#: pool (a learned timeout) is stale by then anyway (RELEARN_AFTER), and its
-#: counters stay in the pool's totals.
-FORGET_AFTER: Final = RELEARN_AFTER
 
 
-class PoolState(IdleConnections):
+class PoolState(OriginLedger, IdleConnections):
     """The pool's bookkeeping; see the module docstring."""
 
     def __init__(
@@ -115,28 +104,19 @@ class PoolState(IdleConnections):
         proxy_key: OriginKey | None = None,
         max_per_origin: float = math.inf,
     ) -> None:
-        self.proxy_label = proxy_label
-        #: Where forwarded requests' connections (to the proxy) are pooled.
-        self.proxy_key = proxy_key
+        OriginLedger.__init__(
+            self,
+            max_connections=max_connections,
+            max_idle=max_idle,
+            max_per_origin=max_per_origin,
+            max_origins=max_origins,
+            clock=clock,
+            proxy_label=proxy_label,
+            proxy_key=proxy_key,
+        )
+        IdleConnections.__init__(self)
         self.server_closed = server_closed
-        self.clock = clock
-        self.max_connections = max_connections
-        self.max_per_origin = max_per_origin
-        self.max_idle = max_idle
         self.policy = policy
-        self.max_origins = max_origins
-        self.origins: dict[OriginKey, OriginState] = {}
-        #: Origins without a connection -> when they lost their last one.
-        self.vacant: OrderedDict[OriginKey, float] = OrderedDict()
-        self.open_count = 0
-        super().__init__()
-        self.waiters = WaitQueue()
-        #: Every counter of every origin, summed as it is counted, so that
-        #: statistics() is O(1) and survives forgotten origins.
-        self.totals = Counters()
-        #: Bumped by close_all(): connections of an older one are not reused.
-        self.generation = 0
-        self.evictions = EvictionLog()
         #: Which idle connection a limit closes: see hintpool._evict.
         self.eviction = "unproven"
         #: Open replacements ahead of need (hintpool._prewarm); the pool
@@ -144,46 +124,6 @@ class PoolState(IdleConnections):
         self.prewarm_enabled = False
         #: Origins with a slot reserved for a pre-warm the pool must start.
         self.prewarm_due: list[OriginState] = []
-
-    # -- origins -----------------------------------------------------------
-
-    def origin(self, key: OriginKey) -> OriginState:
-        state = self.origins.get(key)
-        if state is None:
-            state = self.origins[key] = OriginState(key)
-            state.proxy = self.proxy_label
-            now = self.clock()
-            self.vacant[key] = now
-            self.forget_vacant(now, keep=key)
-        return state
-
-    def forget_vacant(self, now: float, keep: OriginKey | None = None) -> None:
-        """Drop the origins vacant for ``FORGET_AFTER`` seconds, and the
-        oldest vacant ones beyond ``max_origins`` (never ``keep``, the one
-        just created or vacated: it is the newest)."""
-        vacant = self.vacant
-        excess = len(self.origins) - self.max_origins
-        while vacant:
-            key = next(iter(vacant))
-            # The same sum as next_forget(), so that a reaper woken at that
-            # time surely forgets (now - FORGET_AFTER may round the other way).
-            if key == keep or (excess <= 0 and vacant[key] + FORGET_AFTER > now):
-                break
-            del vacant[key]
-            del self.origins[key]
-            excess -= 1
-
-    def next_forget(self) -> float:
-        """When the oldest vacant origin is due to be forgotten."""
-        vacant = self.vacant
-        return vacant[next(iter(vacant))] + FORGET_AFTER if vacant else float("inf")
-
-    def _lost_connection(self, origin: OriginState) -> None:
-        # Only noted here: forgetting happens in origin() and in the reaper's
-        # pass (forget_vacant), where no caller holds an OriginState.
-        origin.open -= 1
-        if not origin.open:
-            self.vacant[origin.key] = self.clock()
 
     # -- checkout ------------------------------------------------------------
 
@@ -227,24 +167,6 @@ class PoolState(IdleConnections):
             self._evict(pick_victim(self, None), to_close, OPEN_LIMIT)
             return self._reserve(origin)
         return WAIT
-
-    def _must_queue(self, key: OriginKey) -> bool:
-        """FIFO: a waiter of this origin, or one that could take the slot
-        this request wants, came first."""
-        waiters = self.waiters
-        return (
-            waiters.has_waiter(key) or waiters.oldest(None, self.can_open) is not None
-        )
-
-    def queue(self, waiter: WaiterLike, origin: OriginState) -> None:
-        """Queue a request that found no slot (``checkout`` said WAIT)."""
-        self.waiters.append(waiter)
-        self.count(origin, "waited")
-
-    def can_open(self, key: OriginKey) -> bool:
-        """Is this origin below its cap (may it take a new slot)?"""
-        state = self.origins.get(key)
-        return state is None or state.open < self.max_per_origin
 
     def _usable(self, conn: PooledConnection, now: float) -> bool:
         """Check an idle connection taken off the pool; close it if it is not.
@@ -306,50 +228,12 @@ class PoolState(IdleConnections):
         self.open_count -= 1
         to_close.append(conn)
 
-    def _reserve(self, origin: OriginState) -> Sentinel:
-        self.open_count += 1
-        if not origin.open:
-            self.vacant.pop(origin.key, None)
-        origin.open += 1
-        return RESERVED
-
     def connection_opened(self, conn: PooledConnection) -> None:
         """A connection was opened in a reserved slot; its first request starts."""
         self.count_opened(conn)
         conn.origin.requests += 1
         self.totals.requests += 1
         conn.lifetime.start_request()
-
-    def count_opened(self, conn: PooledConnection) -> None:
-        origin = conn.origin
-        origin.connections_opened += 1
-        self.totals.connections_opened += 1
-        conn.generation = self.generation
-        tls = conn.tls
-        if tls is not None:
-            if tls.resumed:
-                self.count(origin, "tls_handshakes_resumed")
-            else:
-                self.count(origin, "tls_handshakes_full")
-            self.count(origin, "tls_handshake_seconds", tls.handshake_seconds)
-
-    def release_slot(self, origin: OriginState) -> None:
-        """A reserved slot was not used (connect failed): pass it on."""
-        self._lost_connection(origin)
-        self.open_count -= 1
-        self._offer_slot(origin.key)
-
-    def _offer_slot(self, freed: OriginKey) -> None:
-        """A slot of origin ``freed`` became free: the oldest waiter that
-        can use it takes it (one of ``freed``'s own, or of any origin below
-        its cap)."""
-        waiters = self.waiters
-        if not waiters:
-            return
-        waiter = waiters.oldest(freed, self.can_open)
-        if waiter is not None:
-            self._reserve(self.origin(waiter.key))
-            waiters.assign(waiter, RESERVED)
 
     # -- release -------------------------------------------------------------
 
@@ -506,46 +390,3 @@ class PoolState(IdleConnections):
             self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
-
-    # -- counting --------------------------------------------------------------
-
-    def count(self, origin: OriginState, name: str, amount: float = 1) -> None:
-        """Add to one counter of ``origin`` and to the pool's total."""
-        setattr(origin, name, getattr(origin, name) + amount)
-        totals = self.totals
-        setattr(totals, name, getattr(totals, name) + amount)
-
-    def count_failure(self, origin: OriginState, exc: BaseException) -> None:
-        """Count a connect, timeout, protocol or network error of ``origin``."""
-        name = failure_counter(exc)
-        if name is not None:
-            self.count(origin, name)
-
-    def _count_eviction(self, origin: OriginState, limit: str) -> None:
-        self.count(origin, "evicted")
-        if limit == ORIGIN_LIMIT:
-            return  # a retry's fresh connection: no limit is too small
-        value = self.max_idle if limit == IDLE_LIMIT else self.max_connections
-        self.evictions.evicted(limit, self.totals.requests, value)
-
-    def statistics(
-        self, lock: AbstractContextManager[Any] | None = None
-    ) -> PoolStatistics:
-        """O(1): the totals, and a view that builds per-origin entries when
-        read (under ``lock``, the pool's)."""
-        return PoolStatistics(
-            open=self.open_count,
-            idle=self.idle_count,
-            active=self.open_count - self.idle_count,
-            waiting=len(self.waiters),
-            origins=OriginsView(self.origins, lock or nullcontext()),
-            proxies=self._proxy_statistics(),
-            **self.totals.values(),
-        )
-
-    def _proxy_statistics(self) -> dict[str, ProxyStatistics]:
-        label = self.proxy_label
-        if label is None:
-            return {}
-        forward = None if self.proxy_key is None else self.origins.get(self.proxy_key)
-        return {label: proxy_statistics(label, self.totals, forward)}

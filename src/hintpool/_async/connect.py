@@ -19,7 +19,8 @@ https:// proxy (TLS in TLS) always uses httpcore's connection.
 
 The pool drives both through the same few methods (``handle_request``,
 ``is_idle``, ``aclose``); see ``hintpool._retry`` and ``hintpool._stale``
-for the two questions answered differently by each.
+for the two questions answered differently by each, and
+``hintpool._async.connect_tls`` for TLS.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
 from .._synchronization import async_fast_wire_available, default_async_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
-from .._tls_stream import async_start_tls
 from .._trace_log import async_logging_trace
+from .connect_tls import AsyncConnectorTLS, log_handshake, tls_failure
 from .tunnel import open_tunnel
 
 logger = logging.getLogger("hintpool")
@@ -51,10 +52,6 @@ __all__ = ["AsyncConnector"]
 # Same schedule as httpcore's connect retries: 0 s, 0.5 s, 1 s, 2 s, ...
 RETRIES_BACKOFF_FACTOR = 0.5
 
-# Backends whose streams are real sockets: TLS is ours (sessions can be
-# offered). Any other backend (a mock, a user's own) keeps its start_tls.
-_SOCKET_BACKENDS = (httpcore.AnyIOBackend, httpcore.TrioBackend, httpcore.SyncBackend)
-
 
 def _backoff() -> Iterator[float]:
     yield 0.0
@@ -62,7 +59,7 @@ def _backoff() -> Iterator[float]:
         yield RETRIES_BACKOFF_FACTOR * (2**n)
 
 
-class AsyncConnector:
+class AsyncConnector(AsyncConnectorTLS):
     """Everything needed to open a connection to an origin.
 
     ``retries`` retries failed connection attempts (ConnectError,
@@ -107,19 +104,6 @@ class AsyncConnector:
             if ssl_context is not None:
                 ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
 
-    @property
-    def ssl_context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            # Built lazily: loading the CA bundle takes tens of milliseconds
-            # and plain-HTTP pools never need it.
-            import httpx
-
-            self._ssl_context = httpx.create_ssl_context()
-            self._ssl_context.set_alpn_protocols(
-                alpn_protocols(self._http1, self._http2)
-            )
-        return self._ssl_context
-
     def uses_fast_wire(self) -> bool:
         """Whether new connections are hintpool's own (see the module doc)."""
         return self._fast_allowed and async_fast_wire_available()
@@ -133,25 +117,6 @@ class AsyncConnector:
         if self.proxy is not None and scheme == b"http":
             return False
         return self._http2 and (scheme == b"https" or not self._http1)
-
-    @property
-    def proxy_ssl_context(self) -> ssl.SSLContext:
-        """TLS to an https:// proxy: the proxy's own context, else the pool's."""
-        proxy = self.proxy
-        if proxy is not None and proxy.ssl_context is not None:
-            ctx: ssl.SSLContext = proxy.ssl_context
-            return ctx
-        return self.ssl_context
-
-    def _tls_for(
-        self, origin: httpcore.Origin, extensions: Mapping[str, Any], to_proxy: bool
-    ) -> tuple[ssl.SSLContext, str]:
-        """Context and SNI for TLS to ``origin`` (the proxy if ``to_proxy``:
-        the request's ``sni_hostname`` is the origin's, not the proxy's)."""
-        host = origin.host.decode("ascii")
-        if to_proxy:
-            return self.proxy_ssl_context, host
-        return self.ssl_context, extensions.get("sni_hostname") or host
 
     async def connect(
         self,
@@ -236,38 +201,6 @@ class AsyncConnector:
         ssl_object = stream.get_extra_info("ssl_object")
         return ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
 
-    async def _tls_hop(
-        self,
-        backend: httpcore.AsyncNetworkBackend,
-        stream: httpcore.AsyncNetworkStream,
-        origin: httpcore.Origin,
-        extensions: Mapping[str, Any],
-        to_proxy: bool,
-        trace: Any,
-    ) -> tuple[httpcore.AsyncNetworkStream, TLSConnectionInfo | None]:
-        ctx, sni = self._tls_for(origin, extensions, to_proxy)
-        connect_timeout = extensions.get("timeout", {}).get("connect")
-        if trace is not None:
-            await trace(
-                "connection.start_tls.started",
-                {
-                    "ssl_context": ctx,
-                    "server_hostname": sni,
-                    "timeout": connect_timeout,
-                },
-            )
-        try:
-            stream, tls = await self._start_tls_on(
-                backend, stream, origin, ctx, sni, connect_timeout
-            )
-        except BaseException as exc:
-            if trace is not None:
-                await trace("connection.start_tls.failed", {"exception": exc})
-            raise
-        if trace is not None:
-            await trace("connection.start_tls.complete", {"return_value": stream})
-        return stream, tls
-
     async def _connect_fast_tunnel(
         self,
         origin: httpcore.Origin,
@@ -342,7 +275,7 @@ class AsyncConnector:
         tls = TLSConnectionInfo(key, session, ssl_object, elapsed)
         if cache is not None:
             cache.handshake_done(tls)
-        _log_handshake(origin, sni, tls)
+        log_handshake(origin, sni, tls)
         return connection, None, tls
 
     async def _retrying(
@@ -357,7 +290,7 @@ class AsyncConnector:
             try:
                 return await attempt()
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                if retries <= 0 or _tls_failure(exc):
+                if retries <= 0 or tls_failure(exc):
                     raise
                 retries -= 1
                 delay = next(delays)
@@ -369,50 +302,6 @@ class AsyncConnector:
         if backend is None:
             backend = self._network_backend = default_async_backend()
         await backend.sleep(seconds)
-
-    async def _start_tls_on(
-        self,
-        backend: httpcore.AsyncNetworkBackend,
-        stream: httpcore.AsyncNetworkStream,
-        origin: httpcore.Origin,
-        ctx: ssl.SSLContext,
-        sni: str,
-        timeout: float | None,
-    ) -> tuple[httpcore.AsyncNetworkStream, TLSConnectionInfo | None]:
-        if isinstance(backend, _SOCKET_BACKENDS):
-            return await self._start_tls(stream, origin, ctx, sni, timeout)
-        try:
-            tls_stream = await stream.start_tls(
-                ctx, server_hostname=sni, timeout=timeout
-            )
-        except BaseException:
-            await stream.aclose()
-            raise
-        return tls_stream, None
-
-    async def _start_tls(
-        self,
-        stream: httpcore.AsyncNetworkStream,
-        origin: httpcore.Origin,
-        ctx: ssl.SSLContext,
-        sni: str,
-        timeout: float | None,
-    ) -> tuple[httpcore.AsyncNetworkStream, TLSConnectionInfo]:
-        """TLS offering the cached session for (context, host, port, SNI):
-        an origin's session is never offered to its proxy, nor the other way
-        round, as their hosts and ports differ."""
-        key = (ctx, origin.host.decode("ascii"), origin.port, sni)
-        cache = self.tls_session_cache
-        session = None if cache is None else cache.get(key)
-        started = time.perf_counter()
-        tls_stream = await async_start_tls(stream, ctx, sni, session, timeout)
-        elapsed = time.perf_counter() - started
-        ssl_object = tls_stream.get_extra_info("ssl_object")
-        tls = TLSConnectionInfo(key, session, ssl_object, elapsed)
-        if cache is not None:
-            cache.handshake_done(tls)
-        _log_handshake(origin, sni, tls)
-        return tls_stream, tls
 
     async def _open_stream(
         self,
@@ -448,17 +337,3 @@ class AsyncConnector:
             raise
         await trace(f"{name}.complete", {"return_value": stream})
         return stream
-
-
-def _tls_failure(exc: BaseException) -> bool:
-    cause = exc.__cause__ or exc.__context__
-    return isinstance(cause, ssl.SSLError)
-
-
-def _log_handshake(
-    origin: httpcore.Origin, sni: str | None, tls: TLSConnectionInfo
-) -> None:
-    if logger.isEnabledFor(logging.DEBUG):
-        how = "resumed" if tls.resumed else "full"
-        version = tls.ssl_object.version()
-        logger.debug("TLS to %s (SNI %s): %s %s handshake", origin, sni, how, version)

@@ -2,7 +2,10 @@
 
 The bookkeeping (which connection, which slot, who waits) is in
 ``hintpool._state``; the lifetime rules are in ``hintpool._policy``. This
-module does the I/O around them: connect, send, close, wait.
+module does the I/O around them: connect, send, close, wait, in parts:
+checking a connection out (``acquire``), handing it back (``release``),
+the reaper's pass, pre-warms and closing (``background``), sending again
+(``resend``), and the response body (``byte_stream``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import math
 import ssl
 import time
 import types
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Callable
 
@@ -20,37 +23,29 @@ import httpcore
 
 from .. import _prewarm
 from .._exceptions import (
-    PoolTimeout,
     UnsupportedProtocol,
-    raise_translated,
-    translate,
 )
 from .._hints import cached_response_keep_alive
-from .._multiplex import first_stream, stream_done, take_stream
 from .._options import check_pool_options
 from .._policy import LifetimePolicy
 from .._prewarm import PREWARM_AHEAD
 from .._proxy import forward_request, parse_proxy
-from .._reaper import REAPER_HEARTBEAT, WATCH_INTERVAL, AsyncReaper
+from .._reaper import AsyncReaper
 from .._requests import HeaderTypes, build_request, hint_headers
 from .._stale import server_closed
 from .._state import (
-    RESERVED,
-    WAIT,
-    CheckoutResult,
-    OriginState,
     PooledConnection,
     PoolState,
     PoolStatistics,
-    origin_label,
 )
 from .._synchronization import (
     AsyncBookkeepingLock,
-    AsyncShieldCancellation,
-    AsyncWaiter,
 )
 from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
+from .acquire import AsyncAcquire
+from .byte_stream import AsyncPoolByteStream
 from .connect import AsyncConnector
+from .release import AsyncRelease
 from .resend import AsyncResend
 
 __all__ = ["AsyncConnectionPool"]
@@ -59,11 +54,9 @@ logger = logging.getLogger("hintpool")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
-#: A pre-warm has no request to take timeouts from: httpx's default.
-_PREWARM_EXTENSIONS = {"timeout": {"connect": 5.0}}
 
 
-class AsyncConnectionPool(AsyncResend):
+class AsyncConnectionPool(AsyncAcquire, AsyncRelease, AsyncResend):
     """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
     (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 
@@ -382,274 +375,6 @@ class AsyncConnectionPool(AsyncResend):
     ) -> None:
         await self.aclose()
 
-    # -- acquiring a connection ------------------------------------------------
-
-    async def _acquire(
-        self,
-        key: tuple[bytes, bytes, int],
-        request: httpcore.Request,
-        tunnel: bool,
-        fresh: bool = False,
-    ) -> PooledConnection:
-        to_close: list[PooledConnection] = []
-        while True:
-            with self._lock:
-                origin = self._state.origin(key)
-                if origin.shared and not fresh:
-                    shared = take_stream(self._state, origin)
-                    if shared is not None:
-                        return shared
-                gate = origin.opening
-                if gate is None:
-                    result = self._state.checkout(
-                        origin, self._clock(), to_close, fresh
-                    )
-                    if isinstance(result, PooledConnection) and result.http2:
-                        # Shared in the same step as taken off the idle
-                        # stack: a request in between would find neither
-                        # and open a second connection.
-                        first_stream(self._state, result)
-                    elif result is WAIT:
-                        waiter: AsyncWaiter[CheckoutResult] = AsyncWaiter(key)
-                        self._state.queue(waiter, origin)
-                    elif (
-                        result is RESERVED
-                        and origin.http_version != "HTTP/1.1"
-                        and self._connector.may_speak_http2(key[0])
-                    ):
-                        # Until it is known whether it speaks HTTP/2, the next
-                        # requests to this origin wait for this connection.
-                        origin.opening = AsyncWaiter(key)
-            if gate is None:
-                break
-            if not await gate.wait(request.extensions.get("timeout", {}).get("pool")):
-                raise PoolTimeout("timed out waiting for a connection slot")
-        if to_close:
-            await self._close_connections(to_close)
-        if result is WAIT:
-            result = await self._wait(waiter, request, fresh)
-            # The slot was reserved on the origin's current state, which is
-            # a new object if the old one was forgotten while we waited.
-            with self._lock:
-                origin = self._state.origin(key)
-        if result is RESERVED:
-            return await self._open(origin, request, tunnel)
-        assert isinstance(result, PooledConnection)
-        return result
-
-    async def _wait(
-        self,
-        waiter: AsyncWaiter[CheckoutResult],
-        request: httpcore.Request,
-        fresh: bool,
-    ) -> CheckoutResult:
-        timeout = request.extensions.get("timeout", {}).get("pool")
-        to_close: list[PooledConnection] = []
-        try:
-            assigned = await waiter.wait(timeout)
-        except BaseException:
-            with self._lock:
-                self._state.abandon(waiter, to_close)
-            await self._close_connections(to_close)
-            raise
-        if not assigned:
-            with self._lock:
-                self._state.abandon(waiter, to_close)
-            await self._close_connections(to_close)
-            raise PoolTimeout("timed out waiting for a connection slot")
-        result = waiter.result
-        assert result is not None
-        if isinstance(result, PooledConnection):
-            with self._lock:
-                if fresh:
-                    result = self._state.recycle(result, to_close)
-                else:
-                    result = self._state.claim(result, self._clock(), to_close)
-                    if isinstance(result, PooledConnection) and result.http2:
-                        first_stream(self._state, result)
-            if to_close:
-                await self._close_connections(to_close)
-        return result
-
-    async def _open(
-        self, origin: Any, request: httpcore.Request, tunnel: bool
-    ) -> PooledConnection:
-        try:
-            connection, sock, tls = await self._connector.connect(
-                request.url.origin, request.extensions, tunnel
-            )
-        except BaseException as exc:
-            with self._lock:
-                self._state.count_failure(origin, translate(exc))
-                self._state.release_slot(origin)
-                _open_gate(origin)
-            raise_translated(exc)
-        conn = PooledConnection(origin, connection, sock, tls)
-        with self._lock:
-            self._state.connection_opened(conn)
-            if hasattr(connection, "goaway"):
-                first_stream(self._state, conn)
-            else:
-                origin.http_version = "HTTP/1.1"
-            _open_gate(origin)
-        logger.debug("opened %r", conn)
-        return conn
-
-    # -- releasing a connection ------------------------------------------------
-
-    def _response_closed(self, conn: PooledConnection) -> list[PooledConnection]:
-        """Hand ``conn`` back; the connections to close now (await
-        ``_close_connections``: not a coroutine itself, as it rarely has to)."""
-        to_close: list[PooledConnection] = []
-        with self._lock:
-            if conn.http2:
-                stream_done(self._state, conn, self._clock(), to_close)
-            else:
-                reusable = conn.connection.is_idle()
-                self._state.release(conn, self._clock(), reusable, to_close)
-            if conn.heap_seq >= 0:  # it went idle: maybe the nearest deadline
-                self._reaper.notify(self._state.wake_time(conn))
-        if self._state.prewarm_due:
-            self._start_prewarms()
-        return to_close
-
-    async def _discard(
-        self,
-        conn: PooledConnection,
-        error: BaseException | None = None,
-        failed_on_reuse: bool = False,
-    ) -> None:
-        to_close: list[PooledConnection] = []
-        with self._lock:
-            if error is not None:
-                self._state.count_failure(conn.origin, translate(error))
-            if failed_on_reuse:
-                self._state.failed_on_reuse(conn, self._clock(), to_close)
-            else:
-                self._state.discard(conn, to_close)
-        await self._close_connections(to_close)
-
-    def _body_failed(self, conn: PooledConnection, exc: BaseException) -> None:
-        with self._lock:
-            self._state.count_failure(conn.origin, translate(exc))
-
-    async def _reap(self) -> float:
-        """Close expired idle connections and watch for server hang-ups.
-
-        Called by the reaper; returns when it should run next.
-        """
-        to_close: list[PooledConnection] = []
-        with self._lock:
-            now = self._clock()
-            self._state.evict_expired(now, to_close)
-            self._state.forget_vacant(now)
-            hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
-            for conn in hung_up:
-                self._state.idle_closed_by_server(conn, now, to_close)
-        self._start_prewarms()
-        await self._close_connections(to_close)
-        with self._lock:
-            state = self._state
-            wake_at = state.next_deadline()
-            if state.watched:
-                wake_at = min(wake_at, now + WATCH_INTERVAL)
-            if state.open_count > state.idle_count:
-                # Connections in use will turn idle with deadlines we do not
-                # know yet. Waking at least this often means their release
-                # rarely has a nearer deadline than the reaper's, so it does
-                # not have to wake the reaper on every request.
-                wake_at = min(wake_at, now + REAPER_HEARTBEAT)
-        return wake_at
-
-    # -- pre-warming (see hintpool._prewarm) ------------------------------------
-
-    def _start_prewarms(self) -> None:
-        """Open the pre-warms the bookkeeping reserved slots for."""
-        with self._lock:
-            due = self._state.prewarm_due
-            if not due:
-                return
-            self._state.prewarm_due = []
-        for origin in due:
-            if not self._reaper.spawn(self._prewarm_connection, origin):
-                with self._lock:  # the pool is closing
-                    _prewarm.failed(self._state, origin, cancelled=True)
-
-    async def _prewarm_connection(self, origin: OriginState) -> None:
-        """Open a connection to ``origin`` ahead of need, in the background.
-
-        A failure is logged and counted, never raised: the requests to that
-        origin open their own connections as usual."""
-        scheme, host, port = origin.key
-        # Through a proxy, an origin's own key means a tunnel; the proxy's
-        # key, the connections forwarded requests share.
-        proxy = self._proxy
-        tunnel = proxy is not None and origin.key != proxy.key
-        try:
-            connection, sock, tls = await self._connector.connect(
-                httpcore.Origin(scheme, host, port), _PREWARM_EXTENSIONS, tunnel
-            )
-        except Exception as exc:
-            logger.info("pre-warming %s failed: %r", origin_label(origin.key), exc)
-            with self._lock:
-                _prewarm.failed(self._state, origin)
-            return
-        except BaseException:  # cancelled: the pool is closing
-            with self._lock:
-                _prewarm.failed(self._state, origin, cancelled=True)
-            raise
-        conn = PooledConnection(origin, connection, sock, tls)
-        to_close: list[PooledConnection] = []
-        if hasattr(connection, "goaway"):
-            # HTTP/2: the origin's one connection carries every request, so
-            # a spare is of no use; closing it is what an unused one costs.
-            with self._lock:
-                _prewarm.failed(self._state, origin, cancelled=True)
-                origin.http_version = "HTTP/2"
-            await self._close_connections([conn])
-            return
-        with self._lock:
-            _prewarm.opened(self._state, conn, self._clock(), to_close)
-            if conn.heap_seq >= 0:
-                self._reaper.notify(self._state.wake_time(conn))
-        logger.debug("pre-warmed %r", conn)
-        await self._close_connections(to_close)
-
-    async def _close_connections(self, connections: list[PooledConnection]) -> None:
-        if not connections:
-            return
-        with AsyncShieldCancellation():
-            for conn in connections:
-                if conn.http2:
-                    await self._idle_goaway(conn)
-                if conn.prewarmed and not conn.lifetime.requests_served:
-                    with self._lock:
-                        self._state.count(conn.origin, "prewarm_wasted")
-                logger.debug("closing %r", conn)
-                try:
-                    await conn.connection.aclose()
-                except Exception as exc:  # closing is best effort
-                    logger.debug("error closing %r: %r", conn, exc)
-
-    async def _idle_goaway(self, conn: PooledConnection) -> None:
-        """Count a GOAWAY the server sent on an idle HTTP/2 connection (an
-        idle timeout, a reload): no request was there to read it."""
-        if conn.goaway or conn.streams or not self._state.server_closed(conn):
-            return
-        if await conn.connection.read_goaway():
-            conn.goaway = True
-            with self._lock:
-                self._state.count(conn.origin, "goaways_received")
-
-
-def _open_gate(origin: Any) -> None:
-    """The connection opened (or failed): requests waiting to learn whether
-    it speaks HTTP/2 go on."""
-    gate = origin.opening
-    if gate is not None:
-        origin.opening = None
-        gate.assign(None)
-
 
 def _ask_for_keep_alive(request: httpcore.Request) -> None:
     """Add ``Connection: keep-alive`` unless the caller set ``Connection``.
@@ -660,83 +385,3 @@ def _ask_for_keep_alive(request: httpcore.Request) -> None:
         if len(name) == 10 and name.lower() == b"connection":
             return
     request.headers = [*request.headers, _CONNECTION_KEEP_ALIVE]
-
-
-class AsyncPoolByteStream:
-    """The response body; closing it hands the connection back to the pool."""
-
-    __slots__ = ("_closed", "_conn", "_pool", "_stream")
-
-    def __init__(
-        self,
-        stream: AsyncIterable[bytes],
-        pool: AsyncConnectionPool,
-        conn: PooledConnection,
-    ) -> None:
-        self._stream = stream
-        self._pool = pool
-        self._conn = conn
-        self._closed = False
-
-    def read_now(self) -> bytes | None:
-        """The whole body, if the connection has every byte of it already
-        (taken without iterating: see ``request()``); else None."""
-        take = getattr(self._stream, "take_complete", None)
-        if take is None:
-            return None
-        content: bytes | None = take()
-        if content is not None:
-            self._body_read()
-        return content
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._stream:
-                yield chunk
-        except BaseException as exc:
-            self._pool._body_failed(self._conn, exc)
-            with AsyncShieldCancellation():
-                await self.aclose()
-            raise_translated(exc)
-        else:
-            self._body_read()
-
-    def _body_read(self) -> None:
-        # Servers start their idle timer when the response is written: the
-        # idle deadline counts from the last byte, not from when the caller
-        # closes the response.
-        self._conn.lifetime.body_end = self._pool._clock()
-        # The whole response was read: the TLS session (and, for TLS 1.3,
-        # its ticket, which comes after the handshake) is worth keeping now.
-        tls = self._conn.tls
-        if tls is not None and not tls.stored:
-            cache = self._pool.tls_session_cache
-            if cache is not None:
-                cache.response_read(tls)
-
-    def close_now(self) -> list[PooledConnection] | None:
-        """``aclose()`` without awaiting, when the connection's stream can
-        close so: the connections the pool must still close (await
-        ``_close_connections`` if any), or None: nothing was done, await
-        ``aclose()``."""
-        if self._closed:
-            return []
-        close = getattr(self._stream, "close_now", None)
-        if close is None or not close():
-            return None
-        self._closed = True
-        return self._pool._response_closed(self._conn)
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if hasattr(self._stream, "aclose"):
-                await self._stream.aclose()
-        finally:
-            # If cancelled above, the wire connection is not idle and the
-            # pool closes it (shielded): nothing leaks.
-            to_close = self._pool._response_closed(self._conn)
-            if to_close:
-                await self._pool._close_connections(to_close)
