@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 CLOSE_TIMEOUT = 1.0
+#: As asyncio: a flood of connections does not starve the loop's other work.
+ACCEPTS_PER_WAKEUP = 100
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 
@@ -201,7 +203,7 @@ class LoopThread:
             await self._close_connections()
 
     def _accept(self, listener: socket.socket, tls: ssl.SSLContext | None) -> None:
-        while not self._closing:
+        for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
