@@ -282,6 +282,15 @@ def _soak_summary(samples: list[dict[str, Any]]) -> str:
     return text + "\n\n![RSS, open FDs and CPU per request over the soak](soak.png)\n\n"
 
 
+def _load(soak: dict[str, Any]) -> str:
+    """The machine's load during the run: CPU per request depends on it."""
+    loads = [s["load"] for s in soak["samples"] if "load" in s]
+    if loads:
+        return f"1-minute load average {min(loads):.1f} to {max(loads):.1f}. "
+    note = soak.get("load")
+    return f"Load: {note}. " if note else ""
+
+
 def soak_section(soak: dict[str, Any] | None) -> str:
     out = "## Soak: latest run\n\n"
     if not soak:
@@ -294,7 +303,7 @@ def soak_section(soak: dict[str, Any] | None) -> str:
         f"({soak['requests_per_second']:,}/s), {soak['errors']} errors. "
         f"Pool limits: 200 connections, 100 idle, 1,000 origins remembered. "
         f"Open FDs at the start: {soak['fds_at_start']}. "
-        "Plot: `python scripts/soak_plot.py`.\n\n"
+        f"{_load(soak)}Plot: `python scripts/soak_plot.py`.\n\n"
     )
     samples = soak["samples"]
     out += _soak_summary(samples)

@@ -182,6 +182,8 @@ class Soak:
             "rss_mib": round(rss_mib(), 1),
             "cpu_seconds": round(cpu_seconds(), 2),
             "fds": open_fds(),
+            # The machine's 1-minute load: CPU per request depends on it.
+            "load": round(os.getloadavg()[0], 2),
             "open": stats.open,
             "idle": stats.idle,
             "origins_remembered": len(stats.origins),

@@ -15,7 +15,7 @@ from hintpool._hints import KeepAlive
 from hintpool._policy import State
 from hintpool._state import RESERVED, PooledConnection
 
-from .test_state import A, B, Pool
+from .test_state import A, B, FakeWaiter, Pool
 
 HINT = KeepAlive(timeout=5.0, max=None)
 
@@ -28,14 +28,19 @@ def warm_pool(**kwargs: float) -> Pool:
     return pool
 
 
+def acquire(pool: Pool, now: float) -> PooledConnection:
+    """A request to A takes an idle connection or opens one at ``now``."""
+    result, _ = pool.checkout(A, now)
+    if result is not RESERVED:
+        return result
+    conn = PooledConnection(pool.state.origin(A), object())
+    pool.state.connection_opened(conn)
+    return conn
+
+
 def serve(pool: Pool, now: float, hint: KeepAlive = HINT) -> PooledConnection:
     """A request to A, answered with ``hint``, released at ``now``."""
-    result, _ = pool.checkout(A, now)
-    if result is RESERVED:
-        conn = PooledConnection(pool.state.origin(A), object())
-        pool.state.connection_opened(conn)
-    else:
-        conn = result
+    conn = acquire(pool, now)
     conn.origin.last_hint = hint
     pool.release(conn, now, hint=hint)
     return conn
@@ -213,3 +218,156 @@ def test_tiny_timeout_is_never_prewarmed() -> None:
     serve(pool, 0.0, KeepAlive(timeout=1.0, max=0))
     assert due(pool) == []
     assert math.isinf(pool.state.max_per_origin)
+
+
+def take(pool: Pool, now: float) -> PooledConnection:
+    """A request to A takes a connection (idle, or a new one) at ``now``,
+    and the pool runs the pre-warm bookkeeping of a checkout."""
+    conn = acquire(pool, now)
+    _prewarm.checked_out(pool.state, conn.origin, now)
+    return conn
+
+
+def test_overlapping_requests_keep_a_spare_connection() -> None:
+    pool = warm_pool()
+    origin = pool.state.origin(A)
+    first = take(pool, 1.0)
+    assert due(pool) == []  # one in flight: the replacement triggers suffice
+    second = take(pool, 1.01)  # the first is still in flight: a handshake
+    assert due(pool) == [A]
+    assert (origin.open, origin.prewarming) == (3, 1)
+    spare = PooledConnection(origin, object())
+    _prewarm.opened(pool.state, spare, 1.05, [])
+    pool.release(first, 1.1, hint=HINT)
+    pool.release(second, 1.11, hint=HINT)
+    # Spare at the bottom: the next lone request takes a busy one, and the
+    # idle ones left are spare enough.
+    assert origin.idle[0] is spare
+    third = take(pool, 1.2)
+    assert third is second and due(pool) == []
+    pool.release(third, 1.25, hint=HINT)
+    # An overlap takes the spare and leaves an idle one: nothing to do.
+    a, b = take(pool, 1.3), take(pool, 1.31)
+    assert (a, b) == (third, first) and due(pool) == []
+    c = take(pool, 1.32)
+    assert c is spare and due(pool) == [A]
+    assert pool.stats(A).prewarm_used == 1
+
+
+def test_a_lone_request_taking_the_last_connection_after_an_overlap() -> None:
+    pool = warm_pool()
+    origin = pool.state.origin(A)
+    first, second = take(pool, 1.0), take(pool, 1.01)
+    due(pool)
+    _prewarm.failed(pool.state, origin)  # (no spare after all)
+    pool.release(first, 1.1, hint=HINT)
+    pool.release(second, 1.11, hint=KeepAlive(timeout=5.0, max=0))  # retired
+    assert due(pool) == []  # the idle one is spare enough
+    assert origin.idle == [first]
+    assert take(pool, 2.0) is first  # alone in flight, but no spare left
+    assert due(pool) == [A]
+
+
+def test_a_lone_stream_and_an_old_overlap_keep_no_spare() -> None:
+    pool = warm_pool()
+    for i in range(20):  # never two in flight
+        conn = take(pool, 1.0 + i * 0.1)
+        assert due(pool) == []
+        pool.release(conn, 1.05 + i * 0.1, hint=HINT)
+    # An overlap, then a lone request past the memory (2 x 5 s): no spare.
+    first, second = take(pool, 10.0), take(pool, 10.01)
+    assert due(pool) == [A]
+    origin = pool.state.origin(A)
+    _prewarm.failed(pool.state, origin)
+    pool.release(second, 10.1, hint=HINT)
+    pool.release(first, 10.2, hint=HINT)
+    late = 10.01 + _prewarm.CONCURRENT_MEMORY * 5.0 + 0.01
+    origin.previous_request, origin.last_request = late - 1.0, late - 0.5  # busy
+    assert origin.idle and take(pool, late) not in (first, second)  # expired
+    assert due(pool) == []
+
+
+def test_spare_stays_within_the_limits() -> None:
+    pool = warm_pool(max_connections=2)
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == []  # both slots in use
+    pool = warm_pool(max_connections=5, max_per_origin=2)
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == []  # the origin is at its cap
+    pool = Pool()  # pre-warming off
+    pool.state.origin(A).last_request = 0.0
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == []
+
+
+def pending_prewarm(pool: Pool) -> FakeWaiter:
+    """A's pre-warm is connecting and a request to A reserved its own slot
+    and was promised the pre-warm."""
+    serve(pool, 0.0)
+    serve(pool, 0.5, KeepAlive(timeout=5.0, max=0))  # retired: pre-warm due
+    (origin,) = pool.state.prewarm_due
+    pool.state.prewarm_due = []
+    assert pool.checkout(A, 0.6)[0] is RESERVED
+    taker = FakeWaiter(A)
+    assert _prewarm.take_ahead(pool.state, origin, taker)
+    assert not _prewarm.take_ahead(pool.state, origin, FakeWaiter(A))  # one only
+    assert pool.state.open_count == 2  # the pre-warm's slot and the request's
+    return taker
+
+
+def test_a_request_takes_the_prewarm_in_flight() -> None:
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    conn = PooledConnection(pool.state.origin(A), object())
+    _prewarm.opened(pool.state, conn, 0.7, [])
+    assert taker.result is conn and not conn.origin.idle
+    assert pool.state.open_count == 1  # the request's slot went back
+    assert _prewarm.took(pool.state, conn.origin, taker, 0.7, []) is conn
+    stats = pool.stats(A)
+    assert (stats.prewarmed, stats.prewarm_used, stats.requests) == (1, 1, 3)
+    assert conn.lifetime.state is State.ACTIVE
+
+
+def test_a_failed_or_late_prewarm_leaves_the_request_its_slot() -> None:
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    _prewarm.failed(pool.state, pool.state.origin(A))
+    assert taker.result is RESERVED
+    assert _prewarm.took(pool.state, pool.state.origin(A), taker, 0.7, []) is RESERVED
+    assert pool.state.open_count == 1  # the request opens its own in it
+    # Timed out: the request stops waiting and opens its own; the pre-warm
+    # goes idle when it comes.
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    assert _prewarm.took(pool.state, origin, taker, 5.0, []) is RESERVED
+    assert not origin.prewarm_takers and not taker.assigned
+    conn = PooledConnection(origin, object())
+    _prewarm.opened(pool.state, conn, 5.1, [])
+    assert origin.idle == [conn] and pool.state.open_count == 2
+
+
+def test_a_cancelled_taker_gives_back_its_slot_or_the_connection() -> None:
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    _prewarm.abandon_take(pool.state, origin, taker, [])
+    assert pool.state.open_count == 1 and not origin.prewarm_takers
+    # Cancelled after the connection was handed over: it goes idle.
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    conn = PooledConnection(origin, object())
+    _prewarm.opened(pool.state, conn, 0.7, [])
+    _prewarm.abandon_take(pool.state, origin, taker, [])
+    assert origin.idle == [conn] and pool.state.open_count == 1
+    # Cancelled after the pre-warm failed: the slot it held goes back.
+    pool = warm_pool()
+    taker = pending_prewarm(pool)
+    origin = pool.state.origin(A)
+    _prewarm.failed(pool.state, origin)
+    _prewarm.abandon_take(pool.state, origin, taker, [])
+    assert pool.state.open_count == 0

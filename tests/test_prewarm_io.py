@@ -9,6 +9,7 @@ on one pool's connects): checked here too.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from typing import Any
 
@@ -32,6 +33,18 @@ async def settled(pool: AsyncConnectionPool) -> None:
     with anyio.fail_after(5):
         while any(o.prewarming for o in pool._state.origins.values()):
             await anyio.sleep(0.001)
+
+
+async def at_once(pool: AsyncConnectionPool, url: str, count: int) -> None:
+    """``count`` requests in flight together (each holds its connection
+    until all have their headers), then their bodies read."""
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [await stack.enter_async_context(pool.stream("GET", url))]
+        for _ in range(count - 1):
+            streams.append(await stack.enter_async_context(pool.stream("GET", url)))
+        await settled(pool)
+        for response in streams:
+            await response.aread()
 
 
 async def requests(pool: AsyncConnectionPool, url: str, count: int) -> None:
@@ -148,22 +161,59 @@ async def test_close_cancels_a_prewarm_in_flight(
     assert not any(o.prewarming for o in pool._state.origins.values())
 
 
+@pytest.mark.anyio
+async def test_a_request_waits_for_the_prewarm_in_flight(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(**SERVER)
+    url = srv.url + "/"
+    async with AsyncConnectionPool(prewarm=True) as pool:
+        release = anyio.Event()
+        connect = pool._connector.connect
+
+        async def slow_prewarms(*args: Any) -> Any:
+            if pool.statistics().connections_opened:  # a pre-warm
+                await release.wait()
+            return await connect(*args)
+
+        pool._connector.connect = slow_prewarms  # type: ignore[method-assign]
+        await pool.request("GET", url)
+        await pool.request("GET", url)  # max=1: the pre-warm starts
+        await pool.request("GET", url)  # max=0: retired
+        (origin,) = pool._state.origins.values()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.request, "GET", url)
+            with anyio.fail_after(5):
+                while not origin.prewarm_takers:
+                    await anyio.sleep(0.001)
+            release.set()
+        stats = pool.statistics()
+    assert (stats.connections_opened, stats.prewarmed, stats.prewarm_used) == (2, 1, 1)
+    assert srv.requests_served == 4
+
+
 MOCK_CLOCK = pytest.mark.parametrize(
     "anyio_backend",
     [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}))],
 )
 
 
-@pytest.mark.anyio
-@MOCK_CLOCK
-async def test_expiring_connection_of_a_busy_origin_is_replaced() -> None:
-    # Virtual time (trio's MockClock): the sleeps below take no real time.
-    canned = [response("timeout=5")] * 3  # every mock connection replays these
-    pool = AsyncConnectionPool(
+def mock_pool(responses: int) -> AsyncConnectionPool:
+    """Pre-warming on the mock backend (every mock connection replays
+    ``responses`` canned ``timeout=5`` responses) and trio's clock."""
+    canned = [response("timeout=5")] * responses
+    return AsyncConnectionPool(
         network_backend=httpcore.AsyncMockBackend(canned),
         clock=trio.current_time,
         prewarm=True,
     )
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_expiring_connection_of_a_busy_origin_is_replaced() -> None:
+    # Virtual time (trio's MockClock): the sleeps below take no real time.
+    pool = mock_pool(3)
     async with pool:
         await pool.request("GET", "http://example.test/")
         await anyio.sleep(1)
@@ -180,3 +230,50 @@ async def test_expiring_connection_of_a_busy_origin_is_replaced() -> None:
         stats = pool.statistics()
     assert (stats.expired, stats.prewarmed, stats.prewarm_wasted) == (3, 2, 1)
     assert (stats.open, stats.connections_opened) == (0, 3)
+
+
+@pytest.mark.anyio
+async def test_overlapping_requests_keep_a_spare_connection(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(keep_alive="timeout=5")
+    url = srv.url + "/"
+    async with AsyncConnectionPool(prewarm=True) as pool:
+        await requests(pool, url, 2)
+        # The second of two at once opens its own: a spare is opened for
+        # the next overlap.
+        await at_once(pool, url, 2)
+        stats = pool.statistics()
+        assert (stats.connections_opened, stats.prewarmed) == (3, 1)
+        # Three at once: the third takes the spare, and another is opened.
+        await at_once(pool, url, 3)
+        stats = pool.statistics()
+        assert (stats.connections_opened, stats.prewarmed) == (4, 2)
+        assert (stats.prewarm_used, stats.idle) == (1, 4)
+        # One at a time: the spares stay at the bottom, nothing more opens.
+        await requests(pool, url, 5)
+        assert pool.statistics().connections_opened == 4
+    assert srv.requests_served == 12
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
+async def test_a_spare_is_kept_only_while_the_overlap_is_recent() -> None:
+    pool = mock_pool(60)
+    url = "http://example.test/"
+    async with pool:
+        await pool.request("GET", url)
+        await at_once(pool, url, 2)  # at 0 s
+        assert pool.statistics().prewarmed == 1
+        await anyio.sleep(0.5)
+        # One request a second. The idle connections expire 4 s after their
+        # last use (5 s announced, 1 s margin); a request that then takes
+        # the last idle one reserves a new spare while the overlap is at
+        # most two timeouts (10 s) old: at 4.5 s and 8.5 s.
+        for _ in range(20):
+            await anyio.sleep(1)
+            await pool.request("GET", url)
+        stats = pool.statistics()
+        assert (stats.prewarmed, stats.prewarm_used) == (3, 0)
+        assert (stats.expired, stats.idle) == (4, 1)
+    assert pool.statistics().prewarm_wasted == 3

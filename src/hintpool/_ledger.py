@@ -175,6 +175,7 @@ class OriginLedger:
     def count_opened(self, conn: PooledConnection) -> None:
         origin = conn.origin
         origin.connections_opened += 1
+        conn.serial = origin.connections_opened
         self.totals.connections_opened += 1
         conn.generation = self.generation
         tls = conn.tls

@@ -22,6 +22,11 @@ connections, never streams) and carries up to the server's
   opening more: O(1), the set holds only connections with room.
 * GOAWAY (or any failure that makes the connection unavailable) takes it
   out of ``shared`` at once; it is closed when its last stream ends.
+* Fairness at ``max_connections``: a free stream goes to the origin's
+  queued requests first, oldest first, before the connection (re)enters
+  ``shared`` (:func:`_serve_waiters`). So while a request of an origin
+  waits, that origin's ``shared`` is empty and new requests queue behind
+  it instead of taking the streams it waits for.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ._origin import OriginState, PooledConnection
 if TYPE_CHECKING:
     from ._state import PoolState
 
-__all__ = ["first_stream", "stream_done", "take_stream"]
+__all__ = ["first_stream", "handed_stream", "stream_done", "take_stream"]
 
 
 def take_stream(state: PoolState, origin: OriginState) -> PooledConnection | None:
@@ -48,17 +53,23 @@ def take_stream(state: PoolState, origin: OriginState) -> PooledConnection | Non
         ):
             del shared[conn]
             continue
-        conn.streams += 1
-        if conn.streams > origin.streams_peak:
-            origin.streams_peak = conn.streams
+        _add_stream(state, conn)
         if conn.streams >= conn.connection.max_streams:
             del shared[conn]
-        origin.requests += 1
-        origin.reused += 1
-        state.totals.requests += 1
-        state.totals.reused += 1
         return conn
     return None
+
+
+def _add_stream(state: PoolState, conn: PooledConnection) -> None:
+    """One more request on ``conn``, already carrying one."""
+    origin = conn.origin
+    conn.streams += 1
+    if conn.streams > origin.streams_peak:
+        origin.streams_peak = conn.streams
+    origin.requests += 1
+    origin.reused += 1
+    state.totals.requests += 1
+    state.totals.reused += 1
 
 
 def first_stream(state: PoolState, conn: PooledConnection) -> None:
@@ -74,7 +85,11 @@ def first_stream(state: PoolState, conn: PooledConnection) -> None:
     origin.http_version = "HTTP/2"
     if origin.streams_peak < 1:
         origin.streams_peak = 1
-    if conn.connection.max_streams > 1 and _open_for_streams(state, conn):
+    if (
+        conn.connection.max_streams > 1
+        and _open_for_streams(state, conn)
+        and (not state.waiters or _serve_waiters(state, conn))
+    ):
         origin.shared[conn] = None
 
 
@@ -98,8 +113,31 @@ def stream_done(
     if conn.streams == 0:
         origin.shared.pop(conn, None)
         state.release(conn, now, True, to_close)
-    elif conn.streams < conn.connection.max_streams:
+    elif conn.streams < conn.connection.max_streams and (
+        not state.waiters or _serve_waiters(state, conn)
+    ):
         origin.shared[conn] = None
+
+
+def _serve_waiters(state: PoolState, conn: PooledConnection) -> bool:
+    """Hand ``conn``'s free streams to its origin's queued requests, oldest
+    first; whether a free stream is left. Each waiter gets ``conn`` with its
+    stream already counted (see :func:`handed_stream`)."""
+    waiters = state.waiters
+    key = conn.origin.key
+    while conn.streams < conn.connection.max_streams:
+        waiter = waiters.first_of(key)
+        if waiter is None:
+            return True
+        _add_stream(state, conn)
+        waiters.assign(waiter, conn)
+    return False
+
+
+def handed_stream(conn: PooledConnection) -> bool:
+    """Whether a waiter given ``conn`` got a stream of it (by
+    :func:`_serve_waiters`) rather than the whole connection, idle."""
+    return conn.http2 and conn.streams > 0
 
 
 def _open_for_streams(state: PoolState, conn: PooledConnection) -> bool:

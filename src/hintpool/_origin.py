@@ -61,6 +61,7 @@ class OriginState(Counters):
     """What the pool knows and counts about one origin."""
 
     __slots__ = (
+        "concurrent_at",
         "http_version",
         "idle",
         "key",
@@ -73,11 +74,14 @@ class OriginState(Counters):
         "open",
         "opening",
         "previous_request",
+        "prewarm_takers",
         "prewarming",
         "proxy",
         "shared",
         "streams_peak",
         "watched",
+        "young_close_at",
+        "young_close_serial",
     )
 
     def __init__(self, key: OriginKey) -> None:
@@ -91,6 +95,10 @@ class OriginState(Counters):
         #: Learned from a close that came before a hint's timeout: then it
         #: caps the hint. One learned without a hint yields to a hint.
         self.learned_hinted = False
+        #: A hint-less close younger than the margin, not learned yet: when,
+        #: and how many connections had been opened then (``_young_close``).
+        self.young_close_at = -math.inf
+        self.young_close_serial = -1
         #: The one idle connection the reaper watches for this origin.
         self.watched: PooledConnection | None = None
         #: The label of the proxy it is reached through (statistics only).
@@ -111,37 +119,74 @@ class OriginState(Counters):
         self.previous_request = -math.inf
         #: Pre-warmed connections being opened (0 or 1).
         self.prewarming = 0
+        #: Requests promised the pre-warm in flight (at most ``prewarming``).
+        self.prewarm_takers: list[WaiterLike] = []
+        #: When a request last found another one of this origin in flight.
+        self.concurrent_at = -math.inf
 
-    def learn_idle_close(self, age: float, now: float, floor: float = 0.0) -> None:
+    def learn_idle_close(
+        self, age: float, now: float, floor: float = 0.0, serial: int = 0
+    ) -> None:
         """The server closed one of our idle connections ``age`` s after use.
 
         Learned when the origin sends no timeout hint, or when the close
         came before the hint's timeout: something between us and the origin
         (a proxy's tunnel, a load balancer) ends connections earlier than
         the origin says, and the earlier of the two then counts (see
-        ``LifetimePolicy.idle_window``). Against a hint, a close younger
-        than ``floor`` (the pool's margin) teaches nothing: it would stop
-        reuse altogether, and is far likelier a reload or restart closing
-        every idle connection at once than a timeout. The estimate is the
-        smallest age seen; it is forgotten after ``RELEARN_AFTER`` seconds
-        so a one-off early close (a restart) does not stop reuse for good.
+        ``LifetimePolicy.idle_window``). A close younger than ``floor`` (the
+        pool's margin) would stop reuse altogether, and is far likelier a
+        reload or a graceful shutdown closing every idle connection at once
+        than a timeout: against a hint it teaches nothing; without one it
+        teaches only when seen again on a connection opened after it
+        (``serial``: the connection's number among the origin's, see
+        ``_young_close``). The estimate is the smallest age seen; it is
+        forgotten after ``RELEARN_AFTER`` seconds so a one-off early close
+        (a restart) does not stop reuse for good.
         """
         hint = self.last_hint
         timeout = None if hint is None else hint.timeout
         if timeout is not None and not floor <= age < timeout:
             return
-        age = max(0.0, age)
         learned = self.learned_timeout
+        stale = now - self.learned_at > RELEARN_AFTER
+        if (
+            timeout is None
+            and age < floor
+            and (learned is None or learned >= floor or stale)  # unconfirmed
+            and not self._young_close(now, serial)
+        ):
+            return
+        age = max(0.0, age)
         hinted = timeout is not None
         if (
             learned is None
             or age < learned
-            or now - self.learned_at > RELEARN_AFTER
+            or stale
             or (hinted and not self.learned_hinted)
         ):
             self.learned_timeout = age
             self.learned_at = now
             self.learned_hinted = hinted
+
+    def _young_close(self, now: float, serial: int) -> bool:
+        """Whether a hint-less close younger than the margin is confirmed.
+
+        A reload or shutdown closes the connections open at that moment,
+        and the ones opened afterwards reach the new workers or the
+        restarted server; a tiny idle timeout closes those young too. So
+        the first young close is only noted, with the number of connections
+        opened so far; it teaches when a connection opened after it is
+        closed young as well, within ``RELEARN_AFTER`` seconds. The other
+        connections the same reload closed are older: they teach nothing.
+        """
+        if now - self.young_close_at > RELEARN_AFTER:
+            self.young_close_at = now
+            self.young_close_serial = self.connections_opened
+            return False
+        if serial > self.young_close_serial:
+            self.young_close_at = -math.inf
+            return True
+        return False
 
     def needs_watching(self, now: float) -> bool:
         """Should the reaper watch this origin's idle connections for closes?"""
@@ -168,6 +213,7 @@ class PooledConnection:
         "lifetime",
         "origin",
         "prewarmed",
+        "serial",
         "sock",
         "streams",
         "tls",
@@ -195,6 +241,9 @@ class PooledConnection:
         self.goaway = False
         #: Opened ahead of need (hintpool._prewarm).
         self.prewarmed = False
+        #: Its number among its origin's connections (``connections_opened``
+        #: once it opened): which of two came first.
+        self.serial = 0
 
     def __repr__(self) -> str:
         return (

@@ -37,11 +37,24 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._origin import OriginState, PooledConnection
-    from ._state import PoolState
+from ._origin import RESERVED, PooledConnection
 
-__all__ = ["PREWARM_AHEAD", "busy", "consider", "failed", "opened"]
+if TYPE_CHECKING:
+    from ._origin import OriginState, WaiterLike
+    from ._state import CheckoutResult, PoolState
+
+__all__ = [
+    "CONCURRENT_MEMORY",
+    "PREWARM_AHEAD",
+    "abandon_take",
+    "busy",
+    "checked_out",
+    "consider",
+    "failed",
+    "opened",
+    "take_ahead",
+    "took",
+]
 
 #: Start the replacement when the server says this many requests are left
 #: (``max=1``): waiting for ``max=0`` left only the time of one response
@@ -50,9 +63,16 @@ __all__ = ["PREWARM_AHEAD", "busy", "consider", "failed", "opened"]
 PREWARM_AHEAD = 1
 
 
-def busy(state: PoolState, origin: OriginState, now: float) -> bool:
-    """Do requests for ``origin`` come within its announced timeout of each
-    other, the last one within it of ``now``?"""
+#: How long (in the origin's timeouts) requests that overlapped keep a spare
+#: connection ready (``checked_out``). Overlaps on a steady stream come
+#: from responses slower than the gap between requests, in runs; a spare
+#: that outlives them expires unused (``prewarm_wasted``).
+CONCURRENT_MEMORY = 2.0
+
+
+def _timeout(state: PoolState, origin: OriginState) -> float:
+    """The origin's announced timeout, else the learned one, else the
+    pool's ``keepalive_expiry`` (capped by ``max_timeout``)."""
     hint = origin.last_hint
     timeout = hint.timeout if hint is not None else None
     if timeout is None:
@@ -61,7 +81,13 @@ def busy(state: PoolState, origin: OriginState, now: float) -> bool:
         timeout = state.policy.keepalive_expiry
     if timeout is None:
         timeout = math.inf
-    timeout = min(timeout, state.policy.max_timeout)
+    return min(timeout, state.policy.max_timeout)
+
+
+def busy(state: PoolState, origin: OriginState, now: float) -> bool:
+    """Do requests for ``origin`` come within its announced timeout of each
+    other, the last one within it of ``now``?"""
+    timeout = _timeout(state, origin)
     last = origin.last_request
     return now - last <= timeout and last - origin.previous_request <= timeout
 
@@ -105,6 +131,27 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
     state.prewarm_due.append(origin)
 
 
+def checked_out(state: PoolState, origin: OriginState, now: float) -> None:
+    """A request took a connection of ``origin`` (idle or a new slot).
+
+    With one connection per origin, a request that comes while another is
+    still in flight opens its own (a handshake), whatever the replacement
+    triggers do. So while two requests to the origin were in flight at once
+    within ``CONCURRENT_MEMORY`` timeouts, keep one idle connection spare: a
+    request that takes the last one reserves a pre-warm. The spare sits at
+    the bottom of the idle stack, used only when requests overlap again."""
+    in_use = origin.open - len(origin.idle) - origin.prewarming
+    if in_use > 1:
+        origin.concurrent_at = now
+    elif now - origin.concurrent_at > CONCURRENT_MEMORY * _timeout(state, origin):
+        return
+    for conn in origin.idle:
+        left = conn.lifetime.requests_left
+        if (left is None or left > PREWARM_AHEAD) and conn.lifetime.idle_deadline > now:
+            return
+    consider(state, origin, now)
+
+
 def opened(
     state: PoolState,
     conn: PooledConnection,
@@ -122,6 +169,13 @@ def opened(
         origin.last_hint, origin.learned_timeout, origin.learned_hinted
     )
     conn.lifetime.warmed(now, window)
+    takers = origin.prewarm_takers
+    if takers:
+        # Promised to a request that reserved a slot meanwhile: the pre-warm
+        # brings its own slot, so the request's goes back.
+        state.release_slot(origin)
+        takers.pop(0).assign(conn)
+        return
     state._make_idle(conn, to_close, spare=True)
 
 
@@ -129,6 +183,62 @@ def failed(state: PoolState, origin: OriginState, cancelled: bool = False) -> No
     """The pre-warm could not connect (or was cancelled, by the pool's
     close): free its slot."""
     origin.prewarming -= 1
+    takers = origin.prewarm_takers
+    if len(takers) > origin.prewarming:  # it opens its own, in its slot
+        takers.pop().assign(RESERVED)
     if not cancelled:
         state.count(origin, "prewarm_failed")
     state.release_slot(origin)
+
+
+# -- a request takes the pre-warm in flight ---------------------------------
+#
+# A request that finds no idle connection while its origin's pre-warm is
+# still connecting would otherwise open a second connection, started later
+# than the pre-warm: on a loaded machine that was most of the handshakes
+# left. It reserves its slot as usual (so no limit moves), then waits for
+# the pre-warm; if that fails, it opens its own in that slot.
+
+
+def take_ahead(state: PoolState, origin: OriginState, waiter: WaiterLike) -> bool:
+    """After a request to ``origin`` reserved a slot: promise it the
+    pre-warm in flight, if one is not promised yet."""
+    if origin.prewarming <= len(origin.prewarm_takers):
+        return False
+    origin.prewarm_takers.append(waiter)
+    return True
+
+
+def took(
+    state: PoolState,
+    origin: OriginState,
+    waiter: WaiterLike,
+    now: float,
+    to_close: list[PooledConnection],
+) -> CheckoutResult:
+    """The waiting is over (or timed out): the pre-warmed connection, started,
+    or RESERVED (open one in the slot still held)."""
+    if not waiter.assigned:  # timed out: stop waiting, keep the slot
+        origin.prewarm_takers.remove(waiter)
+    conn = waiter.result
+    if not isinstance(conn, PooledConnection):
+        return RESERVED
+    # Stale already: closed, and its slot is the request's now.
+    return state.claim(conn, now, to_close)
+
+
+def abandon_take(
+    state: PoolState,
+    origin: OriginState,
+    waiter: WaiterLike,
+    to_close: list[PooledConnection],
+) -> None:
+    """The waiting request was cancelled: give back what it holds."""
+    result = waiter.result
+    if not waiter.assigned:
+        origin.prewarm_takers.remove(waiter)
+        state.release_slot(origin)
+    elif result is RESERVED:
+        state.release_slot(origin)
+    else:  # still idle and untouched
+        state._make_idle(result, to_close, spare=True)

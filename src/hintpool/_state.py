@@ -49,6 +49,7 @@ from . import _prewarm
 from ._evict import IDLE_LIMIT, OPEN_LIMIT, pick_victim
 from ._idle import IdleConnections
 from ._ledger import FORGET_AFTER, ORIGIN_LIMIT, OriginLedger
+from ._multiplex import handed_stream, stream_done
 from ._origin import (
     MAX_WATCHED,
     RELEARN_AFTER,
@@ -183,7 +184,7 @@ class PoolState(OriginLedger, IdleConnections):
             lifetime.close()
             self.count(conn.origin, "closed_by_server")
             conn.origin.learn_idle_close(
-                now - lifetime.idle_since, now, self.policy.margin
+                now - lifetime.idle_since, now, self.policy.margin, conn.serial
             )
             return False
         return True
@@ -318,7 +319,7 @@ class PoolState(OriginLedger, IdleConnections):
             self._lost_connection(conn.origin)
             self.open_count -= 1
             to_close.append(conn)
-            if not conn.origin.idle:
+            if not conn.origin.open:  # its last one (a spare's expiry is not)
                 _prewarm.consider(self, conn.origin, now)
 
     def idle_closed_by_server(
@@ -331,7 +332,7 @@ class PoolState(OriginLedger, IdleConnections):
         conn.lifetime.close()
         self.count(conn.origin, "closed_by_server")
         conn.origin.learn_idle_close(
-            now - conn.lifetime.idle_since, now, self.policy.margin
+            now - conn.lifetime.idle_since, now, self.policy.margin, conn.serial
         )
         self._drop(conn, to_close)
 
@@ -352,7 +353,7 @@ class PoolState(OriginLedger, IdleConnections):
         had closed it. Counted and learned from, then dropped."""
         self.count(conn.origin, "closed_by_server")
         conn.origin.learn_idle_close(
-            now - conn.lifetime.idle_since, now, self.policy.margin
+            now - conn.lifetime.idle_since, now, self.policy.margin, conn.serial
         )
         self.discard(conn, to_close)
 
@@ -371,7 +372,9 @@ class PoolState(OriginLedger, IdleConnections):
         if result is RESERVED:
             self.release_slot(self.origin(waiter.key))
         elif isinstance(result, PooledConnection):
-            if result.generation != self.generation:
+            if handed_stream(result):  # a stream of a busy HTTP/2 connection
+                stream_done(self, result, self.clock(), to_close)
+            elif result.generation != self.generation:
                 result.lifetime.close()
                 self._drop(result, to_close)
             else:

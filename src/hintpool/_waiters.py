@@ -90,6 +90,12 @@ class WaitQueue:
         """Does a live waiter of this origin wait?"""
         return self._head(key) is not None
 
+    def first_of(self, key: Any) -> WaiterLike | None:
+        """The oldest live waiter of this origin (for a free HTTP/2 stream,
+        which only that origin's requests can use), or None."""
+        head = self._head(key)
+        return None if head is None else head[1]
+
     def oldest(self, key: Any, eligible: Callable[[Any], bool]) -> WaiterLike | None:
         """The oldest live waiter that can use what is freed, or None.
 

@@ -160,11 +160,17 @@ def test_read_timeouts_are_counted(server: TestServer) -> None:
     assert failures(stats.origins[server.url]) == {"read_timeouts": 1}
 
 
+# The trickle sends a byte every 0.5 s, so a 0.1 s read timeout always fires.
+READ_ONLY = httpx.Timeout(10.0, read=0.1)
+
+
 def test_read_timeouts_in_the_body_are_counted(server: TestServer) -> None:
     transport = hintpool.HTTPTransport()
     with httpx.Client(transport=transport) as c:
         with pytest.raises(httpx.ReadTimeout):
-            c.get(server.url + "/fault/trickle", timeout=0.1)
+            # Only the read is short: a 0.1 s connect or pool timeout could
+            # expire first on a loaded machine and count as something else.
+            c.get(server.url + "/fault/trickle", timeout=READ_ONLY)
     assert failures(transport.statistics()) == {"read_timeouts": 1}
 
 

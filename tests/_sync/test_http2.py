@@ -112,6 +112,23 @@ def test_prior_knowledge_with_a_connection_limit_of_one(
     assert plain_server.connections == 1
 
 
+def test_queued_requests_take_freed_streams(plain_server: H2Server) -> None:
+    """The pool is full and the connection's two streams are taken: the
+    queued requests go on streams as they free, on the one connection."""
+    plain_server.max_streams = 2
+    pool = hintpool.ConnectionPool(http1=False, http2=True, max_connections=1)
+    with pool:
+        pool.request("GET", f"{plain_server.url}/warm")  # SETTINGS: 2
+        with TaskGroup() as tg:
+            for i in range(6):
+                tg.start_soon(pool.request, "GET", f"{plain_server.url}/{i}")
+        [stats] = pool.statistics().origins.values()
+        assert pool.statistics().waiting == 0
+    assert plain_server.connections == 1
+    assert (stats.requests, stats.reused, stats.concurrent_streams_peak) == (7, 6, 2)
+    assert stats.waited >= 1
+
+
 def test_an_idle_connection_is_shared_as_it_is_taken(
     plain_server: H2Server,
 ) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 import httpcore
 
+from .. import _prewarm
 from .._exceptions import PoolTimeout, raise_translated, translate
-from .._multiplex import first_stream, take_stream
+from .._multiplex import first_stream, handed_stream, take_stream
 from .._state import RESERVED, WAIT, CheckoutResult, PooledConnection
 from .._synchronization import AsyncWaiter
 from .background import AsyncBackground
@@ -32,6 +33,7 @@ class AsyncAcquire(AsyncBackground):
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
+        taker: AsyncWaiter[CheckoutResult] | None = None
         while True:
             with self._lock:
                 origin = self._state.origin(key)
@@ -41,9 +43,14 @@ class AsyncAcquire(AsyncBackground):
                         return shared
                 gate = origin.opening
                 if gate is None:
-                    result = self._state.checkout(
-                        origin, self._clock(), to_close, fresh
-                    )
+                    now = self._clock()
+                    result = self._state.checkout(origin, now, to_close, fresh)
+                    if self._state.prewarm_enabled and result is not WAIT:
+                        if result is RESERVED and origin.prewarming and not fresh:
+                            taker = AsyncWaiter(key)
+                            if not _prewarm.take_ahead(self._state, origin, taker):
+                                taker = None
+                        _prewarm.checked_out(self._state, origin, now)
                     if isinstance(result, PooledConnection) and result.http2:
                         # Shared in the same step as taken off the idle
                         # stack: a request in between would find neither
@@ -54,6 +61,7 @@ class AsyncAcquire(AsyncBackground):
                         self._state.queue(waiter, origin)
                     elif (
                         result is RESERVED
+                        and taker is None
                         and origin.http_version != "HTTP/1.1"
                         and self._connector.may_speak_http2(key[0])
                     ):
@@ -64,6 +72,8 @@ class AsyncAcquire(AsyncBackground):
                 break
             if not await gate.wait(request.extensions.get("timeout", {}).get("pool")):
                 raise PoolTimeout("timed out waiting for a connection slot")
+        if self._state.prewarm_due:
+            self._start_prewarms()
         if to_close:
             await self._close_connections(to_close)
         if result is WAIT:
@@ -72,9 +82,32 @@ class AsyncAcquire(AsyncBackground):
             # a new object if the old one was forgotten while we waited.
             with self._lock:
                 origin = self._state.origin(key)
+        if result is RESERVED and taker is not None:
+            result = await self._take_prewarm(taker, origin, request)
         if result is RESERVED:
             return await self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
+        return result
+
+    async def _take_prewarm(
+        self,
+        taker: AsyncWaiter[CheckoutResult],
+        origin: Any,
+        request: httpcore.Request,
+    ) -> CheckoutResult:
+        """Wait for the pre-warm in flight instead of opening a connection
+        (``hintpool._prewarm.take_ahead``), at most the connect timeout."""
+        to_close: list[PooledConnection] = []
+        try:
+            await taker.wait(request.extensions.get("timeout", {}).get("connect"))
+        except BaseException:
+            with self._lock:
+                _prewarm.abandon_take(self._state, origin, taker, to_close)
+            await self._close_connections(to_close)
+            raise
+        with self._lock:
+            result = _prewarm.took(self._state, origin, taker, self._clock(), to_close)
+        await self._close_connections(to_close)
         return result
 
     async def _wait(
@@ -100,6 +133,11 @@ class AsyncAcquire(AsyncBackground):
         result = waiter.result
         assert result is not None
         if isinstance(result, PooledConnection):
+            if handed_stream(result):
+                # A stream of a busy HTTP/2 connection, counted when handed
+                # over; even a retry takes it (``fresh`` is the HTTP/1.1
+                # keep-alive race, which a connection in use is past).
+                return result
             with self._lock:
                 if fresh:
                     result = self._state.recycle(result, to_close)

@@ -42,10 +42,8 @@ from .._synchronization import (
     AsyncBookkeepingLock,
 )
 from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
-from .acquire import AsyncAcquire
 from .byte_stream import AsyncPoolByteStream
 from .connect import AsyncConnector
-from .release import AsyncRelease
 from .resend import AsyncResend
 
 __all__ = ["AsyncConnectionPool"]
@@ -56,7 +54,7 @@ _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
 
 
-class AsyncConnectionPool(AsyncAcquire, AsyncRelease, AsyncResend):
+class AsyncConnectionPool(AsyncResend):
     """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
     (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 

@@ -9,20 +9,22 @@
   ``hintpool._async.http2``) goes again on another connection whatever its
   method, RFC 9113 §6.8, as long as its body can be sent again.
 
-A mixin of ``AsyncConnectionPool``: the methods it uses are the pool's.
+A base class of ``AsyncConnectionPool`` (same object, same attributes),
+over the checkout and hand-back it sends again through.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
 
 import httpcore
 
 from .._exceptions import raise_translated, translate
 from .._multiplex import stream_done
 from .._retry import may_retry, replayable_body
-from .._state import PooledConnection, PoolState
+from .._state import PooledConnection
+from .acquire import AsyncAcquire
+from .release import AsyncRelease
 
 __all__ = ["MAX_UNPROCESSED_RETRIES", "AsyncResend"]
 
@@ -33,31 +35,8 @@ logger = logging.getLogger("hintpool")
 MAX_UNPROCESSED_RETRIES = 5
 
 
-class AsyncResend:
-    _retry_stale: bool
-    _lock: Any
-    _state: PoolState
-    _clock: Callable[[], float]
-
-    async def _acquire(
-        self,
-        key: tuple[bytes, bytes, int],
-        request: httpcore.Request,
-        tunnel: bool,
-        fresh: bool = False,
-    ) -> PooledConnection:
-        raise NotImplementedError  # pragma: no cover - the pool's
-
-    async def _discard(
-        self,
-        conn: PooledConnection,
-        error: BaseException | None = None,
-        failed_on_reuse: bool = False,
-    ) -> None:
-        raise NotImplementedError  # pragma: no cover - the pool's
-
-    async def _close_connections(self, connections: list[PooledConnection]) -> None:
-        raise NotImplementedError  # pragma: no cover - the pool's
+class AsyncResend(AsyncAcquire, AsyncRelease):
+    _retry_stale: bool  # set by AsyncConnectionPool.__init__
 
     async def _send_again(
         self,

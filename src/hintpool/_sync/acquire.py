@@ -13,8 +13,9 @@ from typing import Any
 
 import httpcore
 
+from .. import _prewarm
 from .._exceptions import PoolTimeout, raise_translated, translate
-from .._multiplex import first_stream, take_stream
+from .._multiplex import first_stream, handed_stream, take_stream
 from .._state import RESERVED, WAIT, CheckoutResult, PooledConnection
 from .._synchronization import Waiter
 from .background import Background
@@ -33,6 +34,7 @@ class Acquire(Background):
         fresh: bool = False,
     ) -> PooledConnection:
         to_close: list[PooledConnection] = []
+        taker: Waiter[CheckoutResult] | None = None
         while True:
             with self._lock:
                 origin = self._state.origin(key)
@@ -42,9 +44,14 @@ class Acquire(Background):
                         return shared
                 gate = origin.opening
                 if gate is None:
-                    result = self._state.checkout(
-                        origin, self._clock(), to_close, fresh
-                    )
+                    now = self._clock()
+                    result = self._state.checkout(origin, now, to_close, fresh)
+                    if self._state.prewarm_enabled and result is not WAIT:
+                        if result is RESERVED and origin.prewarming and not fresh:
+                            taker = Waiter(key)
+                            if not _prewarm.take_ahead(self._state, origin, taker):
+                                taker = None
+                        _prewarm.checked_out(self._state, origin, now)
                     if isinstance(result, PooledConnection) and result.http2:
                         # Shared in the same step as taken off the idle
                         # stack: a request in between would find neither
@@ -55,6 +62,7 @@ class Acquire(Background):
                         self._state.queue(waiter, origin)
                     elif (
                         result is RESERVED
+                        and taker is None
                         and origin.http_version != "HTTP/1.1"
                         and self._connector.may_speak_http2(key[0])
                     ):
@@ -65,6 +73,8 @@ class Acquire(Background):
                 break
             if not gate.wait(request.extensions.get("timeout", {}).get("pool")):
                 raise PoolTimeout("timed out waiting for a connection slot")
+        if self._state.prewarm_due:
+            self._start_prewarms()
         if to_close:
             self._close_connections(to_close)
         if result is WAIT:
@@ -73,9 +83,32 @@ class Acquire(Background):
             # a new object if the old one was forgotten while we waited.
             with self._lock:
                 origin = self._state.origin(key)
+        if result is RESERVED and taker is not None:
+            result = self._take_prewarm(taker, origin, request)
         if result is RESERVED:
             return self._open(origin, request, tunnel)
         assert isinstance(result, PooledConnection)
+        return result
+
+    def _take_prewarm(
+        self,
+        taker: Waiter[CheckoutResult],
+        origin: Any,
+        request: httpcore.Request,
+    ) -> CheckoutResult:
+        """Wait for the pre-warm in flight instead of opening a connection
+        (``hintpool._prewarm.take_ahead``), at most the connect timeout."""
+        to_close: list[PooledConnection] = []
+        try:
+            taker.wait(request.extensions.get("timeout", {}).get("connect"))
+        except BaseException:
+            with self._lock:
+                _prewarm.abandon_take(self._state, origin, taker, to_close)
+            self._close_connections(to_close)
+            raise
+        with self._lock:
+            result = _prewarm.took(self._state, origin, taker, self._clock(), to_close)
+        self._close_connections(to_close)
         return result
 
     def _wait(
@@ -101,6 +134,11 @@ class Acquire(Background):
         result = waiter.result
         assert result is not None
         if isinstance(result, PooledConnection):
+            if handed_stream(result):
+                # A stream of a busy HTTP/2 connection, counted when handed
+                # over; even a retry takes it (``fresh`` is the HTTP/1.1
+                # keep-alive race, which a connection in use is past).
+                return result
             with self._lock:
                 if fresh:
                     result = self._state.recycle(result, to_close)

@@ -43,10 +43,8 @@ from .._synchronization import (
     BookkeepingLock,
 )
 from .._tls import DEFAULT_TLS_SESSION_TTL, TLSSessionCache, make_session_cache
-from .acquire import Acquire
 from .byte_stream import PoolByteStream
 from .connect import Connector
-from .release import Release
 from .resend import Resend
 
 __all__ = ["ConnectionPool"]
@@ -57,7 +55,7 @@ _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CONNECTION_KEEP_ALIVE = (b"Connection", b"keep-alive")
 
 
-class ConnectionPool(Acquire, Release, Resend):
+class ConnectionPool(Resend):
     """A pool of HTTP/1.1 connections that honours ``Keep-Alive`` hints
     (and, with ``http2=True``, of multiplexed HTTP/2 connections).
 

@@ -10,20 +10,22 @@
   ``hintpool._sync.http2``) goes again on another connection whatever its
   method, RFC 9113 §6.8, as long as its body can be sent again.
 
-A mixin of ``ConnectionPool``: the methods it uses are the pool's.
+A base class of ``ConnectionPool`` (same object, same attributes),
+over the checkout and hand-back it sends again through.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
 
 import httpcore
 
 from .._exceptions import raise_translated, translate
 from .._multiplex import stream_done
 from .._retry import may_retry, replayable_body
-from .._state import PooledConnection, PoolState
+from .._state import PooledConnection
+from .acquire import Acquire
+from .release import Release
 
 __all__ = ["MAX_UNPROCESSED_RETRIES", "Resend"]
 
@@ -34,31 +36,8 @@ logger = logging.getLogger("hintpool")
 MAX_UNPROCESSED_RETRIES = 5
 
 
-class Resend:
-    _retry_stale: bool
-    _lock: Any
-    _state: PoolState
-    _clock: Callable[[], float]
-
-    def _acquire(
-        self,
-        key: tuple[bytes, bytes, int],
-        request: httpcore.Request,
-        tunnel: bool,
-        fresh: bool = False,
-    ) -> PooledConnection:
-        raise NotImplementedError  # pragma: no cover - the pool's
-
-    def _discard(
-        self,
-        conn: PooledConnection,
-        error: BaseException | None = None,
-        failed_on_reuse: bool = False,
-    ) -> None:
-        raise NotImplementedError  # pragma: no cover - the pool's
-
-    def _close_connections(self, connections: list[PooledConnection]) -> None:
-        raise NotImplementedError  # pragma: no cover - the pool's
+class Resend(Acquire, Release):
+    _retry_stale: bool  # set by ConnectionPool.__init__
 
     def _send_again(
         self,
