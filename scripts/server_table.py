@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import proxy_table  # noqa: E402 - next to this script
 import server_table_h2  # noqa: E402 - next to this script
+from server_table_check import compare  # noqa: E402 - next to this script
 
 from tests.interop.servers import (  # noqa: E402 - after the path set-up
     KINDS,
@@ -55,10 +55,6 @@ LIMIT = 3
 #: Idle closes are timed up to this long; nginx's 75 s default is not.
 BOUND = 8.0
 REPEATS = 3
-TIME_TOLERANCE = 0.3
-#: squid's and Dante's idle timers tick in whole seconds: their closes spread
-#: over two seconds and the extremes of a few probes move from run to run.
-PROXY_TIME_TOLERANCE = 1.0
 #: ``--spread``: idle timeout and concurrent probes per server.
 SPREAD_TIMEOUT = 1.0
 SPREAD_PARALLEL = 10
@@ -101,7 +97,6 @@ HEADER = [
     "default config: idle timeout / closes after",
     f"`{FRACTIONAL:g} s` configured: announced / closes after",
 ]
-TIME_COLUMNS = (4, 5, 6)
 
 
 @dataclass
@@ -332,58 +327,6 @@ def render(
     return "\n".join(lines)
 
 
-def _rows(text: str) -> dict[str, list[str]]:
-    rows = {}
-    for line in text.splitlines():
-        if line.startswith("| ") and not line.startswith(("| server ", "| proxy ")):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows[cells[0]] = cells
-    return rows
-
-
-def _times(cell: str) -> list[float]:
-    return [float(m) for m in re.findall(r"(\d+(?:\.\d+)?) s\b", cell)]
-
-
-def compare(current: str, fresh: str) -> list[str]:
-    """Differences that matter between the committed and a fresh table."""
-    problems = []
-    old, new = _rows(current), _rows(fresh)
-    proxies = set(proxy_table.NAMES.values())
-    h2_rows = set(server_table_h2.NAMES.values())
-    for name in sorted(set(old) | set(new)):
-        if name not in old or name not in new:
-            problems.append(f"{name}: row missing on one side")
-            continue
-        header = proxy_table.HEADER if name in proxies else HEADER
-        if name in h2_rows:
-            header = server_table_h2.HEADER_H2
-        for index, (was, now) in enumerate(zip(old[name], new[name])):
-            if index == 1:
-                if was != now:
-                    print(f"note: {name} version {was} here is {now}")
-            elif name in proxies or name in h2_rows or index in TIME_COLUMNS:
-                tolerance = PROXY_TIME_TOLERANCE if name in proxies else TIME_TOLERANCE
-                if not _same_times(was, now, tolerance):
-                    problems.append(f"{name}: {header[index]}: {was!r} -> {now!r}")
-            elif was != now:
-                problems.append(f"{name}: {header[index]}: {was!r} -> {now!r}")
-    return problems
-
-
-def _same_times(was: str, now: str, tolerance: float) -> bool:
-    a, b = _times(was), _times(now)
-    return (
-        len(a) == len(b)
-        and all(abs(x - y) <= tolerance for x, y in zip(a, b))
-        and _strip_times(was) == _strip_times(now)
-    )
-
-
-def _strip_times(cell: str) -> str:
-    return re.sub(r"\d+(?:\.\d+)? s\b", "N s", cell)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -432,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     if args.check:
-        problems = compare(DOC.read_text() if DOC.exists() else "", text)
+        problems = compare(DOC.read_text() if DOC.exists() else "", text, HEADER)
         for problem in problems:
             print(f"docs/servers.md is stale: {problem}", file=sys.stderr)
         if problems:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import ssl
 import types
 from collections.abc import AsyncIterable, Awaitable
@@ -37,20 +38,29 @@ __all__ = [
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
+CLOSE_TIMEOUT = 5.0
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class RawServer:
-    """``async with RawServer(handler) as srv``: ``srv.port``, ``srv.origin``."""
+    """``async with RawServer(handler) as srv``: ``srv.port``, ``srv.origin``.
+
+    The server accepts in a reader callback of its own, so every accepted
+    socket is recorded the moment it exists.  asyncio's own server hands a
+    fresh socket to a task that may not have run yet when the test ends, and
+    a task cancelled before it starts never closes anything: the socket leaks
+    (a ResourceWarning in a later test).  At exit each socket is either
+    closed here (its task never ran) or by its task, and the exit waits
+    (bounded) until every one of them really is closed.
+    """
 
     def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self._handler = handler
         self._tls = tls
-        self._transports: list[asyncio.BaseTransport] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepted: list[_Accepted] = []
+        self._listener: socket.socket | None = None
         self.port = 0
-        self.requests = 0
-        self.got_request = asyncio.Event()
 
     @property
     def origin(self) -> httpcore.Origin:
@@ -63,11 +73,11 @@ class RawServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> RawServer:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._protocol, "127.0.0.1", 0, ssl=self._tls
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
         return self
 
     async def __aexit__(
@@ -76,43 +86,72 @@ class RawServer:
         exc: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        self._server.close()
-        # Connections accepted just before: let them reach connection_made.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        for transport in self._transports:
-            transport.abort()  # type: ignore[attr-defined]
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        for _ in range(3):  # handlers that had not started see the abort
-            await asyncio.sleep(0)
-        await self._server.wait_closed()
+        listener, self._listener = self._listener, None
+        assert listener is not None
+        # Connections still in the kernel's backlog are reset by the close.
+        asyncio.get_running_loop().remove_reader(listener.fileno())
+        listener.close()
+        tasks = []
+        for accepted in self._accepted:
+            if not accepted.started:
+                # Cancelled before it runs, the task never touches the socket.
+                accepted.sock.close()
+            accepted.task.cancel()
+            tasks.append(accepted.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+        # An aborted transport closes its socket in a later callback.
+        await _until(lambda: all(a.sock.fileno() == -1 for a in self._accepted))
 
-    def _protocol(self) -> asyncio.Protocol:
-        server = self
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            sock.setblocking(False)
+            accepted = _Accepted(sock)
+            accepted.task = asyncio.get_running_loop().create_task(
+                self._serve(accepted)
+            )
+            self._accepted.append(accepted)
 
-        class Tracked(asyncio.StreamReaderProtocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                server._transports.append(transport)
-                super().connection_made(transport)
-
-        return Tracked(asyncio.StreamReader(), self._handle)
-
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def _serve(self, accepted: _Accepted) -> None:
+        accepted.started = True
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, accepted.sock, ssl=self._tls
+            )
+        except OSError:
+            return  # a failed TLS handshake: asyncio has aborted the transport
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
             await self._handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
-            self._tasks.discard(task)
-            writer.transport.abort()
+            transport.abort()
+
+
+class _Accepted:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.task: asyncio.Task[None]
+        self.started = False
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait, bounded, for *condition*: callbacks already scheduled run first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_TIMEOUT
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{condition} still false after {CLOSE_TIMEOUT} s")
+        await asyncio.sleep(0)
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:

@@ -83,11 +83,8 @@ class TestProxy(LoopThread):
         scheme = "https" if self.tls is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    async def _listen(self) -> asyncio.Server:
-        tls = None if _HANDSHAKE_IN_HANDLER else self.tls
-        return await asyncio.start_server(
-            self._handle, self._bind_hosts(), self.port, ssl=tls
-        )
+    async def _listener_tls(self) -> ssl.SSLContext | None:
+        return None if _HANDSHAKE_IN_HANDLER else self.tls
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -155,7 +155,7 @@ async def test_closing_an_unread_complete_body_keeps_the_connection(
 ) -> None:
     conn = await connect(keepalive_server)
     response = await conn.handle_async_request(request("GET", keepalive_server.url))
-    await asyncio.sleep(0.05)  # let the (tiny) body arrive: not a deadline
+    await eventually(lambda: conn._codec.complete)  # the (tiny) body arrived
     await response.stream.aclose()  # type: ignore[union-attr]
     assert conn.is_idle()
     _, body = await exchange(conn, "GET", keepalive_server.url)
@@ -300,17 +300,21 @@ async def test_server_closing_an_idle_connection_is_noticed() -> None:
 
 
 async def test_unexpected_bytes_on_an_idle_connection() -> None:
+    idle = asyncio.Event()
+
     async def handler(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await read_request(reader)
         w.write(OK)
         await w.drain()
-        await asyncio.sleep(0.01)
+        await idle.wait()  # the 408 arrives on its own, once the client is idle
         w.write(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
         await asyncio.Event().wait()
 
     async with RawServer(handler) as srv:
         conn = await connect(srv)
         await exchange(conn, "GET", srv.url)
+        assert conn.is_idle()
+        idle.set()
         await eventually(conn.server_closed)
         await conn.aclose()
 

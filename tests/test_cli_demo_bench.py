@@ -24,7 +24,7 @@ from hintpool.cli import (
     _bench_report_extra,
     main,
 )
-from hintpool.cli._bench_measure import run_on_loop
+from hintpool.cli._bench_measure import add_cpu_ratios, run_on_loop
 
 FLOOR = "asyncio floor"
 UVLOOP_ROW = "hintpool pool (uvloop)"
@@ -166,6 +166,8 @@ def test_bench_smoke_json_shape(
             assert result["requests"] > 0
             assert {"req_per_s", "ratio_vs_httpx_default", "errors"} <= set(result)
             assert (result[f"ratio_vs_{peer}"] is None) is (peer not in results)
+            cpu_ratio = result[f"cpu_ratio_vs_{peer}"]
+            assert (cpu_ratio is None) is (peer not in results)
         if workload["mode"] == "async":
             assert (FLOOR in results) is _installed("httptools")
             assert (UVLOOP_ROW in results) is _installed("uvloop")
@@ -381,6 +383,32 @@ def test_report_rows_compare_async_with_aiohttp_and_sync_with_urllib3() -> None:
     assert floor[column["vs urllib3"]] == _bench_report.NOT_MEASURED
     assert urllib3[column["vs urllib3"]] == "1.00x"
     assert urllib3[column["vs aiohttp"]] == _bench_report.NOT_MEASURED
+    # No CPU ratio in these results: the column shows a dash.
+    assert floor[column["CPU vs peer"]] == _bench_report.NOT_MEASURED
+
+
+def test_cpu_ratio_is_the_peers_cpu_per_request_over_the_rows() -> None:
+    def result(rate: float, cpu_us: float) -> dict[str, Any]:
+        return {"req_per_s": rate, "cpu_us_per_request": cpu_us, "errors": 0}
+
+    results = {
+        "hintpool pool": result(900, 40),
+        "aiohttp": result(400, 100),
+        "stalled": result(0, 0),
+    }
+    add_cpu_ratios(results, "aiohttp")
+    assert results["hintpool pool"]["cpu_ratio_vs_aiohttp"] == 2.5
+    assert results["aiohttp"]["cpu_ratio_vs_aiohttp"] == 1.0
+    assert results["stalled"]["cpu_ratio_vs_aiohttp"] is None  # no requests
+    document = {"workloads": [{"title": "async", "results": results}]}
+    ours = _bench_report.rows(document)[0]
+    column = {name: i for i, name in enumerate(_bench_report.HEADERS)}
+    assert ours[column["CPU vs peer"]] == "2.50x"
+    assert ours[column["CPU µs/req"]] == "40"
+
+    without_peer = {"urllib3": result(1, 9)}
+    add_cpu_ratios(without_peer, "aiohttp")  # aiohttp not installed
+    assert without_peer["urllib3"]["cpu_ratio_vs_aiohttp"] is None
 
 
 def test_schedule_is_seeded_and_bounded() -> None:

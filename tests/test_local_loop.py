@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -20,11 +21,6 @@ class _NeverServed(LoopThread):
         super().__init__("127.0.0.1")
         self.accepted = threading.Event()
 
-    async def _listen(self) -> asyncio.Server:
-        return await asyncio.start_server(
-            self._handle, self._bind_hosts(), self._requested_port
-        )
-
     def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Coroutine[Any, Any, None]:
@@ -38,7 +34,10 @@ class _NeverServed(LoopThread):
 
 
 def test_stop_closes_a_connection_whose_task_never_ran() -> None:
-    server = _NeverServed()
+    assert_stop_closes_the_connection(_NeverServed())
+
+
+def assert_stop_closes_the_connection(server: _NeverServed | _NeverAdopted) -> None:
     server.start()
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -49,3 +48,19 @@ def test_stop_closes_a_connection_whose_task_never_ran() -> None:
                 assert sock.recv(1) == b""
     finally:
         server.stop()
+
+
+class _NeverAdopted(LoopThread):
+    """Accepts, but no stream is ever made of the socket: what happens when
+    the task that would wrap it is cancelled before its first step."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1")
+        self.accepted = threading.Event()
+
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        self.accepted.set()
+
+
+def test_stop_closes_a_socket_no_task_ever_wrapped() -> None:
+    assert_stop_closes_the_connection(_NeverAdopted())

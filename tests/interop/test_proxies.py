@@ -121,7 +121,11 @@ def test_squid_forward_connection_shared_across_origins(
     assert stats.forward_connections_opened == 1
     assert stats.tunnels_opened == 0
     assert (stats.requests, stats.reused) == (REQUESTS, REQUESTS - 1)
-    records = proxy.wait_records(REQUESTS, since=mark)
+    records = proxy.wait_records(
+        REQUESTS,
+        since=mark,
+        match=lambda record: any("/shared/" in field for field in record.fields),
+    )
     assert len(records) == REQUESTS
     assert len({record.port for record in records}) == 1
 

@@ -50,11 +50,6 @@ class DelayProxy(LoopThread):
         with self._lock:
             return self._opened
 
-    async def _listen(self) -> asyncio.Server:
-        return await asyncio.start_server(
-            self._handle, self._bind_hosts(), self._requested_port
-        )
-
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:

@@ -8,6 +8,13 @@ talk to them.  :class:`LoopThread` owns that thread: ``start()`` blocks until
 the listener is bound (or raises :class:`LocalServerError` saying why not),
 ``stop()`` cancels every connection handler and joins the thread, both
 bounded in time.  Subclasses implement ``_connection(reader, writer)``.
+
+The thread accepts connections itself rather than through asyncio's server:
+asyncio hands each accepted socket to a task of its own, and a task that is
+cancelled before its first step (as the loop stops) never closes the socket.
+Here every socket is recorded in the accept callback, so ``stop()`` can close
+each one, whether or not anything ever ran for it, and waits (bounded) until
+they all are closed.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ __all__ = [
 ]
 
 CLOSE_TIMEOUT = 1.0
+#: As asyncio: a flood of connections does not starve the loop's other work.
+ACCEPTS_PER_WAKEUP = 100
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 
@@ -92,6 +101,9 @@ class LoopThread:
         self._error: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._accepted: list[socket.socket] = []
+        self._unadopted: set[socket.socket] = set()
+        self._prune_at = 1024  # closed sockets leave _accepted in batches
         self._closing = False
 
     # -- public lifecycle -------------------------------------------------
@@ -156,8 +168,10 @@ class LoopThread:
         host = "127.0.0.1" if self.host == "localhost" else self.host
         return [host, *self._extra_hosts] if self._extra_hosts else host
 
-    async def _listen(self) -> asyncio.Server:
-        raise NotImplementedError
+    async def _listener_tls(self) -> ssl.SSLContext | None:
+        """Runs on the server's loop before it listens: the TLS context the
+        listener handshakes with, if any."""
+        return None
 
     def _run(self) -> None:
         try:
@@ -170,39 +184,91 @@ class LoopThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        listener = await self._listen()
-        self.addresses = [
-            (str(s.getsockname()[0]), int(s.getsockname()[1])) for s in listener.sockets
-        ]
-        self.port = self.addresses[0][1]
-        self._ready.set()
+        tls = await self._listener_tls()
+        listeners = _bind(self._bind_hosts(), self._requested_port)
         try:
+            for listener in listeners:
+                self._loop.add_reader(listener.fileno(), self._accept, listener, tls)
+            self.addresses = [
+                (str(s.getsockname()[0]), int(s.getsockname()[1])) for s in listeners
+            ]
+            self.port = self.addresses[0][1]
+            self._ready.set()
             await self._stop_event.wait()
         finally:
             self._closing = True
-            listener.close()
-            await self._cancel_tasks()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(listener.wait_closed(), STOP_TIMEOUT)
-            await self._abort_unserved()
+            for listener in listeners:
+                self._loop.remove_reader(listener.fileno())
+                listener.close()
+            await self._close_connections()
 
-    async def _cancel_tasks(self) -> None:
+    def _accept(self, listener: socket.socket, tls: ssl.SSLContext | None) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError:  # out of descriptors: try again later, as asyncio does
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                loop.call_later(1.0, self._resume, listener, tls)
+                return
+            sock.setblocking(False)
+            if len(self._accepted) >= self._prune_at:
+                self._accepted = [s for s in self._accepted if s.fileno() != -1]
+                self._prune_at = max(1024, 2 * len(self._accepted))
+            self._accepted.append(sock)
+            self._unadopted.add(sock)
+            task = asyncio.get_running_loop().create_task(self._adopt(sock, tls))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _resume(self, listener: socket.socket, tls: ssl.SSLContext | None) -> None:
+        if not self._closing:
+            asyncio.get_running_loop().add_reader(
+                listener.fileno(), self._accept, listener, tls
+            )
+
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        """Wraps *sock* in a stream; its connection_made calls ``_handle``."""
+        self._unadopted.discard(sock)
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._handle)
+
+        timeout = None if tls is None else STOP_TIMEOUT
+        # The transport owns *sock* from here on (it is made before the first
+        # await); a failed or cancelled TLS handshake aborts it.
+        with contextlib.suppress(OSError):
+            await loop.connect_accepted_socket(
+                protocol, sock, ssl=tls, ssl_handshake_timeout=timeout
+            )
+
+    async def _close_connections(self) -> None:
+        """Until every accepted socket is closed: close those no task ever
+        ran for, cancel the tasks, abort the connections whose handler never
+        ran, and let the transports' close callbacks run."""
+        for sock in self._unadopted:
+            sock.close()
         cancelled: set[asyncio.Task[Any]] = set()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_TIMEOUT / 2
-        while loop.time() < deadline:
-            # Let handlers of just-accepted connections register themselves.
-            for _ in range(3):
-                await asyncio.sleep(0)
-            pending = self._tasks - cancelled
-            if not pending and not (self._tasks & cancelled):
+        deadline = loop.time() + STOP_TIMEOUT
+        while any(sock.fileno() != -1 for sock in self._accepted):
+            if loop.time() > deadline:
+                for sock in self._accepted:
+                    sock.close()  # pragma: no cover - a handler that never ends
                 return
+            pending = self._tasks - cancelled
             for task in pending:
                 task.cancel()
             cancelled |= pending
             if self._tasks:
-                timeout = max(deadline - loop.time(), 0.01)
-                await asyncio.wait(set(self._tasks), timeout=timeout)
+                await asyncio.wait(set(self._tasks), timeout=deadline - loop.time())
+            else:
+                for writer in self._writers:  # their handler task never ran
+                    writer.transport.abort()
+                await asyncio.sleep(0)  # abort() closes the socket in a callback
 
     def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -236,15 +302,32 @@ class LoopThread:
                 await close_writer(writer)
             self._writers.discard(writer)
 
-    async def _abort_unserved(self) -> None:
-        """Close the connections whose task never ran (see ``_handle``)."""
-        writers, self._writers = self._writers, set()
-        for writer in writers:
-            writer.transport.abort()
-        if writers:
-            await asyncio.sleep(0)  # abort() releases the socket in a callback
-
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         raise NotImplementedError
+
+
+def _bind(hosts: str | list[str], port: int) -> list[socket.socket]:
+    """Listening sockets, as ``asyncio.start_server(host=hosts, port=port)``
+    makes them: every address each host resolves to."""
+    listeners: list[socket.socket] = []
+    try:
+        for host in [hosts] if isinstance(hosts, str) else hosts:
+            infos = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            for family, kind, proto, _, address in infos:
+                sock = socket.socket(family, kind, proto)
+                listeners.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(100)
+                sock.setblocking(False)
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import h11
 
+from .exchange import ServerConfig, read_request, respond
 from .loop import (
     STOP_TIMEOUT,
     LocalServerError,
@@ -37,7 +38,7 @@ from .loop import (
     abort_with_rst,
     close_writer,
 )
-from .routes import READ_SIZE, CloseConnection, Conn, fault, head, route, tokens
+from .routes import CloseConnection, Conn, fault, route
 
 # StreamWriter.start_tls exists from Python 3.11; older versions let the
 # listener do the handshake.
@@ -45,28 +46,9 @@ _HANDSHAKE_IN_HANDLER = sys.version_info >= (3, 11)
 
 __all__ = ["ConnectionRecord", "LocalServer", "LocalServerError", "ServerConfig"]
 
-#: Bound on reading the rest of a request once its first byte arrived.
-REQUEST_TIMEOUT = 30.0
 #: After the server sends its FIN it keeps reading this long (or until the
 #: client's EOF) so that requests sent on a closing connection can be counted.
 LINGER_TIMEOUT = 2.0
-
-
-@dataclass
-class ServerConfig:
-    #: Value of the ``Keep-Alive`` response header (None: no header);
-    #: ``{left}`` in it becomes the number of requests the connection still
-    #: accepts after this one (Apache's countdown of ``max``).
-    keep_alive: str | None = None
-    #: Close (FIN) a connection idle this long after a response (None: never).
-    idle_timeout: float | None = 5.0
-    #: Close the connection after serving this many requests on it.
-    max_requests: int | None = None
-    #: Send ``Connection: close`` on the max_requests-th response.  When False
-    #: the server just closes after it (a "lying" server).
-    close_on_last: bool = True
-    #: ``b"1.0"`` answers with HTTP/1.0 status lines and closes every time.
-    http_version: bytes = b"1.1"
 
 
 @dataclass
@@ -90,11 +72,6 @@ class ConnectionRecord:
     #: handshake was waiting for that connection.
     ready_at: float = 0.0
     first_request_at: float | None = None
-
-
-_BAD_REQUEST = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-)
 
 
 class LocalServer(LoopThread):
@@ -246,21 +223,11 @@ class LocalServer(LoopThread):
             with self._lock:
                 self._held -= 1
 
-    async def _listen(self) -> asyncio.Server:
+    async def _listener_tls(self) -> ssl.SSLContext | None:
         # Made on the server's loop (Python 3.9 binds an Event to the loop
         # current when it is made).
         self._release = asyncio.Event()
-        if self.tls is None or _HANDSHAKE_IN_HANDLER:
-            return await asyncio.start_server(
-                self._handle, self._bind_hosts(), self._requested_port
-            )
-        return await asyncio.start_server(
-            self._handle,
-            self._bind_hosts(),
-            self._requested_port,
-            ssl=self.tls,
-            ssl_handshake_timeout=STOP_TIMEOUT,
-        )
+        return None if _HANDSHAKE_IN_HANDLER else self.tls
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -335,49 +302,10 @@ class LocalServer(LoopThread):
     async def _serve(self, conn: Conn, record: ConnectionRecord) -> None:
         leftover, eof = b"", False
         while True:
-            request, body, leftover, eof = await self._read_request(conn, leftover, eof)
+            request, body, leftover, eof = await read_request(
+                conn, leftover, eof, self.config.idle_timeout
+            )
             await self._respond(conn, record, request, body)
-
-    async def _read_request(
-        self, conn: Conn, leftover: bytes, eof: bool
-    ) -> tuple[h11.Request, bytes, bytes, bool]:
-        parser = h11.Connection(h11.SERVER)
-        started = bool(leftover)
-        if leftover:
-            parser.receive_data(leftover)
-        if eof:
-            parser.receive_data(b"")
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            try:
-                event = parser.next_event()
-            except h11.RemoteProtocolError as exc:
-                if eof:
-                    raise CloseConnection("client", "peer") from exc
-                await conn.send(_BAD_REQUEST)
-                raise CloseConnection("error") from exc
-            if event is h11.NEED_DATA:
-                if eof:
-                    raise CloseConnection("client", "peer")
-                timeout = REQUEST_TIMEOUT if started else self.config.idle_timeout
-                try:
-                    data = await conn.read(timeout)
-                except asyncio.TimeoutError as exc:
-                    raise CloseConnection("error" if started else "idle") from exc
-                started = started or bool(data)
-                eof = not data
-                parser.receive_data(data)
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert request is not None
-                trailing, closed = parser.trailing_data
-                return request, bytes(body), trailing, closed or eof
-            elif isinstance(event, h11.ConnectionClosed):
-                raise CloseConnection("client", "peer")
 
     async def _respond(
         self, conn: Conn, record: ConnectionRecord, request: h11.Request, body: bytes
@@ -389,55 +317,7 @@ class LocalServer(LoopThread):
             await fault(conn, path[len("/fault/") :])
             return
 
-        http10 = cfg.http_version == b"1.0"
-        connection = tokens(request, b"connection")
-        client_close = b"close" in connection or (
-            request.http_version == b"1.0" and b"keep-alive" not in connection
-        )
         if path == "/hold":
             await self._hold()
-        status, headers, payload, chunked = await route(conn, request, body, k)
-        chunked = chunked and not http10  # HTTP/1.0: the close delimits the body
-
-        reason: str | None = None
-        if http10 or client_close or path == "/close":
-            reason = "close"
-        elif cfg.max_requests is not None and k >= cfg.max_requests:
-            reason = "max"
-
-        no_body = status in (204, 304)
-        out: list[tuple[str, str]] = []
-        if no_body:
-            payload = b""
-        elif chunked:
-            out.append(("Transfer-Encoding", "chunked"))
-        elif not (http10 and path.startswith("/chunked/")):
-            out.append(("Content-Length", str(len(payload))))
-        if cfg.keep_alive is not None and not http10:
-            # "{left}" counts down like Apache: requests still accepted after
-            # this one on this connection.
-            left = 100 if cfg.max_requests is None else max(0, cfg.max_requests - k)
-            out.append(("Keep-Alive", cfg.keep_alive.replace("{left}", str(left))))
-        if not http10 and (
-            reason == "close" or (reason == "max" and cfg.close_on_last)
-        ):
-            out.append(("Connection", "close"))
-        out += headers
-
-        version = b"1.0" if http10 else b"1.1"
-        await conn.send(head(version, status, out))
-        if not (request.method == b"HEAD" or no_body):
-            await _send_body(conn, payload, chunked)
-        if reason is not None:
-            raise CloseConnection(reason)
-
-
-async def _send_body(conn: Conn, payload: bytes, chunked: bool) -> None:
-    if chunked:
-        for i in range(0, len(payload), 1000):
-            piece = payload[i : i + 1000]
-            await conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
-        await conn.send(b"0\r\n\r\n")
-    else:
-        for i in range(0, len(payload), READ_SIZE):
-            await conn.send(payload[i : i + READ_SIZE])
+        answer = await route(conn, request, body, k)
+        await respond(conn, cfg, request, path, k, answer)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ._bench_contenders import AsyncGet, Contender, LoopFactory, SyncGet
 
-__all__ = ["Run", "Workload", "add_ratios", "measure", "summary"]
+__all__ = ["Run", "Workload", "add_cpu_ratios", "add_ratios", "measure", "summary"]
 
 T = TypeVar("T")
 
@@ -198,3 +198,17 @@ def add_ratios(results: dict[str, dict[str, Any]], baselines: dict[str, str]) ->
             result[f"ratio_vs_{key}"] = (
                 round(result["req_per_s"] / base, 2) if base else None
             )
+
+
+def add_cpu_ratios(results: dict[str, dict[str, Any]], peer: str) -> None:
+    """Set ``cpu_ratio_vs_<peer>`` on every result: the peer's CPU time per
+    request over its own (above 1: less CPU than the peer), ``None`` when the
+    peer did not run.  On a small machine where the server shares the
+    client's cores, rates swing from run to run with the server's share of
+    the CPU; the CPU each request costs the client stays steady."""
+    base = results.get(peer, {}).get("cpu_us_per_request")
+    for result in results.values():
+        ours = result["cpu_us_per_request"]
+        result[f"cpu_ratio_vs_{peer}"] = (
+            round(base / ours, 2) if base and ours else None
+        )

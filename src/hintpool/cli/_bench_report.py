@@ -2,7 +2,8 @@
 
 Every row shows its ratio to httpx's default transport and to the mode's
 peer: aiohttp for async rows, urllib3 for sync rows (the other peer's column
-shows a dash).
+shows a dash); then the peer's CPU time per request over the row's, which
+holds steady where the rates swing with the server's share of the cores.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ HEADERS = (
     "req/s",
     "vs httpx",
     *(f"vs {peer}" for peer in PEERS),
+    "CPU vs peer",
     "CPU µs/req",
     "errors",
 )
@@ -45,6 +47,15 @@ HEADERS = (
 def _ratio(result: dict[str, Any], key: str) -> str:
     ratio = result.get(f"ratio_vs_{key}")
     return NOT_MEASURED if ratio is None else f"{ratio:.2f}x"
+
+
+def _cpu_ratio(result: dict[str, Any]) -> str:
+    """The peer's CPU µs per request over the row's (one peer per mode)."""
+    for peer in PEERS:
+        ratio = result.get(f"cpu_ratio_vs_{peer}")
+        if ratio is not None:
+            return f"{ratio:.2f}x"
+    return NOT_MEASURED
 
 
 def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -60,6 +71,7 @@ def rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
                     f"{result['req_per_s']:,.0f}",
                     _ratio(result, "httpx_default"),
                     *(_ratio(result, peer) for peer in PEERS),
+                    _cpu_ratio(result),
                     f"{result['cpu_us_per_request']:,.0f}",
                     str(result["errors"]),
                 )
@@ -146,8 +158,8 @@ def print_table(document: dict[str, Any]) -> None:
     for row in rows(document):
         table.add_row(*row, end_section=False)
     console = Console()
-    if not console.is_terminal and console.width < 120:
-        console = Console(width=120)  # piped: do not wrap every cell
+    if not console.is_terminal and console.width < 140:
+        console = Console(width=140)  # piped: no cell wraps
     if document["workloads"]:
         console.print(table)
     for key, title in _races(document):

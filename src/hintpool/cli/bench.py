@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from .._local.bench_server import start_bench_server
 from .._local.loop import LocalServerError
 from .._local.origins import loopback_hosts
 from . import _bench_contenders
+from . import _bench_env as env
 from ._bench_contenders import (
     AIOHTTP,
     HTTPX_DEFAULT_ASYNC,
@@ -46,7 +44,14 @@ from ._bench_contenders import (
     Contender,
 )
 from ._bench_h2 import HTTP2
-from ._bench_measure import Run, Workload, add_ratios, measure, summary
+from ._bench_measure import (
+    Run,
+    Workload,
+    add_cpu_ratios,
+    add_ratios,
+    measure,
+    summary,
+)
 from ._bench_proxy import KEYS as PROXY_KEYS
 
 __all__ = ["WORKLOADS", "add_arguments", "run", "tls_resumption_workloads"]
@@ -237,10 +242,10 @@ def _run_all(
         w for w in workloads(settings["origins"]) if w.key in settings["workloads"]
     ]
     origins = max((w.origins for w in chosen), default=1)
-    _raise_fd_limit(2 * origins + 1000)
+    env.raise_fd_limit(2 * origins + 1000)
     document: dict[str, Any] = {
         "config": settings,
-        "machine": _machine(),
+        "machine": env.machine(),
         "skipped": _bench_contenders.missing(),
         "wire_keyword": _bench_contenders.supports_wire(),
         "workloads": [],
@@ -261,7 +266,7 @@ def _run_all(
     if RACE in settings["workloads"] and race > 0:
         from ._bench_race import run_race
 
-        with _status(f"race workload ({race} s)", quiet):
+        with env.status(f"race workload ({race} s)", quiet):
             document["race"] = {
                 "seconds": race,
                 "results": run_race(
@@ -282,8 +287,8 @@ def _run_extra(settings: dict[str, Any], document: dict[str, Any], quiet: bool) 
 
         seconds = settings["crawler_seconds"]
         hosts = loopback_hosts(CRAWLER_ORIGINS)
-        _raise_fd_limit(2 * CRAWLER_ORIGINS + 1000)
-        status = _status(f"crawler workload (2 x {seconds:g} s per client)", quiet)
+        env.raise_fd_limit(2 * CRAWLER_ORIGINS + 1000)
+        status = env.status(f"crawler workload (2 x {seconds:g} s per client)", quiet)
         with status, start_bench_server(hosts, settings["server"]) as server:
             document["crawler"] = run_crawler(server.urls(), seconds, aiohttp)
             document["crawler"]["server"] = server.kind
@@ -291,13 +296,13 @@ def _run_extra(settings: dict[str, Any], document: dict[str, Any], quiet: bool) 
         from ._bench_api import run_api_client
 
         seconds = settings["api_seconds"]
-        with _status(f"api-client workload ({seconds:g} s per client)", quiet):
+        with env.status(f"api-client workload ({seconds:g} s per client)", quiet):
             document["api_client"] = run_api_client(seconds, aiohttp)
     if HTTP2 in settings["workloads"]:
         from ._bench_h2 import run_http2
 
         requests, rounds = settings["requests"], settings["rounds"]
-        with _status(f"http2 workload ({rounds} rounds)", quiet):
+        with env.status(f"http2 workload ({rounds} rounds)", quiet):
             document["http2"] = run_http2(requests, rounds)
         if "skipped" in document["http2"]:
             print(
@@ -313,7 +318,7 @@ def _run_proxy_race(
 
     seconds = settings["race_seconds"]
     have_aiohttp = any(c.name == AIOHTTP for c in found)
-    with _status(f"race through squid ({seconds} s)", quiet):
+    with env.status(f"race through squid ({seconds} s)", quiet):
         return race_entry(seconds, settings["seed"], have_aiohttp)
 
 
@@ -348,7 +353,7 @@ def _rounds(
 ) -> dict[tuple[str, str], list[Run]]:
     runs: dict[tuple[str, str], list[Run]] = {}
     plan = [(w, c) for w in chosen for c in found if c.mode == w.mode]
-    with _progress(len(plan) * settings["rounds"], quiet) as advance:
+    with env.progress(len(plan) * settings["rounds"], quiet) as advance:
         for round_number in range(settings["rounds"]):
             for workload in chosen:
                 mine = [c for c in found if c.mode == workload.mode]
@@ -380,6 +385,7 @@ def _report(
         if (workload.key, c.name) in runs
     }
     add_ratios(results, {"httpx_default": baseline, peer: peer})
+    add_cpu_ratios(results, peer)
     return {
         "key": workload.key,
         "title": workload.title,
@@ -389,67 +395,4 @@ def _report(
         "baseline": baseline,
         "peer": peer,
         "results": results,
-    }
-
-
-@contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar on stderr (none with --json or without rich)."""
-    try:
-        from rich.console import Console
-        from rich.progress import Progress
-    except ImportError:
-        quiet = True
-    if quiet:
-        yield lambda description: None
-        return
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("bench", total=total)
-
-        def advance(description: str) -> None:
-            progress.update(task, advance=1, description=description)
-
-        yield advance
-
-
-@contextmanager
-def _status(text: str, quiet: bool) -> Iterator[None]:
-    try:
-        from rich.console import Console
-    except ImportError:
-        quiet = True
-    if quiet:
-        yield
-        return
-    with Console(stderr=True).status(text):
-        yield
-
-
-def _raise_fd_limit(wanted: int) -> None:
-    """Many origins need a file descriptor per connection: raise the soft limit."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows has no rlimits
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def _machine() -> dict[str, Any]:
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    names = ("hintpool", "httpx", "httpcore", "h11", "anyio", "aiohttp", "urllib3")
-    for name in (*names, "httptools", "uvloop"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(terse=True),
-        "implementation": platform.python_implementation(),
-        "versions": versions,
     }

@@ -30,6 +30,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -149,12 +150,21 @@ class RunningProxy:
         return records
 
     def wait_records(
-        self, count: int, since: int = 0, timeout: float = 5.0
+        self,
+        count: int,
+        since: int = 0,
+        timeout: float = 5.0,
+        match: Callable[[AccessRecord], bool] | None = None,
     ) -> list[AccessRecord]:
-        """squid logs a CONNECT when the tunnel ends, a GET after answering."""
+        """squid logs a CONNECT when the tunnel ends, a GET after answering.
+
+        So a tunnel that an earlier test closed can be logged after the next
+        test took its mark: *match* keeps the test's own records."""
         deadline = time.monotonic() + timeout
         while True:
             records = self.records(since)
+            if match is not None:
+                records = [record for record in records if match(record)]
             if len(records) >= count or time.monotonic() > deadline:
                 return records
             time.sleep(0.02)
