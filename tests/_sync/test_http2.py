@@ -119,6 +119,12 @@ def test_queued_requests_take_freed_streams(plain_server: H2Server) -> None:
     pool = hintpool.ConnectionPool(http1=False, http2=True, max_connections=1)
     with pool:
         pool.request("GET", f"{plain_server.url}/warm")  # SETTINGS: 2
+        # A third stream never opens, so each pair of answers is held for
+        # hold_timeout: time for the other requests to queue, however slowly
+        # the sync twin's threads start (with answers at once, a thread could
+        # start after the first two were done and find a free stream).
+        plain_server.hold = 3
+        plain_server.hold_timeout = 0.3
         with TaskGroup() as tg:
             for i in range(6):
                 tg.start_soon(pool.request, "GET", f"{plain_server.url}/{i}")
