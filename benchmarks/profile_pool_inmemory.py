@@ -5,6 +5,7 @@ every request on the next loop iteration, as a loopback server would.
 
     python benchmarks/profile_pool_inmemory.py --concurrency 100
     python benchmarks/profile_pool_inmemory.py --origins 1000 --profile
+    python benchmarks/profile_pool_inmemory.py --concurrency 1 --no-hint
 
 No server, no syscalls (but one ``poll()`` at checkout): the CPU time per
 request is Python's and asyncio's alone, so it varies far less with the
@@ -33,6 +34,9 @@ RESPONSE = (
     b"Date: Sun, 29 Nov 2026 00:00:00 GMT\r\nConnection: keep-alive\r\n"
     b"Keep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\nhello"
 )
+#: ``--no-hint``: a server that announces no idle timeout (the reaper then
+#: watches the idle connections for a hang-up).
+RESPONSE_NO_HINT = RESPONSE.replace(b"Keep-Alive: timeout=5\r\n", b"")
 
 
 class MemoryTransport(asyncio.Transport):
@@ -45,8 +49,10 @@ class MemoryTransport(asyncio.Transport):
         self._loop = asyncio.get_running_loop()
         self._closing = False
 
+    response = RESPONSE
+
     def write(self, data: Any) -> None:
-        self._loop.call_soon(self._protocol.data_received, RESPONSE)
+        self._loop.call_soon(self._protocol.data_received, self.response)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"socket": self._sock}.get(name, default)
@@ -111,7 +117,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--no-hint", action="store_true", help="responses without Keep-Alive"
+    )
     args = parser.parse_args()
+    if args.no_hint:
+        MemoryTransport.response = RESPONSE_NO_HINT
     fast_connection.connect = _connect_once  # type: ignore[assignment]
     results = []
     profiler = cProfile.Profile() if args.profile else None

@@ -76,6 +76,34 @@ async def test_reaper_wakes_for_a_nearer_deadline() -> None:
 
 @pytest.mark.anyio
 @MOCK_CLOCK
+async def test_requests_one_at_a_time_do_not_wake_the_reaper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No hint: each release makes a watched idle connection, due for a poll
+    # sooner than the reaper's heartbeat. That moves the reaper's timer; it
+    # used to wake the reaper, which then found the connection in use again
+    # and slept until the heartbeat: one pass per request.
+    async with mock_pool([response()] * 20) as pool:
+        await pool.request("GET", "http://example.test/")
+        await anyio.sleep(0)  # the reaper's first pass
+        passes = []
+        reap = pool._reap
+
+        async def counted() -> float:
+            passes.append(trio.current_time())
+            return await reap()
+
+        monkeypatch.setattr(pool, "_reap", counted)
+        for _ in range(20):  # virtual time stands still: nothing is due
+            await pool.request("GET", "http://example.test/")
+        assert passes == []
+        await anyio.sleep(0.06)  # the watch poll of the last one is
+        assert len(passes) == 1
+        assert pool.statistics().idle == 1
+
+
+@pytest.mark.anyio
+@MOCK_CLOCK
 async def test_a_crawler_that_moved_on_leaves_no_origin_behind() -> None:
     # Origins visited once, then nothing: the reaper closes the idle
     # connections, then wakes FORGET_AFTER seconds later to forget the

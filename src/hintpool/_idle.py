@@ -8,7 +8,10 @@ an eviction victim O(log n), whatever the number of origins.
   has the furthest deadline, and the older ones are left to age out.
 * One heap orders every idle connection by deadline. Entries are
   invalidated lazily (a connection's ``heap_seq`` changes when it leaves the
-  idle set) and the heap is compacted when stale entries outnumber live ones.
+  idle set) and the heap is compacted when stale entries outnumber live ones;
+  a leaving connection whose entry is the heap's last leaf (the one pushed
+  last, as when a request takes back the connection just released) drops it
+  at once instead.
 * ``unproven`` stacks the idle connections of origins that never reused one,
   for the eviction choice (``hintpool._evict``), compacted the same way.
 * ``watched``: idle connections the reaper polls for a server hang-up, at
@@ -71,6 +74,12 @@ class IdleConnections:
 
     def _unidle(self, conn: PooledConnection) -> None:
         """Bookkeeping for a connection leaving the idle set (not the stack)."""
+        heap = self._heap
+        if heap and heap[-1][1] == conn.heap_seq:
+            # Its entry is the list's last (pushed last, as when the next
+            # request takes back the connection just released): removing the
+            # last item keeps the heap order, and leaves no stale entry.
+            heap.pop()
         conn.heap_seq = -1
         self.idle_count -= 1
         if conn.origin.watched is conn:

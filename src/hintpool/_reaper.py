@@ -5,11 +5,12 @@ Theory of operation
 One timer per pool, driven by the pool's deadline heap: the reaper sleeps
 until the nearest idle deadline, closes every connection whose deadline has
 passed, and sleeps again. A connection that turns idle with a nearer
-deadline than the one the reaper sleeps towards wakes it (``notify``), so
-each request costs one float comparison. While connections are in use the
-reaper sleeps at most ``REAPER_HEARTBEAT`` seconds: otherwise, after it saw
-every connection busy (nothing to wait for), the next release would wake it
-on every request.
+deadline than the one the reaper sleeps towards moves its timer earlier
+(``notify``) but does not wake it, so each request costs one float
+comparison, and a pass runs only when something is due. While connections
+are in use the reaper sleeps at most ``REAPER_HEARTBEAT`` seconds:
+otherwise, after it saw every connection busy (nothing to wait for), the
+next release would move the timer on every request.
 
 While an idle connection belongs to an origin that sends no ``Keep-Alive``
 hint and whose idle timeout is not learned yet, the reaper also wakes every
@@ -90,8 +91,11 @@ class AsyncReaper:
         self._pool = pool
         self._host_key: int | None = None
         self._scope: anyio.CancelScope | None = None
-        self._wake: anyio.Event | None = None
-        self._target = -math.inf  # not running: nothing to notify
+        #: The scope the reaper sleeps in; its deadline is the timer.
+        self._sleep: anyio.CancelScope | None = None
+        #: The wake-up the timer is set for, on the pool's clock; -inf
+        #: while not sleeping (a pass sees every deadline): nothing to notify.
+        self._target = -math.inf
         #: Cancel scopes of the background tasks ``spawn`` started: the
         #: task group is shared with other pools, so stop() cancels these.
         self._spawned: set[anyio.CancelScope] = set()
@@ -140,8 +144,12 @@ class AsyncReaper:
 
     def notify(self, deadline: float) -> None:
         """A connection turned idle with this deadline."""
-        if deadline < self._target and self._wake is not None:
-            self._wake.set()
+        if deadline < self._target:
+            self._target = deadline
+            sleep = self._sleep
+            if sleep is not None:
+                # Move the timer earlier; the task sleeps on.
+                sleep.deadline = anyio.current_time() + (deadline - self._pool._clock())
 
     #: Background work (pre-warming) can run beside the reaper.
     spawns_tasks = True
@@ -172,18 +180,25 @@ class AsyncReaper:
     async def _run(self) -> None:
         pool = self._pool
         while True:
-            self._wake = anyio.Event()
             # Also wake to forget origins left without a connection. The sync
             # reaper thread does not: it would outlive a dropped pool for
             # FORGET_AFTER seconds; sync pools forget at its other passes.
             wake_at = min(await pool._reap(), pool._state.next_forget())
-            self._target = wake_at
             delay = wake_at - pool._clock()
-            if delay > 0:
-                with anyio.move_on_after(None if math.isinf(delay) else delay):
-                    await self._wake.wait()
-            else:
+            if delay <= 0:
                 await anyio.lowlevel.checkpoint()
+                continue
+            # A timer, not an event: a nearer deadline moves it (notify)
+            # without resuming this task, so a connection that turns idle
+            # and is taken again before its watch or deadline comes costs
+            # no pass (at one request at a time, that was a pass each).
+            deadline = math.inf if math.isinf(delay) else anyio.current_time() + delay
+            with anyio.CancelScope(deadline=deadline) as sleep:
+                self._sleep, self._target = sleep, wake_at
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    self._sleep, self._target = None, -math.inf
 
 
 class Reaper:
