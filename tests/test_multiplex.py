@@ -56,6 +56,10 @@ class Multiplexing(RuleBasedStateMachine):
         self.sent_after_goaway = 0
         self.over_the_limit = 0
         self.waiting: list[tuple[FakeWaiter, int]] = []
+        # Waiters handed a stream, checked when it was handed: the server may
+        # lower its limit or send GOAWAY before the waiter runs, and then the
+        # connection itself holds the request back or refuses it (sent again).
+        self.handed: set[int] = set()
 
     def _closed(self, to_close: list[PooledConnection]) -> None:
         for conn in to_close:
@@ -90,11 +94,15 @@ class Multiplexing(RuleBasedStateMachine):
         return conn
 
     def _sent(self, conn: PooledConnection) -> None:
+        self._check_stream(conn)
+        self.in_flight.append(conn)
+
+    def _check_stream(self, conn: PooledConnection) -> None:
+        """The pool gave a stream of ``conn``: within its limit, no GOAWAY."""
         if conn.connection.goaway is not None:
             self.sent_after_goaway += 1
         if conn.streams > conn.connection.max_streams:
             self.over_the_limit += 1
-        self.in_flight.append(conn)
 
     @rule(pick=st.integers(0, 50))
     def waiter_wakes(self, pick: int) -> None:
@@ -106,7 +114,8 @@ class Multiplexing(RuleBasedStateMachine):
         state, to_close = self.state, []
         result = waiter.result
         if isinstance(result, PooledConnection) and handed_stream(result):
-            self._sent(result)
+            self.handed.discard(id(waiter))
+            self.in_flight.append(result)  # checked when it was handed
             return
         if isinstance(result, PooledConnection):
             result = state.claim(result, self.clock(), to_close)
@@ -118,6 +127,7 @@ class Multiplexing(RuleBasedStateMachine):
         if not self.waiting:
             return
         waiter, _ = self.waiting.pop(pick % len(self.waiting))
+        self.handed.discard(id(waiter))
         to_close: list[PooledConnection] = []
         self.state.abandon(waiter, to_close)
         self._closed(to_close)
@@ -153,6 +163,15 @@ class Multiplexing(RuleBasedStateMachine):
     @invariant()
     def bookkeeping_adds_up(self) -> None:
         state = self.state
+        for waiter, _ in self.waiting:
+            conn = waiter.result
+            if (
+                isinstance(conn, PooledConnection)
+                and id(waiter) not in self.handed
+                and handed_stream(conn)
+            ):
+                self.handed.add(id(waiter))
+                self._check_stream(conn)
         assert self.sent_after_goaway == 0
         assert self.over_the_limit == 0
         # A slot handed to a waiter is counted before the waiter opens it.
