@@ -8,6 +8,7 @@ written.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -155,23 +156,62 @@ async def test_request_that_cannot_be_resent_meets_no_closed_connection(
     assert (stats.closed_by_server, stats.retries) == (1, 0)
 
 
+#: The test server's idle timeout and the pool's margin in the tests below.
+SERVER_IDLE = 1.0
+MARGIN = 0.5
+#: Slack for the server's timer firing a hair early (clock granularity).
+TIMER_SLACK = 0.05
+#: Past the pool's deadline (learned - MARGIN) by this much when reusing.
+PAST_DEADLINE = 0.2
+
+
+async def learn_server_timeout(
+    client: httpx.AsyncClient, transport: hintpool.AsyncHTTPTransport, url: str
+) -> float:
+    """One request, then idle until the reaper saw the server close it.
+
+    The bounds on what was learned come from this test's own clock (the
+    pool's default, time.monotonic), not from how fast the server thread
+    and the reaper ran: a loaded machine only widens the window measured.
+    """
+    started = time.monotonic()
+    await client.get(url + "/")
+    answered = time.monotonic()
+    deadline = answered + 10.0  # bounded: the reaper looks every few 100 ms
+    while transport.statistics().origins[url].closed_by_server == 0:
+        assert time.monotonic() < deadline, "the server's idle close went unseen"
+        await async_sleep(0.02)
+    seen = time.monotonic()
+    stats = transport.statistics().origins[url]
+    assert stats.closed_by_server == 1
+    learned = stats.learned_timeout
+    assert learned is not None
+    # The server starts its idle timer after sending the response, so after
+    # `started`, and the pool's idle clock starts before `answered`: the
+    # connection was idle at least SERVER_IDLE - (answered - started) when it
+    # closed. That still tells the server's 1 s from anything else the pool
+    # could have taken (0, or keepalive_expiry's 5 s).
+    assert learned >= SERVER_IDLE - (answered - started) - TIMER_SLACK
+    # The close was seen before `seen`, and the idle clock began after
+    # `started`: the learned age cannot exceed the time this test waited.
+    assert learned <= seen - started
+    return learned
+
+
 @pytest.mark.anyio
 async def test_learns_the_idle_timeout_of_a_hintless_server(
     server_factory: ServerFactory,
 ) -> None:
     # No Keep-Alive header; the server closes idle connections after 1 s.
-    srv = server_factory(keep_alive=None, idle_timeout=1.0)
-    transport = hintpool.AsyncHTTPTransport(keepalive_margin=0.5)
+    srv = server_factory(keep_alive=None, idle_timeout=SERVER_IDLE)
+    transport = hintpool.AsyncHTTPTransport(keepalive_margin=MARGIN)
     async with httpx.AsyncClient(transport=transport) as client:
+        learned = await learn_server_timeout(client, transport, srv.url)
+        # From now on: expire MARGIN before the learned time, never race. The
+        # idle gap follows from what was learned, so a late observation
+        # (a larger learned value) cannot make the gap miss the deadline.
         await client.get(srv.url + "/")
-        await async_sleep(1.3)  # the reaper watches and sees the close
-        stats = transport.statistics().origins[srv.url]
-        assert stats.closed_by_server == 1
-        assert stats.learned_timeout is not None
-        assert 0.9 <= stats.learned_timeout <= 1.3
-        # From now on: expire 0.5 s before the learned time, never race.
-        await client.get(srv.url + "/")
-        await async_sleep(0.7)
+        await async_sleep(learned - MARGIN + PAST_DEADLINE)
         await client.get(srv.url + "/")
         stats = transport.statistics().origins[srv.url]
     assert stats.expired == 1
@@ -183,15 +223,17 @@ async def test_learns_the_idle_timeout_of_a_hintless_server(
 async def test_a_real_hint_wins_over_a_learned_timeout(
     server_factory: ServerFactory,
 ) -> None:
-    srv = server_factory(keep_alive=None, idle_timeout=1.0)
-    transport = hintpool.AsyncHTTPTransport(keepalive_margin=0.5)
+    srv = server_factory(keep_alive=None, idle_timeout=SERVER_IDLE)
+    transport = hintpool.AsyncHTTPTransport(keepalive_margin=MARGIN)
     async with httpx.AsyncClient(transport=transport) as client:
-        await client.get(srv.url + "/")
-        await async_sleep(1.3)
-        assert transport.statistics().origins[srv.url].learned_timeout is not None
+        learned = await learn_server_timeout(client, transport, srv.url)
+        # The server now announces and keeps 30 s, so the idle gap below,
+        # past the learned window however late the close was seen, never
+        # reaches the server's own close.
         srv.config.keep_alive = "timeout=30"
+        srv.config.idle_timeout = 30.0
         await client.get(srv.url + "/")
-        await async_sleep(0.7)  # past the learned window, within the hint's
+        await async_sleep(learned - MARGIN + PAST_DEADLINE)
         await client.get(srv.url + "/")
         stats = transport.statistics().origins[srv.url]
     assert stats.reused == 1

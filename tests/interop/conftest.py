@@ -2,7 +2,9 @@
 
 * ``real_servers`` (module scope): ``start(spec) -> RunningServer``. Servers
   are shared by spec within a test module (tests tell their requests apart
-  with ``server.log_mark()``) and always stopped at the module's end.
+  with ``server.log_mark()`` and a path from ``helpers.unique_prefix``, since
+  an earlier test's last log line may land after the mark) and always
+  stopped at the module's end.
 * A server that is not installed skips the test with the reason, or fails
   it when ``HINTPOOL_REQUIRE_SERVERS=1`` (CI), so a missing install step
   cannot hide behind a skip. A server that does not come up fails the test

@@ -6,7 +6,9 @@ The expectations are the suite's claims about the servers; the generated
 
 from __future__ import annotations
 
+import itertools
 import math
+import time
 
 import httpx
 
@@ -24,6 +26,20 @@ WITH_MAX = ("apache", "nginx", "node")
 
 IDLE_TIMEOUT = 2.0
 SMALL_MAX = 3
+
+_runs = itertools.count()
+
+
+def unique_prefix(name: str) -> str:
+    """A request-path prefix that no other test run in this process uses.
+
+    Tests share servers within a module and count access-log records after
+    a mark; a server may write an earlier test's last record after that
+    mark (a log line follows the response; squid logs a tunnel when it
+    ends). Counting only records under the test's own prefix makes what a
+    test counts independent of when the server gets round to logging.
+    """
+    return f"/{name}-{next(_runs)}/"
 
 
 def spec_for(kind: str, **overrides: object) -> ServerSpec:
@@ -84,6 +100,21 @@ def async_client(
         transport_options["verify"] = tls
     transport = hintpool.AsyncHTTPTransport(**transport_options)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=transport, timeout=10.0), transport
+
+
+def wait_server_close(
+    transport: hintpool.HTTPTransport, origin: str, timeout: float = 10.0
+) -> hintpool.OriginStatistics:
+    """The origin's statistics once the pool saw the server close an idle
+    connection (bounded): how soon depends on the server's and the reaper's
+    scheduling, which a loaded machine delays, so tests poll rather than
+    sleep a fixed time past the server's timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = transport.statistics().origins[origin]
+        if stats.closed_by_server or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.02)
 
 
 def origin_stats(

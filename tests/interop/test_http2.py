@@ -29,6 +29,7 @@ from .h2_helpers import (
     run_concurrently,
     sync_h2_client,
 )
+from .helpers import unique_prefix
 from .servers import RunningServer, TLSFiles, connections, ssl_session_reused
 from .servers.tls import client_context
 
@@ -49,10 +50,10 @@ def test_alpn_picks_h2_only_when_asked(
     kind: str,
 ) -> None:
     server = real_servers(h2_spec(kind, tls_files))
-    mark = server.log_mark()
+    mark, prefix = server.log_mark(), unique_prefix("alpn")
     client, transport = sync_h2_client(tls_client_context)
     with client:
-        with client.stream("GET", f"{server.url}/alpn/h2") as response:
+        with client.stream("GET", f"{server.url}{prefix}h2") as response:
             assert alpn(response) == "h2"
             response.read()
         assert response.http_version == "HTTP/2"
@@ -63,16 +64,16 @@ def test_alpn_picks_h2_only_when_asked(
     # over HTTP/1.1.
     client, transport = sync_h2_client(tls_client_context, http2=False)
     with client:
-        with client.stream("GET", f"{server.url}/alpn/h1") as response:
+        with client.stream("GET", f"{server.url}{prefix}h1") as response:
             assert alpn(response) == "http/1.1"
             response.read()
         assert response.http_version == "HTTP/1.1"
         stats = transport.statistics().origins[server.url]
     assert stats.http_version == "HTTP/1.1"
-    records = server.wait_records(2, since=mark)
+    records = server.wait_records(2, since=mark, prefix=prefix)
     protocols = {r.fields[-2]: r.fields[-1] for r in records}
-    assert protocols["/alpn/h2"].startswith("HTTP/2")
-    assert protocols["/alpn/h1"] == 'HTTP/1.1"'
+    assert protocols[f"{prefix}h2"].startswith("HTTP/2")
+    assert protocols[f"{prefix}h1"] == 'HTTP/1.1"'
 
 
 @pytest.mark.anyio
@@ -86,8 +87,7 @@ async def test_concurrent_requests_share_one_connection(
     """From a cold pool: the requests that come while the first connection
     is being set up wait for it rather than each opening one."""
     server = real_servers(h2_spec(kind, tls_files))
-    mark = server.log_mark()
-    prefix = "/concurrent/"
+    mark, prefix = server.log_mark(), unique_prefix("concurrent")
     urls = [f"{server.url}{prefix}{index}" for index in range(CONCURRENT)]
     client, transport = async_h2_client(tls_client_context)
     async with client:
@@ -137,10 +137,11 @@ async def test_server_stream_limit_opens_more_connections(
     kind: str,
 ) -> None:
     """The full first connection is not the only one."""
+    prefix = unique_prefix("small-limit")
     server, mark, stats = await small_limit_run(
-        real_servers, tls_files, tls_client_context, kind, "/small-limit/"
+        real_servers, tls_files, tls_client_context, kind, prefix
     )
-    opened = len(ports(server, mark, "/small-limit/"))
+    opened = len(ports(server, mark, prefix))
     assert 2 <= opened <= CONCURRENT // SMALL_STREAM_LIMIT
     assert stats.connections_opened == opened
 
@@ -157,11 +158,12 @@ async def test_server_stream_limit_decides_connections(
     connection takes no more streams than the origin's first announced
     (not 100 until its own SETTINGS arrive); fewer than 10 connections
     when streams free up while the next one opens."""
+    prefix = unique_prefix("small-limit-x")
     server, mark, stats = await small_limit_run(
-        real_servers, tls_files, tls_client_context, kind, "/small-limit-x/"
+        real_servers, tls_files, tls_client_context, kind, prefix
     )
     needed = CONCURRENT // SMALL_STREAM_LIMIT
-    assert 2 <= len(ports(server, mark, "/small-limit-x/")) <= needed
+    assert 2 <= len(ports(server, mark, prefix)) <= needed
     assert stats.concurrent_streams_peak == SMALL_STREAM_LIMIT
 
 
@@ -174,16 +176,16 @@ def test_concurrent_threads_share_one_connection(
     # A long idle timeout: on a loaded machine a thread pool can start
     # slower than nginx's 2 s.
     server = real_servers(h2_spec("nginx", tls_files, idle_timeout=30.0))
-    mark = server.log_mark()
+    mark, prefix = server.log_mark(), unique_prefix("threads")
     client, transport = sync_h2_client(tls_client_context)
     with client, ThreadPoolExecutor(20) as pool:
-        client.get(f"{server.url}/threads/warm").raise_for_status()
-        urls = [f"{server.url}/threads/{index}" for index in range(CONCURRENT)]
+        client.get(f"{server.url}{prefix}warm").raise_for_status()
+        urls = [f"{server.url}{prefix}{index}" for index in range(CONCURRENT)]
         statuses = list(pool.map(lambda url: client.get(url).status_code, urls))
         stats = transport.statistics().origins[server.url]
     assert statuses == [200] * CONCURRENT
-    assert len(logged_paths(server, mark, "/threads/", CONCURRENT + 1)) == 101
-    assert len(ports(server, mark, "/threads/")) == 1, stats
+    assert len(logged_paths(server, mark, prefix, CONCURRENT + 1)) == 101
+    assert len(ports(server, mark, prefix)) == 1, stats
     assert stats.connections_opened == 1
 
 
@@ -208,8 +210,10 @@ def nginx_h2(real_servers: StartServer, tls_files: TLSFiles) -> RunningServer:
     return real_servers(h2_spec("nginx", tls_files))
 
 
-def check_resumed(server: RunningServer, mark: int, full: int, resumed: int) -> None:
-    records = server.wait_records(REQUESTS, since=mark)
+def check_resumed(
+    server: RunningServer, mark: int, prefix: str, full: int, resumed: int
+) -> None:
+    records = server.wait_records(REQUESTS, since=mark, prefix=prefix)
     assert len(connections(records)) == REQUESTS
     assert all("HTTP/2.0" in " ".join(r.fields) for r in records)
     reused = ssl_session_reused(records)
@@ -223,15 +227,15 @@ def test_h2_connections_resume_tls_sync(
 ) -> None:
     """Every request on a new HTTP/2 connection (no idle ones kept): all but
     the first resume the TLS session, as nginx's $ssl_session_reused says."""
-    mark = nginx_h2.log_mark()
+    mark, prefix = nginx_h2.log_mark(), unique_prefix("h2-resume")
     client, transport = sync_h2_client(pinned_context, limits=NO_IDLE)
     with client:
         for index in range(REQUESTS):
-            response = client.get(f"{nginx_h2.url}/h2-resume/{index}")
+            response = client.get(f"{nginx_h2.url}{prefix}{index}")
             assert response.http_version == "HTTP/2"
         stats = transport.statistics().origins[nginx_h2.url]
     check_resumed(
-        nginx_h2, mark, stats.tls_handshakes_full, stats.tls_handshakes_resumed
+        nginx_h2, mark, prefix, stats.tls_handshakes_full, stats.tls_handshakes_resumed
     )
 
 
@@ -239,13 +243,13 @@ def test_h2_connections_resume_tls_sync(
 async def test_h2_connections_resume_tls_async(
     nginx_h2: RunningServer, pinned_context: ssl.SSLContext
 ) -> None:
-    mark = nginx_h2.log_mark()
+    mark, prefix = nginx_h2.log_mark(), unique_prefix("h2-aresume")
     client, transport = async_h2_client(pinned_context, limits=NO_IDLE)
     async with client:
         for index in range(REQUESTS):
-            response = await client.get(f"{nginx_h2.url}/h2-aresume/{index}")
+            response = await client.get(f"{nginx_h2.url}{prefix}{index}")
             assert response.http_version == "HTTP/2"
         stats = transport.statistics().origins[nginx_h2.url]
     check_resumed(
-        nginx_h2, mark, stats.tls_handshakes_full, stats.tls_handshakes_resumed
+        nginx_h2, mark, prefix, stats.tls_handshakes_full, stats.tls_handshakes_resumed
     )

@@ -37,6 +37,7 @@ from .h2_helpers import (
     run_concurrently,
     sync_h2_client,
 )
+from .helpers import unique_prefix
 from .servers import RunningServer, TLSFiles
 
 pytestmark = pytest.mark.interop
@@ -77,8 +78,7 @@ async def test_request_limit_goaway_loses_nothing(
     kind: str,
 ) -> None:
     server = real_servers(h2_spec(kind, tls_files, max_requests=LIMIT))
-    mark = server.log_mark()
-    prefix = "/limit/"
+    mark, prefix = server.log_mark(), unique_prefix("limit")
     client, transport = async_h2_client(tls_client_context)
     async with client:
         responses, failures = await run_concurrently(

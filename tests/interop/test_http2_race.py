@@ -40,6 +40,7 @@ from .h2_helpers import (
     logged_paths,
     sync_h2_client,
 )
+from .helpers import unique_prefix, wait_server_close
 from .servers import TLSFiles
 
 pytestmark = pytest.mark.interop
@@ -89,7 +90,7 @@ def test_no_failures_across_idle_timeout_behind_latency(
     server = real_servers(h2_spec(kind, tls_files, idle_timeout=TIMEOUT))
     proxy = delay_proxy_factory(server.host, server.port)
     base = proxy.url("https")  # type: ignore[attr-defined]
-    mark = server.log_mark()
+    mark, prefix = server.log_mark(), unique_prefix("h2race")
     baseline: list[BaseException] = []
 
     def run_httpx() -> None:
@@ -102,16 +103,25 @@ def test_no_failures_across_idle_timeout_behind_latency(
 
     client, transport = sync_h2_client(tls_client_context, keepalive_margin=MARGIN)
     with client:
-        assert client.get(f"{base}/h2race/learn").http_version == "HTTP/2"
-        time.sleep(TIMEOUT + 0.3)  # the reaper sees the server's close
-        learned = transport.statistics().origins[base].learned_timeout
+        started = time.monotonic()
+        assert client.get(f"{base}{prefix}learn").http_version == "HTTP/2"
+        answered = time.monotonic()
+        learned = wait_server_close(transport, base).learned_timeout
+        seen = time.monotonic()
         assert learned is not None
-        # Noticed by the reaper's poll: late, never early, by how long the
-        # loaded machine kept it off the CPU.
-        assert TIMEOUT - 0.05 <= learned <= TIMEOUT + LATE
+        # The server's idle timer starts after it answered (after `started`);
+        # the pool's idle age starts before `answered`, and it saw the close
+        # before `seen` (both on time.monotonic, the pool's clock). Early
+        # only by how late a loaded client read the response's end.
+        assert learned >= TIMEOUT - (answered - started) - 0.05
+        assert learned <= seen - started
+        # Noticed by the reaper's poll: late by how long the loaded machine
+        # kept it off the CPU. The schedule below needs it within LATE (the
+        # pool's claim; polling above adds no delay of the test's own).
+        assert learned <= TIMEOUT + LATE
         thread = threading.Thread(target=run_httpx, name="httpx-h2-baseline")
         thread.start()
-        failures = run_schedule(client.get, f"{base}/h2race")
+        failures = run_schedule(client.get, f"{base}{prefix.rstrip('/')}")
         stats = transport.statistics().origins[base]
     thread.join(timeout=30)
     requests = len(GAPS) * BURST
@@ -122,7 +132,7 @@ def test_no_failures_across_idle_timeout_behind_latency(
     assert stats.closed_by_server == 1  # only the close it learned from
     assert stats.retries == 0, "0 failures without retrying"
     assert stats.goaway_retries == 0
-    paths = logged_paths(server, mark, "/h2race/", requests + 1)
+    paths = logged_paths(server, mark, prefix, requests + 1)
     assert len(paths) == requests + 1
     if kind == "hypercorn":
         assert len(baseline) >= SURELY_CLOSED
@@ -171,18 +181,18 @@ SLOW_DELAY = 0.3
 
 
 def cross_the_close(
-    server_url_via_proxy: str, verify: ssl.SSLContext
+    server_url_via_proxy: str, verify: ssl.SSLContext, prefix: str
 ) -> tuple[httpx.Response | BaseException, OriginStatistics]:
     """One request, then another sent at an idle age of TIMEOUT - SLOW_DELAY:
     before the server's close can reach the pool, after it reached the
     server. No learned timeout yet (the first idle period)."""
     client, transport = sync_h2_client(verify)
     with client:
-        client.get(f"{server_url_via_proxy}/cross/first").raise_for_status()
+        client.get(f"{server_url_via_proxy}{prefix}first").raise_for_status()
         time.sleep(TIMEOUT - SLOW_DELAY)
         outcome: httpx.Response | BaseException
         try:
-            outcome = client.get(f"{server_url_via_proxy}/cross/second")
+            outcome = client.get(f"{server_url_via_proxy}{prefix}second")
         except httpx.HTTPError as exc:
             outcome = exc
         return outcome, transport.statistics().origins[server_url_via_proxy]
@@ -201,13 +211,14 @@ def test_request_crossing_goaway_is_sent_again(
     server = real_servers(h2_spec(kind, tls_files, idle_timeout=TIMEOUT))
     proxy = delay_proxy_factory(server.host, server.port, delay=SLOW_DELAY)
     base = proxy.url("https")  # type: ignore[attr-defined]
-    mark = server.log_mark()
-    outcome, stats = cross_the_close(base, tls_client_context)
+    mark, prefix = server.log_mark(), unique_prefix("cross")
+    outcome, stats = cross_the_close(base, tls_client_context, prefix)
     assert isinstance(outcome, httpx.Response), outcome
     assert outcome.status_code == 200
     assert stats.goaway_retries == 1
     assert stats.connections_opened == 2
-    assert logged_paths(server, mark, "/cross/", 2) == ["/cross/first", "/cross/second"]
+    paths = logged_paths(server, mark, prefix, 2)
+    assert paths == [f"{prefix}first", f"{prefix}second"]
 
 
 def test_request_crossing_silent_close_is_sent_again(
@@ -221,10 +232,11 @@ def test_request_crossing_silent_close_is_sent_again(
     server = real_servers(h2_spec("hypercorn", tls_files, idle_timeout=TIMEOUT))
     proxy = delay_proxy_factory(server.host, server.port, delay=SLOW_DELAY)
     base = proxy.url("https")  # type: ignore[attr-defined]
-    mark = server.log_mark()
-    outcome, stats = cross_the_close(base, tls_client_context)
+    mark, prefix = server.log_mark(), unique_prefix("cross")
+    outcome, stats = cross_the_close(base, tls_client_context, prefix)
     assert isinstance(outcome, httpx.Response), outcome
     assert outcome.status_code == 200
     assert stats.connections_opened == 2
     assert (stats.retries, stats.goaway_retries) == (1, 0)
-    assert logged_paths(server, mark, "/cross/", 2) == ["/cross/first", "/cross/second"]
+    paths = logged_paths(server, mark, prefix, 2)
+    assert paths == [f"{prefix}first", f"{prefix}second"]

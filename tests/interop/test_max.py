@@ -20,6 +20,7 @@ from .helpers import (
     requests_per_connection,
     spec_for,
     sync_client,
+    unique_prefix,
 )
 from .servers import RunningServer, ServerSpec, connections
 
@@ -30,9 +31,9 @@ CONCURRENCY = 3
 
 
 def check_server_side(
-    server: RunningServer, spec: ServerSpec, mark: int, requests: int
+    server: RunningServer, spec: ServerSpec, mark: int, prefix: str, requests: int
 ) -> dict[int, int]:
-    records = server.wait_records(requests, since=mark)
+    records = server.wait_records(requests, since=mark, prefix=prefix)
     assert len(records) == requests, "every request reached the server once"
     per_port = connections(records)
     limit = requests_per_connection(spec)
@@ -45,13 +46,13 @@ def check_server_side(
 def test_retired_when_server_would_close(real_servers: StartServer, kind: str) -> None:
     spec = spec_for(kind)
     server = real_servers(spec)
-    mark = server.log_mark()
+    mark, prefix = server.log_mark(), unique_prefix("max")
     client, transport = sync_client()
     with client:
         for index in range(REQUESTS):
-            assert client.get(f"{server.url}/max/{index}").status_code == 200
+            assert client.get(f"{server.url}{prefix}{index}").status_code == 200
         stats = origin_stats(transport, server)
-    per_port = check_server_side(server, spec, mark, REQUESTS)
+    per_port = check_server_side(server, spec, mark, prefix, REQUESTS)
     expected = expected_connections(spec, REQUESTS)
     assert len(per_port) == expected
     assert stats.connections_opened == expected
@@ -87,14 +88,14 @@ def test_apache_retirements_counted_by_max(real_servers: StartServer) -> None:
 async def test_retired_under_concurrency(real_servers: StartServer, kind: str) -> None:
     spec = spec_for(kind)
     server = real_servers(spec)
-    mark = server.log_mark()
+    mark, prefix = server.log_mark(), unique_prefix("cmax")
     client, transport = async_client()
     failures: list[BaseException] = []
 
     async def worker(worker_id: int) -> None:
         for index in range(REQUESTS):
             try:
-                response = await client.get(f"{server.url}/cmax/{worker_id}/{index}")
+                response = await client.get(f"{server.url}{prefix}{worker_id}/{index}")
                 assert response.status_code == 200
             except Exception as exc:  # pragma: no cover - reported below
                 failures.append(exc)
@@ -106,7 +107,7 @@ async def test_retired_under_concurrency(real_servers: StartServer, kind: str) -
         stats = origin_stats(transport, server)
     assert failures == []
     total = REQUESTS * CONCURRENCY
-    per_port = check_server_side(server, spec, mark, total)
+    per_port = check_server_side(server, spec, mark, prefix, total)
     assert stats.connections_opened == len(per_port)
     assert stats.closed_by_server == 0
     # At most CONCURRENCY connections were still usable at the end; all

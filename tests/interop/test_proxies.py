@@ -20,7 +20,7 @@ import hintpool
 from hintpool import KeepAlive
 
 from .conftest import StartProxy, StartServer
-from .helpers import async_client, sync_client
+from .helpers import async_client, sync_client, unique_prefix
 from .servers import (
     RunningServer,
     ServerSpec,
@@ -61,8 +61,10 @@ def other_tls_origin(real_servers: StartServer, tls_files: TLSFiles) -> RunningS
     )
 
 
-def logged_ports(server: RunningServer, mark: int, count: int) -> dict[int, int]:
-    records = server.wait_records(count, since=mark)
+def logged_ports(
+    server: RunningServer, mark: int, prefix: str, count: int
+) -> dict[int, int]:
+    records = server.wait_records(count, since=mark, prefix=prefix)
     assert len(records) == count
     return connections(records)
 
@@ -111,12 +113,12 @@ def test_squid_forward_connection_shared_across_origins(
     real_proxies: StartProxy, origin: RunningServer, other_origin: RunningServer
 ) -> None:
     proxy = proxy_for(real_proxies, "squid")
-    mark = proxy.log_mark()
+    mark, prefix = proxy.log_mark(), unique_prefix("shared")
     client, transport = sync_client(proxy=proxy.url)
     with client:
         for index in range(REQUESTS):
             target = (origin, other_origin)[index % 2]
-            client.get(f"{target.url}/shared/{index}").raise_for_status()
+            client.get(f"{target.url}{prefix}{index}").raise_for_status()
         stats = transport.statistics().proxies[proxy.url]
     assert stats.forward_connections_opened == 1
     assert stats.tunnels_opened == 0
@@ -124,7 +126,7 @@ def test_squid_forward_connection_shared_across_origins(
     records = proxy.wait_records(
         REQUESTS,
         since=mark,
-        match=lambda record: any("/shared/" in field for field in record.fields),
+        match=lambda record: any(prefix in field for field in record.fields),
     )
     assert len(records) == REQUESTS
     assert len({record.port for record in records}) == 1
@@ -157,18 +159,19 @@ def test_tunnel_per_origin(
     proxy = proxy_for(real_proxies, kind)
     targets = (nginx_tls, other_tls_origin)
     marks = [target.log_mark() for target in targets]
+    prefix = unique_prefix("tunnel")
     client, transport = sync_client(tls=tls_client_context, proxy=proxy.url)
     with client:
         for index in range(REQUESTS):
             target = targets[index % 2]
-            client.get(f"{target.url}/tunnel/{index}").raise_for_status()
+            client.get(f"{target.url}{prefix}{index}").raise_for_status()
         stats = transport.statistics()
     assert stats.proxies[proxy.url].tunnels_opened == 2
     for target, mark in zip(targets, marks):
         per_origin = stats.origins[target.url]
         assert per_origin.proxy == proxy.url
         assert (per_origin.connections_opened, per_origin.requests) == (1, 3)
-        assert list(logged_ports(target, mark, REQUESTS // 2).values()) == [3]
+        assert list(logged_ports(target, mark, prefix, REQUESTS // 2).values()) == [3]
 
 
 def test_squid_hints_from_the_right_hop(
@@ -217,7 +220,7 @@ def test_tls_sessions_resumed_inside_new_tunnels(
     """No idle connection is kept, so every request opens a new tunnel;
     nginx logs whether each handshake resumed."""
     proxy = proxy_for(real_proxies, kind)
-    mark = nginx_tls.log_mark()
+    mark, prefix = nginx_tls.log_mark(), unique_prefix("resume")
     client, transport = sync_client(
         tls=tls_client_context,
         proxy=proxy.url,
@@ -225,9 +228,9 @@ def test_tls_sessions_resumed_inside_new_tunnels(
     )
     with client:
         for index in range(RESUME_REQUESTS):
-            client.get(f"{nginx_tls.url}/resume/{index}").raise_for_status()
+            client.get(f"{nginx_tls.url}{prefix}{index}").raise_for_status()
         stats = transport.statistics()
-    records = nginx_tls.wait_records(RESUME_REQUESTS, since=mark)
+    records = nginx_tls.wait_records(RESUME_REQUESTS, since=mark, prefix=prefix)
     assert len(connections(records)) == RESUME_REQUESTS
     reused = ssl_session_reused(records)
     assert reused == [False] + [True] * (RESUME_REQUESTS - 1)
@@ -266,16 +269,16 @@ def test_https_proxy_forward_and_tls_in_tls(
     assert https_squid.url.startswith("https://")
     proxy = httpx.Proxy(https_squid.url, ssl_context=tls_client_context)
     client, transport = sync_client(tls=tls_client_context, proxy=proxy)
-    mark = nginx_tls.log_mark()
+    mark, prefix = nginx_tls.log_mark(), unique_prefix("https-proxy")
     with client:
         for index in range(REQUESTS):
             target = (origin, nginx_tls)[index % 2]
-            response = client.get(f"{target.url}/https-proxy/{index}")
+            response = client.get(f"{target.url}{prefix}{index}")
             assert (response.status_code, response.text) == (200, "hello\n")
         stats = transport.statistics().proxies[https_squid.url]
     assert (stats.forward_connections_opened, stats.tunnels_opened) == (1, 1)
     assert stats.requests == REQUESTS
-    assert list(logged_ports(nginx_tls, mark, REQUESTS // 2).values()) == [3]
+    assert list(logged_ports(nginx_tls, mark, prefix, REQUESTS // 2).values()) == [3]
 
 
 @pytest.mark.anyio

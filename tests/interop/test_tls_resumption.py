@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trustme
 
-from .helpers import async_client, origin_stats, sync_client
+from .helpers import async_client, origin_stats, sync_client, unique_prefix
 from .servers import RunningServer, connections, ssl_session_reused
 from .servers.tls import client_context
 
@@ -36,9 +36,13 @@ def pinned_version(ctx: ssl.SSLContext) -> str:
 
 
 def check(
-    server: RunningServer, mark: int, stats_full: int, stats_resumed: int
+    server: RunningServer,
+    mark: int,
+    prefix: str,
+    stats_full: int,
+    stats_resumed: int,
 ) -> None:
-    records = server.wait_records(REQUESTS, since=mark)
+    records = server.wait_records(REQUESTS, since=mark, prefix=prefix)
     assert len(connections(records)) == REQUESTS
     reused = ssl_session_reused(records)
     assert reused[0] is False
@@ -49,41 +53,45 @@ def check(
 def test_nginx_resumes_sync(
     nginx_tls: RunningServer, pinned_client_context: ssl.SSLContext
 ) -> None:
-    mark = nginx_tls.log_mark()
+    mark, prefix = nginx_tls.log_mark(), unique_prefix("resume")
     client, transport = sync_client(tls=pinned_client_context, limits=NO_IDLE)
     with client:
         for index in range(REQUESTS - 1):
-            response = client.get(f"{nginx_tls.url}/resume/{index}")
+            response = client.get(f"{nginx_tls.url}{prefix}{index}")
             assert response.status_code == 200
         # The pinned version, read while the response (and so its connection)
         # is open: with no idle connections kept the pool closes it as soon
         # as the response is closed, and a closed SSL object's version() is
         # None whenever the TLS shutdown met the peer's EOF first.
-        with client.stream("GET", f"{nginx_tls.url}/resume/last") as response:
+        with client.stream("GET", f"{nginx_tls.url}{prefix}last") as response:
             ssl_object = response.extensions["network_stream"].get_extra_info(
                 "ssl_object"
             )
             assert ssl_object.version() == pinned_version(pinned_client_context)
             response.read()
         stats = origin_stats(transport, nginx_tls)
-    check(nginx_tls, mark, stats.tls_handshakes_full, stats.tls_handshakes_resumed)
+    check(
+        nginx_tls, mark, prefix, stats.tls_handshakes_full, stats.tls_handshakes_resumed
+    )
 
 
 @pytest.mark.anyio
 async def test_nginx_resumes_async(
     nginx_tls: RunningServer, pinned_client_context: ssl.SSLContext
 ) -> None:
-    mark = nginx_tls.log_mark()
+    mark, prefix = nginx_tls.log_mark(), unique_prefix("aresume")
     client, transport = async_client(tls=pinned_client_context, limits=NO_IDLE)
     async with client:
         for index in range(REQUESTS - 1):
-            response = await client.get(f"{nginx_tls.url}/aresume/{index}")
+            response = await client.get(f"{nginx_tls.url}{prefix}{index}")
             assert response.status_code == 200
-        async with client.stream("GET", f"{nginx_tls.url}/aresume/last") as response:
+        async with client.stream("GET", f"{nginx_tls.url}{prefix}last") as response:
             ssl_object = response.extensions["network_stream"].get_extra_info(
                 "ssl_object"
             )
             assert ssl_object.version() == pinned_version(pinned_client_context)
             await response.aread()
         stats = origin_stats(transport, nginx_tls)
-    check(nginx_tls, mark, stats.tls_handshakes_full, stats.tls_handshakes_resumed)
+    check(
+        nginx_tls, mark, prefix, stats.tls_handshakes_full, stats.tls_handshakes_resumed
+    )

@@ -172,7 +172,9 @@ class RunningServer:
         except FileNotFoundError:
             return 0
 
-    def records(self, since: int = 0) -> list[AccessRecord]:
+    def records(self, since: int = 0, prefix: str | None = None) -> list[AccessRecord]:
+        """The requests logged from ``since`` on; with ``prefix``, only those
+        whose path starts with it (see :func:`tests.interop.helpers.unique_prefix`)."""
         try:
             with self.access_log.open("rb") as f:
                 f.seek(since)
@@ -183,18 +185,28 @@ class RunningServer:
         # A line still being written has no newline yet: leave it for later.
         for line in data.decode("utf-8", "replace").split("\n")[:-1]:
             fields = tuple(line.split())
-            if fields and fields[0].isdigit() and READY_PATH not in line:
+            if not fields or not fields[0].isdigit() or READY_PATH in line:
+                continue
+            if prefix is None or any(f.startswith(prefix) for f in fields):
                 records.append(AccessRecord(int(fields[0]), fields[1:]))
         return records
 
     def wait_records(
-        self, count: int, since: int = 0, timeout: float = 5.0
+        self,
+        count: int,
+        since: int = 0,
+        timeout: float = 5.0,
+        prefix: str | None = None,
     ) -> list[AccessRecord]:
         """The records since ``since`` once there are ``count`` (servers log
-        after the response is sent, so the last line can lag a little)."""
+        after the response is sent, so the last line can lag a little).
+
+        Servers are shared within a module, so an earlier test's last lines
+        can land after this test's mark: a test that counts records passes
+        its own ``prefix`` and so counts only what its requests produced."""
         deadline = time.monotonic() + timeout
         while True:
-            records = self.records(since)
+            records = self.records(since, prefix)
             if len(records) >= count or time.monotonic() > deadline:
                 return records
             time.sleep(0.02)
