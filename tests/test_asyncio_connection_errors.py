@@ -92,21 +92,21 @@ async def test_reset_in_the_body_is_a_read_error(keepalive_server: TestServer) -
 
 
 async def test_connection_refused_is_a_connect_error() -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nobody listens there now
-    origin = httpcore.Origin(b"http", b"127.0.0.1", port)
-    baseline = open_fds()
-    with pytest.raises(hintpool.ConnectError, match=r"refused|Connect call failed"):
-        await AsyncFastConnection.open(origin, timeout=5)
-    with pytest.raises(hintpool.ConnectError):
-        await AsyncFastConnection.open(
-            origin,
-            timeout=5,
-            socket_options=[(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)],
-        )
-    await fds_back_to(baseline)
+    # Bound but not listening: refused, and no server started meanwhile can
+    # take the port (as one could a port closed here).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        origin = httpcore.Origin(b"http", b"127.0.0.1", sock.getsockname()[1])
+        baseline = open_fds()
+        with pytest.raises(hintpool.ConnectError, match=r"refused|Connect call failed"):
+            await AsyncFastConnection.open(origin, timeout=5)
+        with pytest.raises(hintpool.ConnectError):
+            await AsyncFastConnection.open(
+                origin,
+                timeout=5,
+                socket_options=[(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)],
+            )
+        await fds_back_to(baseline)
 
 
 async def test_connect_timeout() -> None:

@@ -348,16 +348,13 @@ def test_invalid_url(capsys: pytest.CaptureFixture[str], url: str, words: str) -
     assert_one_line_error(capsys, [url], 2, words)
 
 
-def free_port() -> int:
+def test_refused_connection(capsys: pytest.CaptureFixture[str]) -> None:
+    # Bound but not listening: refused, and nothing else can take the port.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_refused_connection(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{free_port()}/"
-    assert_one_line_error(capsys, [url], 1, "connection refused by 127.0.0.1:")
-    code, report = probe_json(capsys, url)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+        assert_one_line_error(capsys, [url], 1, "connection refused by 127.0.0.1:")
+        code, report = probe_json(capsys, url)
     assert code == 1
     assert report["ok"] is False
     assert "connection refused" in report["error"]

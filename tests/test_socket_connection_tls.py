@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import ssl
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -361,14 +362,19 @@ def test_no_descriptor_leaks(
 ) -> None:
     if not os.path.isdir("/proc/self/fd"):  # pragma: no cover - not Linux
         pytest.skip("needs /proc/self/fd")
-    with ScriptedServer([]) as gone:
-        refused_port = gone.port
-    before = open_fds()
-    with (
-        TestServer() as plain,
-        TestServer(config=ServerConfig(), tls=server_context(cert, "TLSv1.3")) as tls,
-    ):
-        for _ in range(3):
-            for _ in scenarios(plain, tls, client_ctx, refused_port):
-                pass
-    assert open_fds() == before
+    # Bound but not listening: connections are refused, and the port stays
+    # ours. A port freed by a stopped server could go to a server started
+    # next (CI saw the "refused" connect reach the test's own server).
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        refused_port = holder.getsockname()[1]
+        before = open_fds()
+        tls_context = server_context(cert, "TLSv1.3")
+        with (
+            TestServer() as plain,
+            TestServer(config=ServerConfig(), tls=tls_context) as tls,
+        ):
+            for _ in range(3):
+                for _ in scenarios(plain, tls, client_ctx, refused_port):
+                    pass
+        assert open_fds() == before
