@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -32,6 +33,16 @@ settings.register_profile(
     "hintpool", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("hintpool")
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port that refuses connections: bound but not listening, and held
+    for the whole test, so no server started meanwhile can take it (a port
+    merely closed again can go to the next server bound to port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 @pytest.fixture(params=["asyncio", "trio"])

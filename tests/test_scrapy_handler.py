@@ -192,11 +192,9 @@ def test_body_stalling_past_download_timeout(server: TestServer) -> None:
     assert handler.pools[0].statistics().open == 0
 
 
-def test_connection_refused_is_retryable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    (exc,), _ = run(lambda: _fetch(None, Request(f"http://127.0.0.1:{port}/")))
+def test_connection_refused_is_retryable(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"
+    (exc,), _ = run(lambda: _fetch(None, Request(url)))
     assert isinstance(exc, scrapy.exceptions.DownloadConnectionRefusedError)
     assert isinstance(exc, tx_error.ConnectionRefusedError)
     assert _retryable(exc)

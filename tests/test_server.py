@@ -485,11 +485,10 @@ def test_proxy_idle_close_seen_by_client(
     assert srv.requests_after_close == 0
 
 
-def test_proxy_target_down(delay_proxy_factory: ProxyFactory) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens here
-    proxy = delay_proxy_factory("127.0.0.1", port)
+def test_proxy_target_down(
+    delay_proxy_factory: ProxyFactory, refused_port: int
+) -> None:
+    proxy = delay_proxy_factory("127.0.0.1", refused_port)
     # The RST may even beat the end of the client's connect().
 
     def attempt() -> None:

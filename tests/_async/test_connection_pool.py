@@ -6,7 +6,6 @@ FakeClock handed to the pool.
 
 from __future__ import annotations
 
-import socket
 from typing import Callable
 
 import httpcore
@@ -382,13 +381,8 @@ async def test_lifo_reuse_most_recent_first() -> None:
 
 @pytest.mark.anyio
 async def test_connect_retries_back_off_then_give_up(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, refused_port: int
 ) -> None:
-    # A port nothing listens on: every attempt is refused.
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
     pool = AsyncConnectionPool(retries=2)
     delays: list[float] = []
 
@@ -397,6 +391,6 @@ async def test_connect_retries_back_off_then_give_up(
 
     monkeypatch.setattr(pool._connector, "_sleep", no_wait)
     with pytest.raises(hintpool.ConnectError):
-        await pool.request("GET", f"http://127.0.0.1:{port}/")
+        await pool.request("GET", f"http://127.0.0.1:{refused_port}/")
     assert delays == [0.0, 0.5]  # three attempts, httpcore's backoff
     await pool.aclose()

@@ -7,7 +7,6 @@ FakeClock handed to the pool.
 
 from __future__ import annotations
 
-import socket
 from typing import Callable
 
 import httpcore
@@ -359,13 +358,8 @@ def test_lifo_reuse_most_recent_first() -> None:
 
 
 def test_connect_retries_back_off_then_give_up(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, refused_port: int
 ) -> None:
-    # A port nothing listens on: every attempt is refused.
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
     pool = ConnectionPool(retries=2)
     delays: list[float] = []
 
@@ -374,6 +368,6 @@ def test_connect_retries_back_off_then_give_up(
 
     monkeypatch.setattr(pool._connector, "_sleep", no_wait)
     with pytest.raises(hintpool.ConnectError):
-        pool.request("GET", f"http://127.0.0.1:{port}/")
+        pool.request("GET", f"http://127.0.0.1:{refused_port}/")
     assert delays == [0.0, 0.5]  # three attempts, httpcore's backoff
     pool.close()
