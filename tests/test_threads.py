@@ -151,10 +151,16 @@ def test_sixteen_threads_many_origins(servers: list[TestServer]) -> None:
         stats = pool.statistics()
         # Per-origin entries are built when read: take them before close.
         stats = dataclasses.replace(stats, origins=dict(stats.origins))
-    assert ledger.sent == THREADS * REQUESTS_PER_THREAD
-    check_ledger(ledger, servers)
-    check_statistics(stats, ledger, servers)
-    assert stats.reused > 0 and stats.retired_by_max > 0
+        assert ledger.sent == THREADS * REQUESTS_PER_THREAD
+        check_ledger(ledger, servers)
+        check_statistics(stats, ledger, servers)
+        # Whether a connection reached its max among 16 threads depends on
+        # scheduling (6 idle slots for 8 origins: little reuse); one at a
+        # time, 4 requests to the max-3 origin always retire one by max.
+        for _ in range(4):
+            pool.request("GET", servers[0].url + "/conn")
+        retired_by_max = pool.statistics().retired_by_max
+    assert stats.reused > 0 and retired_by_max > 0
     assert stats.idle <= 6
 
 
