@@ -135,6 +135,7 @@ async def floor_session(
             if candidate.usable:
                 connection = candidate
                 break
+            candidate.close()  # dropped: its transport must not outlive it
         if connection is None:
             _, connection = await loop.create_connection(_Connection, *address)
         try:
