@@ -24,12 +24,14 @@ __all__ = [
     "AsyncBookkeepingLock",
     "AsyncH2Lock",
     "AsyncLockWithin",
+    "AsyncSharedStream",
     "AsyncShieldCancellation",
     "AsyncSlots",
     "AsyncWaiter",
     "BookkeepingLock",
     "H2Lock",
     "LockWithin",
+    "SharedStream",
     "ShieldCancellation",
     "Slots",
     "Waiter",
@@ -91,6 +93,19 @@ async def AsyncLockWithin(lock: Any, timeout: float | None) -> None:
 def LockWithin(lock: Any, timeout: float | None) -> None:
     if not lock.acquire(timeout=-1 if timeout is None else timeout):
         raise httpcore.ReadTimeout("Timed out waiting to read")
+
+
+def AsyncSharedStream(stream: Any) -> Any:
+    """The network stream of hintpool's HTTP/2 connection. On an event loop
+    one task calls into it at a time: as it is."""
+    return stream
+
+
+def SharedStream(stream: Any) -> Any:
+    """In threads one reads while another writes: see ``_shared_stream``."""
+    from ._shared_stream import shared_stream
+
+    return shared_stream(stream)
 
 
 def AsyncSlots(bound: int) -> Any:

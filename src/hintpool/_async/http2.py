@@ -51,6 +51,7 @@ from .._synchronization import (
     AsyncBookkeepingLock,
     AsyncH2Lock,
     AsyncLockWithin,
+    AsyncSharedStream,
     AsyncShieldCancellation,
     AsyncSlots,
 )
@@ -72,6 +73,7 @@ _RESET = h2.events.StreamReset
 class AsyncH2Connection(H2ConnectionBase):
     def __init__(self, origin: httpcore.Origin, stream: Any) -> None:
         # Until the server's SETTINGS arrive: one stream (httpcore's rule).
+        stream = AsyncSharedStream(stream)
         super().__init__(origin, stream, AsyncBookkeepingLock(), AsyncSlots(1))
         self._read = AsyncH2Lock()
         self._write = AsyncH2Lock()

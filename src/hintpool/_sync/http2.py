@@ -52,6 +52,7 @@ from .._synchronization import (
     BookkeepingLock,
     H2Lock,
     LockWithin,
+    SharedStream,
     ShieldCancellation,
     Slots,
 )
@@ -73,6 +74,7 @@ _RESET = h2.events.StreamReset
 class H2Connection(H2ConnectionBase):
     def __init__(self, origin: httpcore.Origin, stream: Any) -> None:
         # Until the server's SETTINGS arrive: one stream (httpcore's rule).
+        stream = SharedStream(stream)
         super().__init__(origin, stream, BookkeepingLock(), Slots(1))
         self._read = H2Lock()
         self._write = H2Lock()
