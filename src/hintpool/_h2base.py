@@ -7,6 +7,7 @@ touches only what the pool reads. See that module for how it works.
 
 from __future__ import annotations
 
+import copy
 from contextlib import suppress
 from typing import Any
 
@@ -217,6 +218,16 @@ class H2ConnectionBase:
                 for stream in self._streams.values():
                     if not stream.answered:
                         self._unanswered.add(id(stream))
+
+    def _failure(self) -> Exception:
+        """The recorded failure, a fresh copy for each stream it ends: one
+        exception object raised by many tasks or threads would gather all
+        their tracebacks (and be written to by all of them at once)."""
+        error = self._error
+        assert error is not None
+        fresh = copy.copy(error)
+        fresh.__cause__ = error.__cause__
+        return fresh
 
     def _mapped(self, stream: Stream | None, exc: BaseException) -> BaseException:
         if not isinstance(exc, Exception):

@@ -288,6 +288,41 @@ async def test_goaway_with_an_error_fails_the_processed_streams_only(
     assert stats.protocol_errors == 2
 
 
+async def test_a_close_fails_each_stream_with_its_own_exception(
+    plain_server: H2Server,
+) -> None:
+    """One exception object raised in three requests would gather all
+    three tracebacks (and be written to by three threads at once)."""
+    plain_server.hold = 4
+    plain_server.hold_timeout = 30  # never answered: closed first
+    failures: list[BaseException] = []
+
+    async def one(i: int) -> None:
+        try:
+            await client.post(f"{plain_server.url}/{i}", content=b"x")
+        except httpx.RemoteProtocolError as exc:
+            failures.append(exc)
+
+    async with h2c_client() as client:
+        async with AsyncTaskGroup() as tg:
+            for i in range(3):
+                tg.start_soon(one, i)
+            await tg.wait_until(lambda: len(plain_server.requests) == 3)
+            plain_server.close_idle()
+    assert len(failures) == 3
+    chains = [_chain(exc) for exc in failures]
+    assert sum(map(len, chains)) == len(set().union(*chains))
+
+
+def _chain(exc: BaseException | None) -> set[int]:
+    """The ids of ``exc`` and the exceptions it was raised from or in."""
+    ids: set[int] = set()
+    while exc is not None and id(exc) not in ids:
+        ids.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return ids
+
+
 async def test_refused_stream_is_sent_again(plain_server: H2Server) -> None:
     plain_server.refuse = 2
     async with h2c_client() as client:

@@ -240,7 +240,7 @@ class AsyncH2Connection(H2ConnectionBase):
     async def _read_some(self, timeouts: Any) -> None:
         """Read once from the network, under ``_read``; hand out the events."""
         if self._error is not None:
-            raise self._error
+            raise self._failure()
         try:
             data = await self._network_stream.read(READ_NUM_BYTES, timeouts.get("read"))
         except httpcore.TimeoutException:
@@ -249,12 +249,12 @@ class AsyncH2Connection(H2ConnectionBase):
             raise
         except Exception as exc:
             self._fail(exc)
-            raise self._error from None  # type: ignore[misc]
+            raise self._failure() from None
         try:
             pending = self._feed(data)
         except Exception as exc:
             self._fail(exc)
-            raise self._error from None  # type: ignore[misc]
+            raise self._failure() from None
         if pending:  # a PING or SETTINGS ack, a WINDOW_UPDATE
             await self._flush(timeouts)
 
@@ -268,7 +268,7 @@ class AsyncH2Connection(H2ConnectionBase):
             if not data:
                 return
             if self._error is not None:
-                raise self._error
+                raise self._failure()
             try:
                 await self._network_stream.write(data, timeouts.get("write"))
             except Exception as exc:

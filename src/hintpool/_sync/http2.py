@@ -241,7 +241,7 @@ class H2Connection(H2ConnectionBase):
     def _read_some(self, timeouts: Any) -> None:
         """Read once from the network, under ``_read``; hand out the events."""
         if self._error is not None:
-            raise self._error
+            raise self._failure()
         try:
             data = self._network_stream.read(READ_NUM_BYTES, timeouts.get("read"))
         except httpcore.TimeoutException:
@@ -250,12 +250,12 @@ class H2Connection(H2ConnectionBase):
             raise
         except Exception as exc:
             self._fail(exc)
-            raise self._error from None  # type: ignore[misc]
+            raise self._failure() from None
         try:
             pending = self._feed(data)
         except Exception as exc:
             self._fail(exc)
-            raise self._error from None  # type: ignore[misc]
+            raise self._failure() from None
         if pending:  # a PING or SETTINGS ack, a WINDOW_UPDATE
             self._flush(timeouts)
 
@@ -269,7 +269,7 @@ class H2Connection(H2ConnectionBase):
             if not data:
                 return
             if self._error is not None:
-                raise self._error
+                raise self._failure()
             try:
                 self._network_stream.write(data, timeouts.get("write"))
             except Exception as exc:
