@@ -144,8 +144,12 @@ def test_tinyproxy_forward_closes_after_each_response(
             target = (origin, other_origin)[index % 2]
             client.get(f"{target.url}/tiny/{index}").raise_for_status()
         stats = transport.statistics().proxies[proxy.url]
-    assert stats.requests == REQUESTS
     assert stats.forward_connections_opened == REQUESTS
+    # Until the close is learned (from the second one), a request may find
+    # the last connection still open: tinyproxy's FIN is on its way. Sent,
+    # it fails before any answer and goes again on a new connection.
+    assert stats.requests == REQUESTS + stats.reused
+    assert stats.reused <= 2
 
 
 @pytest.mark.parametrize("kind", ["squid", "tinyproxy", *SOCKS_PROXIES])
