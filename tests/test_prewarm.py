@@ -303,6 +303,19 @@ def test_spare_stays_within_the_limits() -> None:
     assert due(pool) == []
 
 
+def test_no_spare_beyond_the_idle_limit() -> None:
+    """Once the two in flight are done, a spare would push one of them out
+    of the idle connections (``max_keepalive_connections=2``)."""
+    pool = warm_pool(max_idle=2)
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == []
+    pool = warm_pool(max_idle=3)
+    take(pool, 1.0)
+    take(pool, 1.01)
+    assert due(pool) == [A]
+
+
 def pending_prewarm(pool: Pool) -> FakeWaiter:
     """A's pre-warm is connecting and a request to A reserved its own slot
     and was promised the pre-warm."""

@@ -75,14 +75,18 @@ async def test_next_connection_is_opened_before_the_last_response(
 
 
 @pytest.mark.anyio
-async def test_off_by_default_and_sync_pools_do_not_prewarm(
+async def test_on_by_default_off_by_keyword_and_never_in_sync_pools(
     server_factory: ServerFactory,
 ) -> None:
     srv = server_factory(**SERVER)
     async with AsyncConnectionPool() as pool:
         await requests(pool, srv.url + "/", 9)
-        assert pool.statistics().connections_opened == 3
-    with ConnectionPool(prewarm=True) as sync_pool:
+        assert pool.statistics().prewarmed == 3
+    async with AsyncConnectionPool(prewarm=False) as pool:
+        await requests(pool, srv.url + "/", 9)
+        stats = pool.statistics()
+        assert (stats.connections_opened, stats.prewarmed) == (3, 0)
+    with ConnectionPool() as sync_pool:
         for _ in range(9):
             sync_pool.request("GET", srv.url + "/")
         stats = sync_pool.statistics()

@@ -139,11 +139,16 @@ def checked_out(state: PoolState, origin: OriginState, now: float) -> None:
     triggers do. So while two requests to the origin were in flight at once
     within ``CONCURRENT_MEMORY`` timeouts, keep one idle connection spare: a
     request that takes the last one reserves a pre-warm. The spare sits at
-    the bottom of the idle stack, used only when requests overlap again."""
+    the bottom of the idle stack, used only when requests overlap again.
+    None while the connections open already fill the idle limit."""
     in_use = origin.open - len(origin.idle) - origin.prewarming
     if in_use > 1:
         origin.concurrent_at = now
     elif now - origin.concurrent_at > CONCURRENT_MEMORY * _timeout(state, origin):
+        return
+    if state.open_count >= state.max_idle:
+        # Once the requests in flight are done, a spare would only push an
+        # idle connection out (``max_keepalive_connections``).
         return
     for conn in origin.idle:
         left = conn.lifetime.requests_left

@@ -363,7 +363,8 @@ async def test_statistics_and_repr() -> None:
 @pytest.mark.anyio
 async def test_lifo_reuse_most_recent_first() -> None:
     clock = FakeClock()
-    pool = make_pool([response("timeout=5")] * 3, clock)
+    # prewarm=False: the overlap below would keep a spare, reused first.
+    pool = make_pool([response("timeout=5")] * 3, clock, prewarm=False)
     async with pool:
         async with pool.stream("GET", "http://example.test/") as r1:
             async with pool.stream("GET", "http://example.test/") as r2:

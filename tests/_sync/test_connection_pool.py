@@ -341,7 +341,8 @@ def test_statistics_and_repr() -> None:
 
 def test_lifo_reuse_most_recent_first() -> None:
     clock = FakeClock()
-    pool = make_pool([response("timeout=5")] * 3, clock)
+    # prewarm=False: the overlap below would keep a spare, reused first.
+    pool = make_pool([response("timeout=5")] * 3, clock, prewarm=False)
     with pool:
         with pool.stream("GET", "http://example.test/") as r1:
             with pool.stream("GET", "http://example.test/") as r2:

@@ -70,7 +70,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
-        prewarm: bool = False,
+        prewarm: bool = True,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
         wire: str = "auto",
     ) -> None:

@@ -119,7 +119,7 @@ class ConnectionPool(Resend):
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
-        prewarm: bool = False,
+        prewarm: bool = True,
         wire: str = "auto",
         http1: bool = True,
         http2: bool = False,

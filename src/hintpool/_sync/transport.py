@@ -71,7 +71,7 @@ class HTTPTransport(httpx.BaseTransport):
         retry_stale: bool = True,
         tls_session_cache: bool | int = True,
         tls_session_ttl: float = DEFAULT_TLS_SESSION_TTL,
-        prewarm: bool = False,
+        prewarm: bool = True,
         network_backend: httpcore.NetworkBackend | None = None,
         wire: str = "auto",
     ) -> None:
