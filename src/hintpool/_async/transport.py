@@ -36,7 +36,7 @@ class AsyncHTTPTransport(httpx.AsyncBaseTransport):
     ``max_connections_per_origin`` (open connections at most to any one
     origin, default None: no cap; see :class:`AsyncConnectionPool`),
     ``prewarm`` (open a busy origin's next connection before its current
-    one ends, async only, default False; see :class:`AsyncConnectionPool`),
+    one ends, async only, default True; see :class:`AsyncConnectionPool`),
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 

@@ -84,7 +84,7 @@ class ConnectionPool(Resend):
         to a busy origin is about to end (the server's ``max`` runs out, or
         its idle deadline falls while requests still come), so the next
         request finds a warm connection; needs ``with`` (the reaper's
-        task group runs it). Sync pools do not pre-warm.
+        task group runs it). On by default; sync pools do not pre-warm.
     :param wire: ``"auto"`` (default): hintpool's own HTTP/1.1 connection
         where it can run (asyncio and sync, no custom ``network_backend``),
         httpcore's elsewhere; ``"httpcore"``: always httpcore's connection.

@@ -37,7 +37,7 @@ class HTTPTransport(httpx.BaseTransport):
     ``max_connections_per_origin`` (open connections at most to any one
     origin, default None: no cap; see :class:`ConnectionPool`),
     ``prewarm`` (open a busy origin's next connection before its current
-    one ends, async only, default False; see :class:`ConnectionPool`),
+    one ends, async only, default True; see :class:`ConnectionPool`),
     ``wire`` (``"auto"``: hintpool's own HTTP/1.1 connection on asyncio and
     in sync code, httpcore's under trio; ``"httpcore"``: httpcore's always).
 
