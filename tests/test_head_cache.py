@@ -19,6 +19,7 @@ from hintpool._h1 import H1Codec
 from hintpool._h1_response import KNOWN_HEADS, KNOWN_HEADS_SIZE
 
 from .scripted_server import ScriptedServer
+from .server import TestServer
 
 SECRET = b"Zq7secretVALUEx9"
 HOST = (b"Host", b"example.com")
@@ -163,3 +164,59 @@ def test_through_a_pool_nothing_secret_stays_cached() -> None:
         assert len(srv.requests) == 3
         assert all(SECRET in request for request in srv.requests)
     assert SECRET.decode() not in cached()
+
+
+def fetch(pool: hintpool.ConnectionPool, url: str, **headers: str) -> None:
+    assert pool.request("GET", url, headers=headers).status == 200
+    # The local server's heads are not all kept (its body is a write of its
+    # own): a response head known, to see both caches emptied.
+    exchange(H1Codec(), [HOST])
+
+
+def test_the_caches_are_emptied_when_the_last_pool_is_closed(
+    server: TestServer,
+) -> None:
+    """A secret the codec cannot recognise (here in X-Api-Key) stays in the
+    caches only while a pool that could have sent it is open."""
+    url = server.url + "/"
+    first = hintpool.ConnectionPool()
+    second = hintpool.ConnectionPool()
+    unused = hintpool.ConnectionPool()
+    fetch(first, url, **{"X-Api-Key": SECRET.decode()})
+    fetch(second, url)
+    assert SECRET.decode() in cached() and KNOWN_HEADS
+    unused.close()
+    first.close()
+    assert SECRET.decode() in cached(), "second pool still open: kept warm"
+    second.close()
+    assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}
+    # A closed pool stays usable, and holds the caches again.
+    fetch(second, url)
+    assert _h1_request._REQUESTS and KNOWN_HEADS
+    second.close()
+    assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_async_pool_empties_the_caches_on_close(
+    anyio_backend: str, server: TestServer
+) -> None:
+    async with hintpool.AsyncConnectionPool() as pool:
+        response = await pool.request("GET", server.url + "/")
+        assert response.status == 200
+        exchange(H1Codec(), [HOST])
+        assert _h1_request._REQUESTS and KNOWN_HEADS
+    assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}
+
+
+def test_a_pool_on_httpcore_connections_does_not_hold_the_caches(
+    server: TestServer,
+) -> None:
+    url = server.url + "/"
+    with hintpool.ConnectionPool(wire="httpcore") as other:
+        fetch(other, url)
+        with hintpool.ConnectionPool() as pool:
+            fetch(pool, url)
+            assert _h1_request._REQUESTS and KNOWN_HEADS
+        assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}

@@ -37,6 +37,7 @@ import httpcore
 
 from .._asyncio_connection import AsyncFastConnection
 from .._asyncio_open import AsyncSocketIO
+from .._h1_caches import hold, release
 from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
 from .._synchronization import async_fast_wire_available, default_async_backend
@@ -103,6 +104,10 @@ class AsyncConnector(AsyncConnectorTLS):
             require_h2()
             if ssl_context is not None:
                 ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
+
+    def close(self) -> None:
+        """The pool is closed: the codec's head caches may be emptied."""
+        release(self)
 
     def uses_fast_wire(self) -> bool:
         """Whether new connections are hintpool's own (see the module doc)."""
@@ -233,6 +238,7 @@ class AsyncConnector(AsyncConnectorTLS):
         sock: socket.socket | None = None,
     ) -> tuple[AsyncFastConnection, None, TLSConnectionInfo | None]:
         """``sock``: connected through a tunnel already (closed on failure)."""
+        hold(self)  # the connection's codec shares the head caches
         connect_timeout = extensions.get("timeout", {}).get("connect")
         ctx = sni = key = session = None
         cache = self.tls_session_cache

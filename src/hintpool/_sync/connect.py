@@ -38,6 +38,7 @@ import httpcore
 
 from .._socket_connection import FastConnection
 from .._socket_open import SocketIO
+from .._h1_caches import hold, release
 from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
 from .._synchronization import fast_wire_available, default_sync_backend
@@ -104,6 +105,10 @@ class Connector(ConnectorTLS):
             require_h2()
             if ssl_context is not None:
                 ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
+
+    def close(self) -> None:
+        """The pool is closed: the codec's head caches may be emptied."""
+        release(self)
 
     def uses_fast_wire(self) -> bool:
         """Whether new connections are hintpool's own (see the module doc)."""
@@ -234,6 +239,7 @@ class Connector(ConnectorTLS):
         sock: socket.socket | None = None,
     ) -> tuple[FastConnection, None, TLSConnectionInfo | None]:
         """``sock``: connected through a tunnel already (closed on failure)."""
+        hold(self)  # the connection's codec shares the head caches
         connect_timeout = extensions.get("timeout", {}).get("connect")
         ctx = sni = key = session = None
         cache = self.tls_session_cache
