@@ -1,10 +1,13 @@
-"""The HTTP/1.1 codec's head caches keep no credentials.
+"""The process-wide caches keep no credentials, and nothing once every
+pool is closed.
 
 Request heads and response heads seen before are remembered process-wide
-(``_h1_request._REQUESTS``, ``_h1_response.KNOWN_HEADS``), beyond the pool
-that sent them. A head carrying ``Authorization``, ``Proxy-Authorization``
-or ``Cookie``, or a response setting a cookie, is still sent and parsed
-exactly, but never kept: nothing of it is found in either cache afterwards.
+(``_h1_request._REQUESTS``, ``_h1_response.KNOWN_HEADS``), and so are URLs
+(``_requests._URL_CACHE``), shared by every pool. A head carrying
+``Authorization``, ``Proxy-Authorization`` or ``Cookie``, a response
+setting a cookie, or a URL with user info is still sent and parsed exactly,
+but never kept: nothing of it is found in any cache afterwards. Anything
+else is kept until the last pool is closed (``hintpool._shared_caches``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hintpool
 from hintpool import _h1_request
 from hintpool._h1 import H1Codec
 from hintpool._h1_response import KNOWN_HEADS, KNOWN_HEADS_SIZE
+from hintpool._requests import _URL_CACHE
 
 from .scripted_server import ScriptedServer
 from .server import TestServer
@@ -40,16 +44,20 @@ CREDENTIALS = [
 
 @pytest.fixture(autouse=True)
 def empty_caches() -> Iterator[None]:
-    _h1_request._REQUESTS.clear()
-    KNOWN_HEADS.clear()
+    for cache in (_h1_request._REQUESTS, KNOWN_HEADS, _URL_CACHE):
+        cache.clear()
     yield
-    _h1_request._REQUESTS.clear()
-    KNOWN_HEADS.clear()
+    for cache in (_h1_request._REQUESTS, KNOWN_HEADS, _URL_CACHE):
+        cache.clear()
 
 
 def cached() -> str:
-    """Everything both caches hold, keys and values, as text to search."""
-    return repr(_h1_request._REQUESTS) + repr(KNOWN_HEADS)
+    """Everything the caches hold, keys and values, as text to search."""
+    return repr(_h1_request._REQUESTS) + repr(KNOWN_HEADS) + repr(_URL_CACHE)
+
+
+def all_empty() -> bool:
+    return not (_h1_request._REQUESTS or KNOWN_HEADS or _URL_CACHE)
 
 
 def exchange(
@@ -189,12 +197,12 @@ def test_the_caches_are_emptied_when_the_last_pool_is_closed(
     first.close()
     assert SECRET.decode() in cached(), "second pool still open: kept warm"
     second.close()
-    assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}
+    assert all_empty()
     # A closed pool stays usable, and holds the caches again.
     fetch(second, url)
     assert _h1_request._REQUESTS and KNOWN_HEADS
     second.close()
-    assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}
+    assert all_empty()
 
 
 @pytest.mark.anyio
@@ -207,16 +215,27 @@ async def test_the_async_pool_empties_the_caches_on_close(
         assert response.status == 200
         exchange(H1Codec(), [HOST])
         assert _h1_request._REQUESTS and KNOWN_HEADS
-    assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}
+    assert all_empty()
 
 
-def test_a_pool_on_httpcore_connections_does_not_hold_the_caches(
+def test_a_pool_on_httpcore_connections_holds_the_caches_too(
     server: TestServer,
 ) -> None:
+    """It fills the URL cache, and perhaps the heads through another pool."""
     url = server.url + "/"
     with hintpool.ConnectionPool(wire="httpcore") as other:
-        fetch(other, url)
+        fetch(other, url + "?other")
         with hintpool.ConnectionPool() as pool:
             fetch(pool, url)
-            assert _h1_request._REQUESTS and KNOWN_HEADS
-        assert _h1_request._REQUESTS == {} and KNOWN_HEADS == {}
+        assert _h1_request._REQUESTS and KNOWN_HEADS and _URL_CACHE
+    assert all_empty()
+
+
+def test_a_url_with_user_info_is_not_kept(server: TestServer) -> None:
+    url = server.url.replace("://", f"://user:{SECRET.decode()}@") + "/"
+    with hintpool.ConnectionPool() as pool:
+        for _ in range(2):
+            assert pool.request("GET", url).status == 200
+        assert SECRET.decode() not in cached()
+        assert pool.request("GET", server.url + "/").status == 200
+        assert list(_URL_CACHE) == [server.url + "/"]

@@ -41,7 +41,7 @@ _COLON_JOIN = b": ".join
 # validating and joining. Heads longer than _CACHED_HEAD_MAX are not kept, so
 # the cache stays small. Nor is a head with Authorization, Proxy-Authorization
 # or Cookie: the cache is shared by every pool and emptied only when the last
-# one is closed (see _h1_caches), and credentials must not outlive the client
+# one is closed (see _shared_caches), and credentials must not outlive the client
 # that was given them. The hit path pays nothing for that rule (a head found
 # was checked when it was stored); such a request is built anew.
 _REQUESTS: dict[tuple[object, ...], tuple[bytes, int, int, bool]] = {}

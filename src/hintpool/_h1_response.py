@@ -23,7 +23,7 @@ IDLE, HEAD, BODY, DONE, DEAD = range(5)
 # by Content-Length alone that came whole in one chunk (see _remember):
 # then the same bytes can only parse the same way. Never for a head with
 # Set-Cookie: the cache is shared by every pool and emptied only when the
-# last one is closed (see _h1_caches), and a session must not outlive the
+# last one is closed (see _shared_caches), and a session must not outlive the
 # client that received it (such a head misses; see _h1._UNKNOWN_HEADS_MAX).
 Known = tuple[
     int,

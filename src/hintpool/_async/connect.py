@@ -37,9 +37,9 @@ import httpcore
 
 from .._asyncio_connection import AsyncFastConnection
 from .._asyncio_open import AsyncSocketIO
-from .._h1_caches import hold, release
 from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
+from .._shared_caches import hold, release
 from .._synchronization import async_fast_wire_available, default_async_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._trace_log import async_logging_trace
@@ -106,7 +106,7 @@ class AsyncConnector(AsyncConnectorTLS):
                 ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
 
     def close(self) -> None:
-        """The pool is closed: the codec's head caches may be emptied."""
+        """The pool is closed: the shared caches may be emptied."""
         release(self)
 
     def uses_fast_wire(self) -> bool:
@@ -136,6 +136,7 @@ class AsyncConnector(AsyncConnectorTLS):
         With a proxy: ``tunnel`` opens a tunnel to ``origin`` through it;
         otherwise ``origin`` is the proxy's (forwarded requests).
         """
+        hold(self)  # until the pool is closed: see _shared_caches
         if tunnel:
             proxy = self.proxy
             assert proxy is not None
@@ -238,7 +239,6 @@ class AsyncConnector(AsyncConnectorTLS):
         sock: socket.socket | None = None,
     ) -> tuple[AsyncFastConnection, None, TLSConnectionInfo | None]:
         """``sock``: connected through a tunnel already (closed on failure)."""
-        hold(self)  # the connection's codec shares the head caches
         connect_timeout = extensions.get("timeout", {}).get("connect")
         ctx = sni = key = session = None
         cache = self.tls_session_cache

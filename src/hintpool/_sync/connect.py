@@ -38,9 +38,9 @@ import httpcore
 
 from .._socket_connection import FastConnection
 from .._socket_open import SocketIO
-from .._h1_caches import hold, release
 from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
+from .._shared_caches import hold, release
 from .._synchronization import fast_wire_available, default_sync_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._trace_log import logging_trace
@@ -107,7 +107,7 @@ class Connector(ConnectorTLS):
                 ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
 
     def close(self) -> None:
-        """The pool is closed: the codec's head caches may be emptied."""
+        """The pool is closed: the shared caches may be emptied."""
         release(self)
 
     def uses_fast_wire(self) -> bool:
@@ -137,6 +137,7 @@ class Connector(ConnectorTLS):
         With a proxy: ``tunnel`` opens a tunnel to ``origin`` through it;
         otherwise ``origin`` is the proxy's (forwarded requests).
         """
+        hold(self)  # until the pool is closed: see _shared_caches
         if tunnel:
             proxy = self.proxy
             assert proxy is not None
@@ -239,7 +240,6 @@ class Connector(ConnectorTLS):
         sock: socket.socket | None = None,
     ) -> tuple[FastConnection, None, TLSConnectionInfo | None]:
         """``sock``: connected through a tunnel already (closed on failure)."""
-        hold(self)  # the connection's codec shares the head caches
         connect_timeout = extensions.get("timeout", {}).get("connect")
         ctx = sni = key = session = None
         cache = self.tls_session_cache
