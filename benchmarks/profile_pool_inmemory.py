@@ -6,6 +6,7 @@ every request on the next loop iteration, as a loopback server would.
     python benchmarks/profile_pool_inmemory.py --concurrency 100
     python benchmarks/profile_pool_inmemory.py --origins 1000 --profile
     python benchmarks/profile_pool_inmemory.py --concurrency 1 --no-hint
+    python benchmarks/profile_pool_inmemory.py --header "Authorization: Bearer x"
 
 No server, no syscalls (but one ``poll()`` at checkout): the CPU time per
 request is Python's and asyncio's alone, so it varies far less with the
@@ -92,7 +93,7 @@ async def _round(args: argparse.Namespace, profiler: cProfile.Profile | None) ->
         async def worker(offset: int) -> None:
             for i in range(per_worker):
                 url = urls[(offset + i * args.concurrency) % len(urls)]
-                response = await pool.request("GET", url)
+                response = await pool.request("GET", url, headers=args.header)
                 assert response.status == 200 and response.content == b"hello"
 
         await asyncio.gather(*(worker(k) for k in range(args.concurrency)))
@@ -120,6 +121,13 @@ def main() -> None:
     parser.add_argument(
         "--no-hint", action="store_true", help="responses without Keep-Alive"
     )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        help='"Name: value" sent with every request (repeatable)',
+    )
     args = parser.parse_args()
     if args.no_hint:
         MemoryTransport.response = RESPONSE_NO_HINT
@@ -138,6 +146,11 @@ def main() -> None:
     )
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, _, value = text.partition(":")
+    return name.strip(), value.strip()
 
 
 async def _connect_once(

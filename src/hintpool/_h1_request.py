@@ -3,7 +3,8 @@
 Validation and framing are decided in one pass over the headers; names and
 methods already seen valid are remembered, since callers send the same few
 on every request, so the common request costs a dict lookup per header and
-one ``translate`` over the whole head.
+one ``translate`` over the whole head. Whole heads are remembered too, but
+never one that carries credentials (see ``_REQUESTS``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from ._exceptions import LocalProtocolError
 
 # Request body framing.
 LENGTH, CHUNKED, SENT = range(3)
-# Kinds of request header names that framing and reuse depend on.
-_OTHER, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION = range(4)
+# Kinds of request header names that framing, reuse and caching depend on.
+_OTHER, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _SECRET = range(5)
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _KINDS = {
     b"content-length": _CONTENT_LENGTH,
     b"transfer-encoding": _TRANSFER_ENCODING,
     b"connection": _CONNECTION,
+    b"authorization": _SECRET,
+    b"proxy-authorization": _SECRET,
+    b"cookie": _SECRET,
 }
 # Valid header names seen so far -> kind: callers send the same few names on
 # every request, so validation and classification cost one dict lookup.
@@ -34,8 +38,12 @@ _CONTROLS = bytes([*range(9), *range(10, 32), 127])
 _COLON_JOIN = b": ".join
 # (method, target, *headers) -> what request() returns for them: a client
 # sends the same few requests again and again, and a lookup costs a fifth of
-# validating and joining. Heads longer than _CACHED_HEAD_MAX (big cookies,
-# tokens) are not kept, so the cache stays small.
+# validating and joining. Heads longer than _CACHED_HEAD_MAX are not kept, so
+# the cache stays small. Nor is a head with Authorization, Proxy-Authorization
+# or Cookie: the cache is shared by every pool and emptied only when the last
+# one is closed (see _shared_caches), and credentials must not outlive the client
+# that was given them. The hit path pays nothing for that rule (a head found
+# was checked when it was stored); such a request is built anew.
 _REQUESTS: dict[tuple[object, ...], tuple[bytes, int, int, bool]] = {}
 _CACHED_HEAD_MAX = 1024
 
@@ -57,11 +65,12 @@ def header_tokens(value: bytes) -> list[bytes]:
 
 def request_framing(
     headers: Sequence[tuple[bytes, bytes]],
-) -> tuple[int, int, bool]:
-    """(framing, Content-Length, Connection: close) of a request; validates names."""
+) -> tuple[int, int, bool, bool]:
+    """(framing, Content-Length, Connection: close, carries credentials) of
+    a request; validates names."""
     framing = SENT  # no body: nothing to send, end_request() is optional
     length = 0
-    close = False
+    close = secret = False
     names = _NAMES
     for name, value in headers:
         kind = names.get(name)
@@ -73,6 +82,8 @@ def request_framing(
             close = close or (
                 value != b"keep-alive" and b"close" in header_tokens(value)
             )
+        elif kind == _SECRET:
+            secret = True
         elif kind == _CONTENT_LENGTH:
             value = value.strip(b" \t")
             if not value.isdigit() or framing == CHUNKED:
@@ -90,7 +101,7 @@ def request_framing(
             framing = CHUNKED
     if framing == LENGTH and not length:
         framing = SENT
-    return framing, length, close
+    return framing, length, close, secret
 
 
 def request_head(
@@ -132,9 +143,9 @@ def request(
             key = None
     if known is not None:
         return known
-    framing, length, close = request_framing(headers)
+    framing, length, close, secret = request_framing(headers)
     head = request_head(method, target, headers)
-    if key is not None and len(head) <= _CACHED_HEAD_MAX:
+    if key is not None and not secret and len(head) <= _CACHED_HEAD_MAX:
         if len(_REQUESTS) >= _CACHE_LIMIT:
             _REQUESTS.clear()
         _REQUESTS[key] = (head, framing, length, close)

@@ -21,7 +21,10 @@ IDLE, HEAD, BODY, DONE, DEAD = range(5)
 # head again and again (its Date changes once a second), and a look-up
 # spares llhttp's ten Python callbacks. Only for a reusable response framed
 # by Content-Length alone that came whole in one chunk (see _remember):
-# then the same bytes can only parse the same way.
+# then the same bytes can only parse the same way. Never for a head with
+# Set-Cookie: the cache is shared by every pool and emptied only when the
+# last one is closed (see _shared_caches), and a session must not outlive the
+# client that received it (such a head misses; see _h1._UNKNOWN_HEADS_MAX).
 Known = tuple[
     int,
     bytes,
@@ -122,7 +125,8 @@ class ResponseCallbacks:
 
     def _remember(self, data: bytes, end: int) -> None:
         """Keep what llhttp made of a whole response in one chunk, framed by
-        Content-Length alone, for the next response with the same head."""
+        Content-Length alone and setting no cookie, for the next response
+        with the same head."""
         head = self.head
         if (
             head is None
@@ -138,7 +142,9 @@ class ResponseCallbacks:
             size = len(name)
             if size == 14 and name.lower() == b"content-length":
                 length = int(value)  # digits only: llhttp checked it
-            elif size == 17 and name.lower() == b"transfer-encoding":
+            elif (size == 17 and name.lower() == b"transfer-encoding") or (
+                size == 10 and name.lower() == b"set-cookie"
+            ):
                 return
         if length != len(data) - end:
             return

@@ -89,10 +89,18 @@ def _simple_url(url: str) -> tuple[httpcore.URL, bytes] | None:
     return parsed, host_header
 
 
+def _has_user_info(url: bytes | str) -> bool:
+    text = url if isinstance(url, str) else url.decode("latin-1")
+    authority = re.split("[/?#]", text.partition("//")[2], maxsplit=1)[0]
+    return "@" in authority
+
+
 def _parse_url(url: httpcore.URL | bytes | str) -> tuple[httpcore.URL, bytes]:
     """The URL and its ``Host`` header value, remembered for strings:
     clients send to the same few URLs, and parsing one costs more than the
-    rest of building the request."""
+    rest of building the request. Not one with user info: the cache is
+    shared by every pool (see ``_shared_caches``), and a password must not
+    outlive the client given it."""
     if isinstance(url, httpcore.URL):
         return url, _host_header(url)
     parsed = _URL_CACHE.get(url)
@@ -101,6 +109,8 @@ def _parse_url(url: httpcore.URL | bytes | str) -> tuple[httpcore.URL, bytes]:
         if parsed is None:
             parsed_url = httpcore.URL(url)
             parsed = (parsed_url, _host_header(parsed_url))
+            if _has_user_info(url):
+                return parsed
         if len(_URL_CACHE) >= _URL_CACHE_SIZE:
             _URL_CACHE.clear()
         _URL_CACHE[url] = parsed

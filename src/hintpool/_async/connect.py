@@ -39,6 +39,7 @@ from .._asyncio_connection import AsyncFastConnection
 from .._asyncio_open import AsyncSocketIO
 from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
+from .._shared_caches import hold, release
 from .._synchronization import async_fast_wire_available, default_async_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._trace_log import async_logging_trace
@@ -104,6 +105,10 @@ class AsyncConnector(AsyncConnectorTLS):
             if ssl_context is not None:
                 ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
 
+    def close(self) -> None:
+        """The pool is closed: the shared caches may be emptied."""
+        release(self)
+
     def uses_fast_wire(self) -> bool:
         """Whether new connections are hintpool's own (see the module doc)."""
         return self._fast_allowed and async_fast_wire_available()
@@ -131,6 +136,7 @@ class AsyncConnector(AsyncConnectorTLS):
         With a proxy: ``tunnel`` opens a tunnel to ``origin`` through it;
         otherwise ``origin`` is the proxy's (forwarded requests).
         """
+        hold(self)  # until the pool is closed: see _shared_caches
         if tunnel:
             proxy = self.proxy
             assert proxy is not None

@@ -354,9 +354,12 @@ class AsyncConnectionPool(AsyncResend):
         with self._lock:
             self._state.prewarm_enabled = False
             self._state.close_all(to_close)
-        # Cancels the pre-warms still connecting: they free their slots.
-        await self._reaper.stop()
-        await self._close_connections(to_close)
+        try:
+            # Cancels the pre-warms still connecting: they free their slots.
+            await self._reaper.stop()
+            await self._close_connections(to_close)
+        finally:
+            self._connector.close()
 
     async def __aenter__(self) -> AsyncConnectionPool:
         """Start the reaper (idle connections are closed at their deadline

@@ -40,6 +40,7 @@ from .._socket_connection import FastConnection
 from .._socket_open import SocketIO
 from .._h2support import alpn_protocols, require_h2
 from .._proxy import ProxyConfig
+from .._shared_caches import hold, release
 from .._synchronization import fast_wire_available, default_sync_backend
 from .._tls import TLSConnectionInfo, TLSSessionCache
 from .._trace_log import logging_trace
@@ -105,6 +106,10 @@ class Connector(ConnectorTLS):
             if ssl_context is not None:
                 ssl_context.set_alpn_protocols(alpn_protocols(http1, http2))
 
+    def close(self) -> None:
+        """The pool is closed: the shared caches may be emptied."""
+        release(self)
+
     def uses_fast_wire(self) -> bool:
         """Whether new connections are hintpool's own (see the module doc)."""
         return self._fast_allowed and fast_wire_available()
@@ -132,6 +137,7 @@ class Connector(ConnectorTLS):
         With a proxy: ``tunnel`` opens a tunnel to ``origin`` through it;
         otherwise ``origin`` is the proxy's (forwarded requests).
         """
+        hold(self)  # until the pool is closed: see _shared_caches
         if tunnel:
             proxy = self.proxy
             assert proxy is not None

@@ -355,9 +355,12 @@ class ConnectionPool(Resend):
         with self._lock:
             self._state.prewarm_enabled = False
             self._state.close_all(to_close)
-        # Cancels the pre-warms still connecting: they free their slots.
-        self._reaper.stop()
-        self._close_connections(to_close)
+        try:
+            # Cancels the pre-warms still connecting: they free their slots.
+            self._reaper.stop()
+            self._close_connections(to_close)
+        finally:
+            self._connector.close()
 
     def __enter__(self) -> ConnectionPool:
         """Start the reaper (idle connections are closed at their deadline
