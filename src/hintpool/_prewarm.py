@@ -75,10 +75,13 @@ def _timeout(state: PoolState, origin: OriginState) -> float:
     pool's ``keepalive_expiry`` (capped by ``max_timeout``)."""
     hint = origin.last_hint
     timeout = hint.timeout if hint is not None else None
+    expiry = state.policy.keepalive_expiry
     if timeout is None:
         timeout = origin.learned_timeout
+        if timeout is not None and origin.learned_upper and expiry is not None:
+            timeout = min(timeout, expiry)  # an upper bound: see idle_window
     if timeout is None:
-        timeout = state.policy.keepalive_expiry
+        timeout = expiry
     if timeout is None:
         timeout = math.inf
     return min(timeout, state.policy.max_timeout)
@@ -122,7 +125,10 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
     ):
         return
     window = state.policy.idle_window(
-        origin.last_hint, origin.learned_timeout, origin.learned_hinted
+        origin.last_hint,
+        origin.learned_timeout,
+        origin.learned_hinted,
+        origin.learned_upper,
     )
     if window <= 0 or not busy(state, origin, now) or _has_spare(origin, now, window):
         return
@@ -166,7 +172,10 @@ def opened(
     state.count_opened(conn)
     state.count(origin, "prewarmed")
     window = state.policy.idle_window(
-        origin.last_hint, origin.learned_timeout, origin.learned_hinted
+        origin.last_hint,
+        origin.learned_timeout,
+        origin.learned_hinted,
+        origin.learned_upper,
     )
     conn.lifetime.warmed(now, window)
     takers = origin.prewarm_takers
