@@ -19,7 +19,7 @@ import pytest
 from hintpool._hints import KeepAlive
 from hintpool._multiplex import first_stream, stream_done, stream_lost
 from hintpool._origin import RELEARN_AFTER, SEEN_OPEN_SLACK
-from hintpool._policy import WATCH_INTERVAL, LifetimePolicy
+from hintpool._policy import WATCH_INTERVAL, LifetimePolicy, State
 from hintpool._state import OriginState, PooledConnection
 from hintpool._stats import origin_statistics
 
@@ -122,6 +122,39 @@ def test_the_watch_replaces_an_upper_bound_with_a_safe_estimate() -> None:
     assert origin.learned_timeout == pytest.approx(2.95)
     assert not origin.learned_upper
     assert _idle(pool, now=200.0) not in pool.state.watched
+
+
+def test_a_watched_connection_open_at_its_deadline_settles_an_upper_bound() -> None:
+    """The server's timeout is 4.5 s; a checkout found a connection closed
+    at 4.8 s. The window (3.8 s) ends before the server's close, so the
+    reaper never sees one: a watched connection still open at its deadline
+    shows the window is safe, and the watching stops."""
+    pool = Pool()
+    conn = _idle(pool)
+    pool.hung_up.add(conn.connection)
+    pool.checkout(A, now=4.8)
+    watched = _idle(pool, now=100.0)
+    assert watched.lifetime.idle_deadline == pytest.approx(103.8)
+    _watch(pool, 100.0 + WATCH_INTERVAL, 103.75)
+    to_close: list[PooledConnection] = []
+    pool.state.evict_expired(103.8, to_close)
+    assert to_close == [watched]
+    origin = _origin(pool)
+    assert origin.learned_timeout == pytest.approx(4.75)
+    assert not origin.learned_upper
+    assert _idle(pool, now=200.0) not in pool.state.watched
+
+
+def test_a_deadline_long_after_the_last_look_settles_nothing() -> None:
+    pool = Pool()
+    conn = _idle(pool)
+    pool.hung_up.add(conn.connection)
+    pool.checkout(A, now=4.8)
+    watched = _idle(pool, now=100.0)
+    pool.state.watch_idle(101.0, [])  # then the reaper stalled
+    pool.state.evict_expired(103.8, [])
+    assert watched.lifetime.state is State.EXPIRED
+    assert _origin(pool).learned_upper
 
 
 def test_an_upper_bound_does_not_replace_a_safe_estimate() -> None:

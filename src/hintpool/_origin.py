@@ -12,7 +12,7 @@ import math
 from typing import Any, Final, Protocol
 
 from ._hints import KeepAlive
-from ._policy import Lifetime
+from ._policy import Lifetime, LifetimePolicy
 from ._stats import Counters, OriginKey, origin_label
 
 __all__ = [
@@ -192,6 +192,12 @@ class OriginState(Counters):
             self.learned_hinted = hinted
             self.learned_upper = upper
 
+    def idle_window(self, policy: LifetimePolicy, hint: KeepAlive | None) -> float:
+        """``policy``'s idle window for a connection of this origin."""
+        return policy.idle_window(
+            hint, self.learned_timeout, self.learned_hinted, self.learned_upper
+        )
+
     def _young_close(self, now: float, serial: int) -> bool:
         """Whether a hint-less close younger than the margin is confirmed.
 
@@ -288,6 +294,26 @@ class PooledConnection:
         else:
             age, upper = now - lifetime.idle_since, True
         self.origin.learn_idle_close(age, now, floor, self.serial, upper)
+
+    def reached_deadline(self, now: float, margin: float) -> None:
+        """This watched connection expires, seen open by the poll before.
+
+        The server's timeout is then longer than the age at that poll. A
+        provisional estimate settles on that age plus the margin: its window
+        ends there, before any close, and the watching stops. Otherwise a
+        provisional estimate whose window ends before the server's close
+        would never see one, and the reaper would poll for ten minutes.
+        """
+        origin = self.origin
+        learned = origin.learned_timeout
+        seen = self.lifetime.open_seen
+        if learned is None or not origin.learned_upper:
+            return
+        if now - seen <= SEEN_OPEN_SLACK:
+            age = seen - self.lifetime.idle_since
+            origin.learned_timeout = min(learned, age + margin)
+            origin.learned_upper = False
+            origin.learned_at = now
 
     def __repr__(self) -> str:
         return (

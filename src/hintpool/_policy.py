@@ -22,7 +22,8 @@ absence) sets two numbers for the connection:
 * ``idle_window`` -- how long it may sit idle before the pool must stop
   using it: ``min(timeout, max_timeout) - margin`` for a hinted server
   (never below 0: a window of 0 means "do not reuse after idle"), the
-  origin's learned timeout minus the margin when one is known, else the
+  origin's learned timeout minus the margin when one is known (no more
+  than ``keepalive_expiry`` while it is only an upper bound), else the
   pool's ``keepalive_expiry`` (None: no deadline).
 * ``requests_left`` -- ``max`` as the server last said it (Apache counts it
   down with every response: ``max=0`` marks the last one), capped at

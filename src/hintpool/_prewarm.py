@@ -124,12 +124,7 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
         or origin.open >= state.max_per_origin
     ):
         return
-    window = state.policy.idle_window(
-        origin.last_hint,
-        origin.learned_timeout,
-        origin.learned_hinted,
-        origin.learned_upper,
-    )
+    window = origin.idle_window(state.policy, origin.last_hint)
     if window <= 0 or not busy(state, origin, now) or _has_spare(origin, now, window):
         return
     state._reserve(origin)  # also takes the origin off the vacant list
@@ -171,12 +166,7 @@ def opened(
     conn.prewarmed = True
     state.count_opened(conn)
     state.count(origin, "prewarmed")
-    window = state.policy.idle_window(
-        origin.last_hint,
-        origin.learned_timeout,
-        origin.learned_hinted,
-        origin.learned_upper,
-    )
+    window = origin.idle_window(state.policy, origin.last_hint)
     conn.lifetime.warmed(now, window)
     takers = origin.prewarm_takers
     if takers:

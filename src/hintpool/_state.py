@@ -258,12 +258,7 @@ class PoolState(OriginLedger, IdleConnections):
             # announced the end, closed otherwise.
             lifetime.response_aborted()
         else:
-            window = self.policy.idle_window(
-                lifetime.last_hint,
-                origin.learned_timeout,
-                origin.learned_hinted,
-                origin.learned_upper,
-            )
+            window = origin.idle_window(self.policy, lifetime.last_hint)
             if lifetime.response_done(now, window):
                 self._make_idle(conn, to_close)
                 return
@@ -315,6 +310,8 @@ class PoolState(OriginLedger, IdleConnections):
             _, seq, conn = heapq.heappop(heap)
             if conn.heap_seq != seq:
                 continue
+            if conn.origin.watched is conn:
+                conn.reached_deadline(now, self.policy.margin)
             self.take_idle(conn)
             conn.lifetime.expire()
             self.count(conn.origin, "expired")
