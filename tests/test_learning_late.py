@@ -215,6 +215,22 @@ def test_a_young_close_seen_late_is_confirmed_by_a_later_connection() -> None:
     assert _origin(pool).learned_timeout == pytest.approx(0.3)
 
 
+def test_a_starved_reaper_does_not_make_a_timeout_look_young() -> None:
+    """Seen open at 0.4 s, then no pass until 1.1 s, when it is closed: the
+    server's timeout may be 1 s, and two such closes in a row must not
+    confirm a "young" timeout that would stop reuse. Either side of the
+    margin: only an upper bound is learned."""
+    pool = Pool()
+    for start in (0.0, 10.0):
+        conn = _idle(pool, now=start)
+        pool.state.watch_idle(start + 0.4, [])
+        pool.hung_up.add(conn.connection)
+        pool.state.watch_idle(start + 1.1, [])
+    origin = _origin(pool)
+    assert origin.learned_timeout == pytest.approx(1.1)
+    assert origin.learned_upper
+
+
 def test_a_reload_seen_late_still_teaches_nothing() -> None:
     pool = Pool()
     conns = [pool.open(A) for _ in range(3)]

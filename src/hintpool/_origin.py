@@ -285,15 +285,19 @@ class PooledConnection:
         timeout. When that is more than ``SEEN_OPEN_SLACK`` ago (nothing
         looked for a while), it would understate the timeout by too much,
         and ``now``'s age, which may overstate it by as much, is learned as
-        an upper bound only (``OriginState.learned_upper``).
+        an upper bound only (``OriginState.learned_upper``). So is it when
+        the two ages lie either side of ``floor``: whether the close was a
+        young one (a reload, see ``OriginState.learn_idle_close``) is then
+        unknown, and a starved reaper must not make a timeout look young.
         """
         lifetime = self.lifetime
         seen = lifetime.open_seen
-        if now - seen <= SEEN_OPEN_SLACK:
-            age, upper = seen - lifetime.idle_since, False
+        noticed = now - lifetime.idle_since
+        open_age = seen - lifetime.idle_since
+        if now - seen <= SEEN_OPEN_SLACK and (open_age >= floor or noticed < floor):
+            self.origin.learn_idle_close(open_age, now, floor, self.serial)
         else:
-            age, upper = now - lifetime.idle_since, True
-        self.origin.learn_idle_close(age, now, floor, self.serial, upper)
+            self.origin.learn_idle_close(noticed, now, floor, self.serial, upper=True)
 
     def reached_deadline(self, now: float, margin: float) -> None:
         """This watched connection expires, seen open by the poll before.
