@@ -81,7 +81,9 @@ def _one_run(url: str, closes: Any, margin: float) -> tuple[float | None, bool]:
         learned = origin.learned_timeout
         if learned is None:
             return None, False
-        return learned - (closed_at - idle_since), origin.learned_upper
+        # getattr: runs against versions that learned the noticed age too.
+        upper = getattr(origin, "learned_upper", False)
+        return learned - (closed_at - idle_since), upper
 
 
 def main() -> int:
