@@ -68,10 +68,16 @@ def _spin() -> None:
         pass
 
 
-def _one_run(url: str, closes: Any, margin: float) -> tuple[float | None, bool]:
+def _one_run(url: str, closes: Any, margin: float) -> tuple[float | None, bool] | None:
     transport = hintpool.HTTPTransport(keepalive_margin=margin)
     with httpx.Client(transport=transport) as client:
-        client.get(url + "/")
+        try:
+            client.get(url + "/")
+        except httpx.TransportError:
+            # Starved past the server's timeout between connecting and
+            # sending: the server closed the new connection. Not a run.
+            closes.get(timeout=30)
+            return None
         [origin] = transport._pool._state.origins.values()
         idle_since = origin.idle[0].lifetime.idle_since
         closed_at = closes.get(timeout=30)
@@ -104,9 +110,13 @@ def main() -> int:
         if args.starve is not None:
             sys.setswitchinterval(args.starve)
             threading.Thread(target=_spin, daemon=True).start()
-        safe, provisional, unlearned = [], [], 0
+        safe, provisional, unlearned, failed = [], [], 0, 0
         for _ in range(args.runs):
-            error, upper = _one_run(url, closes, args.margin)
+            result = _one_run(url, closes, args.margin)
+            if result is None:
+                failed += 1
+                continue
+            error, upper = result
             if error is None:
                 unlearned += 1
             else:
@@ -118,6 +128,7 @@ def main() -> int:
     print(f"learned - idle age at the close (ms): {sorted(safe)}")
     print(f"provisional (upper bounds): {sorted(provisional)}")
     print(f"not learned (the close looked young): {unlearned}")
+    print(f"first request failed (client starved past the timeout): {failed}")
     return 0
 
 
