@@ -133,9 +133,7 @@ def stream_lost(
     if not getattr(connection, "close_counted", True):
         connection.close_counted = True
         state.count(conn.origin, "closed_by_server")
-        conn.origin.learn_idle_close(
-            now - conn.lifetime.idle_since, now, state.policy.margin
-        )
+        conn.learn_close(now, state.policy.margin)
     stream_done(state, conn, now, to_close)
 
 

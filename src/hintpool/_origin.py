@@ -12,13 +12,14 @@ import math
 from typing import Any, Final, Protocol
 
 from ._hints import KeepAlive
-from ._policy import Lifetime
+from ._policy import Lifetime, LifetimePolicy
 from ._stats import Counters, OriginKey, origin_label
 
 __all__ = [
     "MAX_WATCHED",
     "RELEARN_AFTER",
     "RESERVED",
+    "SEEN_OPEN_SLACK",
     "WAIT",
     "OriginState",
     "PooledConnection",
@@ -46,6 +47,14 @@ WAIT: Final = Sentinel("WAIT")
 RELEARN_AFTER: Final = 600.0
 #: Idle connections watched for a server hang-up at once, all origins.
 MAX_WATCHED: Final = 256
+#: A close noticed at most this long after the connection was last seen
+#: open teaches its age then; one noticed later, only a provisional upper
+#: bound (``PooledConnection.learn_close``). The reaper looks every 50 ms,
+#: so the age then is that close to the truth, and a pass late by a few
+#: hundred ms (a loaded machine) still teaches an age on the safe side by
+#: less than the default margin. A longer gap (a blocked event loop, a
+#: request long after the previous one) would understate it too much.
+SEEN_OPEN_SLACK: Final = 1.0
 
 
 class WaiterLike(Protocol):
@@ -70,6 +79,7 @@ class OriginState(Counters):
         "learned_at",
         "learned_hinted",
         "learned_timeout",
+        "learned_upper",
         "max_streams",
         "open",
         "opening",
@@ -95,6 +105,11 @@ class OriginState(Counters):
         #: Learned from a close that came before a hint's timeout: then it
         #: caps the hint. One learned without a hint yields to a hint.
         self.learned_hinted = False
+        #: Learned from a close noticed long after the connection was last
+        #: seen open: only an upper bound of the timeout. It may shorten the
+        #: pool's default window, never lengthen it, and the reaper keeps
+        #: watching for a close that teaches the timeout itself.
+        self.learned_upper = False
         #: A hint-less close younger than the margin, not learned yet: when,
         #: and how many connections had been opened then (``_young_close``).
         self.young_close_at = -math.inf
@@ -125,7 +140,12 @@ class OriginState(Counters):
         self.concurrent_at = -math.inf
 
     def learn_idle_close(
-        self, age: float, now: float, floor: float = 0.0, serial: int = 0
+        self,
+        age: float,
+        now: float,
+        floor: float = 0.0,
+        serial: int = 0,
+        upper: bool = False,
     ) -> None:
         """The server closed one of our idle connections ``age`` s after use.
 
@@ -141,7 +161,9 @@ class OriginState(Counters):
         (``serial``: the connection's number among the origin's, see
         ``_young_close``). The estimate is the smallest age seen; it is
         forgotten after ``RELEARN_AFTER`` seconds so a one-off early close
-        (a restart) does not stop reuse for good.
+        (a restart) does not stop reuse for good. An ``upper`` age (the
+        close was noticed late, see ``PooledConnection.learn_close``) is
+        replaced by the next one that is not, smaller or not.
         """
         hint = self.last_hint
         timeout = None if hint is None else hint.timeout
@@ -163,10 +185,18 @@ class OriginState(Counters):
             or age < learned
             or stale
             or (hinted and not self.learned_hinted)
+            or (self.learned_upper and not upper)
         ):
             self.learned_timeout = age
             self.learned_at = now
             self.learned_hinted = hinted
+            self.learned_upper = upper
+
+    def idle_window(self, policy: LifetimePolicy, hint: KeepAlive | None) -> float:
+        """``policy``'s idle window for a connection of this origin."""
+        return policy.idle_window(
+            hint, self.learned_timeout, self.learned_hinted, self.learned_upper
+        )
 
     def _young_close(self, now: float, serial: int) -> bool:
         """Whether a hint-less close younger than the margin is confirmed.
@@ -197,8 +227,9 @@ class OriginState(Counters):
             return True
         if now - self.learned_at > RELEARN_AFTER:
             self.learned_timeout = None
+            self.learned_upper = False
             return True
-        return False
+        return self.learned_upper
 
 
 class PooledConnection:
@@ -244,6 +275,49 @@ class PooledConnection:
         #: Its number among its origin's connections (``connections_opened``
         #: once it opened): which of two came first.
         self.serial = 0
+
+    def learn_close(self, now: float, floor: float) -> None:
+        """The server closed this connection while idle; noticed ``now``.
+
+        It closed after it was last seen open (``Lifetime.open_seen``: when
+        it turned idle, or a later poll of its socket) and before ``now``.
+        The age then is a safe estimate: never longer than the server's
+        timeout. When that is more than ``SEEN_OPEN_SLACK`` ago (nothing
+        looked for a while), it would understate the timeout by too much,
+        and ``now``'s age, which may overstate it by as much, is learned as
+        an upper bound only (``OriginState.learned_upper``). So is it when
+        the two ages lie either side of ``floor``: whether the close was a
+        young one (a reload, see ``OriginState.learn_idle_close``) is then
+        unknown, and a starved reaper must not make a timeout look young.
+        """
+        lifetime = self.lifetime
+        seen = lifetime.open_seen
+        noticed = now - lifetime.idle_since
+        open_age = seen - lifetime.idle_since
+        if now - seen <= SEEN_OPEN_SLACK and (open_age >= floor or noticed < floor):
+            self.origin.learn_idle_close(open_age, now, floor, self.serial)
+        else:
+            self.origin.learn_idle_close(noticed, now, floor, self.serial, upper=True)
+
+    def reached_deadline(self, now: float, margin: float) -> None:
+        """This watched connection expires, seen open by the poll before.
+
+        The server's timeout is then longer than the age at that poll. A
+        provisional estimate settles on that age plus the margin: its window
+        ends there, before any close, and the watching stops. Otherwise a
+        provisional estimate whose window ends before the server's close
+        would never see one, and the reaper would poll for ten minutes.
+        """
+        origin = self.origin
+        learned = origin.learned_timeout
+        seen = self.lifetime.open_seen
+        if learned is None or not origin.learned_upper:
+            return
+        if now - seen <= SEEN_OPEN_SLACK:
+            age = seen - self.lifetime.idle_since
+            origin.learned_timeout = min(learned, age + margin)
+            origin.learned_upper = False
+            origin.learned_at = now
 
     def __repr__(self) -> str:
         return (

@@ -22,7 +22,8 @@ absence) sets two numbers for the connection:
 * ``idle_window`` -- how long it may sit idle before the pool must stop
   using it: ``min(timeout, max_timeout) - margin`` for a hinted server
   (never below 0: a window of 0 means "do not reuse after idle"), the
-  origin's learned timeout minus the margin when one is known, else the
+  origin's learned timeout minus the margin when one is known (no more
+  than ``keepalive_expiry`` while it is only an upper bound), else the
   pool's ``keepalive_expiry`` (None: no deadline).
 * ``requests_left`` -- ``max`` as the server last said it (Apache counts it
   down with every response: ``max=0`` marks the last one), capped at
@@ -155,6 +156,7 @@ class LifetimePolicy:
         hint: KeepAlive | None,
         learned_timeout: float | None = None,
         learned_hinted: bool = False,
+        learned_upper: bool = False,
     ) -> float:
         """Seconds a connection may stay idle after a response (inf: no limit).
 
@@ -162,13 +164,18 @@ class LifetimePolicy:
         learned timeout counts only if it is shorter and was learned while
         the hint was in force (``learned_hinted``): connections were seen
         closed before the announced time (``OriginState.learn_idle_close``).
-        One learned before the server sent hints yields to them.
+        One learned before the server sent hints yields to them. One that
+        is only an upper bound (``learned_upper``) shortens the window
+        ``keepalive_expiry`` gives, never lengthens it.
         """
         # The slot, not the property: every request asks.
         timeout = hint._timeout if hint is not None else None
         if learned_timeout is not None and (
             timeout is None or (learned_hinted and learned_timeout < timeout)
         ):
+            if timeout is None and learned_upper and self.keepalive_expiry is not None:
+                window = min(learned_timeout, self.max_timeout) - self.margin
+                return max(0.0, min(window, self.keepalive_expiry))
             timeout = learned_timeout
         if timeout is not None:
             return max(0.0, min(timeout, self.max_timeout) - self.margin)
@@ -185,6 +192,7 @@ class Lifetime:
         "idle_deadline",
         "idle_since",
         "last_hint",
+        "open_seen",
         "requests_left",
         "requests_served",
         "state",
@@ -195,6 +203,9 @@ class Lifetime:
         self.state = _NEW
         self.idle_deadline = math.inf
         self.idle_since = 0.0
+        #: When it was last seen open while idle (from ``idle_since`` on):
+        #: a server close came after it (``PooledConnection.learn_close``).
+        self.open_seen = 0.0
         #: When the last byte of the current response was read (0: not yet).
         self.body_end = 0.0
         self.requests_left: int | None = None
@@ -250,7 +261,7 @@ class Lifetime:
             self._go(_TO_IDLE)
         if 0.0 < self.body_end < now:
             now = self.body_end  # the server's idle timer started then
-        self.idle_since = now
+        self.idle_since = self.open_seen = now
         self.idle_deadline = now + idle_window
         return True
 
@@ -258,7 +269,7 @@ class Lifetime:
         """Opened ahead of need (pre-warmed): idle from ``now``, when the
         server's idle timer starts too."""
         self._go(Event.WARM)
-        self.idle_since = now
+        self.idle_since = self.open_seen = now
         self.idle_deadline = now + idle_window
 
     def response_aborted(self) -> None:

@@ -75,10 +75,13 @@ def _timeout(state: PoolState, origin: OriginState) -> float:
     pool's ``keepalive_expiry`` (capped by ``max_timeout``)."""
     hint = origin.last_hint
     timeout = hint.timeout if hint is not None else None
+    expiry = state.policy.keepalive_expiry
     if timeout is None:
         timeout = origin.learned_timeout
+        if timeout is not None and origin.learned_upper and expiry is not None:
+            timeout = min(timeout, expiry)  # an upper bound: see idle_window
     if timeout is None:
-        timeout = state.policy.keepalive_expiry
+        timeout = expiry
     if timeout is None:
         timeout = math.inf
     return min(timeout, state.policy.max_timeout)
@@ -121,9 +124,7 @@ def consider(state: PoolState, origin: OriginState, now: float) -> None:
         or origin.open >= state.max_per_origin
     ):
         return
-    window = state.policy.idle_window(
-        origin.last_hint, origin.learned_timeout, origin.learned_hinted
-    )
+    window = origin.idle_window(state.policy, origin.last_hint)
     if window <= 0 or not busy(state, origin, now) or _has_spare(origin, now, window):
         return
     state._reserve(origin)  # also takes the origin off the vacant list
@@ -170,9 +171,7 @@ def opened(
     conn.prewarmed = True
     state.count_opened(conn)
     state.count(origin, "prewarmed")
-    window = state.policy.idle_window(
-        origin.last_hint, origin.learned_timeout, origin.learned_hinted
-    )
+    window = origin.idle_window(state.policy, origin.last_hint)
     conn.lifetime.warmed(now, window)
     takers = origin.prewarm_takers
     if takers:

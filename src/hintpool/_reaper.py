@@ -15,8 +15,9 @@ next release would move the timer on every request.
 While an idle connection belongs to an origin that sends no ``Keep-Alive``
 hint and whose idle timeout is not learned yet, the reaper also wakes every
 ``WATCH_INTERVAL`` seconds and polls those sockets (one ``poll()`` call for
-all of them): a server hang-up is then seen within that interval, and its
-idle age teaches the pool that origin's timeout.
+all of them): a server hang-up is then seen within that interval, and the
+idle age at the poll before, which found the connection still open, teaches
+the pool that origin's timeout (``PooledConnection.learn_close``).
 
 * Async (:class:`AsyncReaper`): a task in a task group entered by the
   pool's ``async with``, shared by the pools entered in the same task (so

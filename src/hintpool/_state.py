@@ -183,10 +183,9 @@ class PoolState(OriginLedger, IdleConnections):
         if self.server_closed(conn):
             lifetime.close()
             self.count(conn.origin, "closed_by_server")
-            conn.origin.learn_idle_close(
-                now - lifetime.idle_since, now, self.policy.margin, conn.serial
-            )
+            conn.learn_close(now, self.policy.margin)
             return False
+        lifetime.open_seen = now
         return True
 
     def _start_reused(self, conn: PooledConnection) -> None:
@@ -259,9 +258,7 @@ class PoolState(OriginLedger, IdleConnections):
             # announced the end, closed otherwise.
             lifetime.response_aborted()
         else:
-            window = self.policy.idle_window(
-                lifetime.last_hint, origin.learned_timeout, origin.learned_hinted
-            )
+            window = origin.idle_window(self.policy, lifetime.last_hint)
             if lifetime.response_done(now, window):
                 self._make_idle(conn, to_close)
                 return
@@ -313,6 +310,8 @@ class PoolState(OriginLedger, IdleConnections):
             _, seq, conn = heapq.heappop(heap)
             if conn.heap_seq != seq:
                 continue
+            if conn.origin.watched is conn:
+                conn.reached_deadline(now, self.policy.margin)
             self.take_idle(conn)
             conn.lifetime.expire()
             self.count(conn.origin, "expired")
@@ -321,6 +320,15 @@ class PoolState(OriginLedger, IdleConnections):
             to_close.append(conn)
             if not conn.origin.open:  # its last one (a spare's expiry is not)
                 _prewarm.consider(self, conn.origin, now)
+
+    def watch_idle(self, now: float, to_close: list[PooledConnection]) -> None:
+        """The reaper's poll of the watched idle connections: each is seen
+        open ``now``, or closed by the server (then learned from, dropped)."""
+        for conn in list(self.watched):
+            if self.server_closed(conn):
+                self.idle_closed_by_server(conn, now, to_close)
+            else:
+                conn.lifetime.open_seen = now
 
     def idle_closed_by_server(
         self, conn: PooledConnection, now: float, to_close: list[PooledConnection]
@@ -331,9 +339,7 @@ class PoolState(OriginLedger, IdleConnections):
         self.take_idle(conn)
         conn.lifetime.close()
         self.count(conn.origin, "closed_by_server")
-        conn.origin.learn_idle_close(
-            now - conn.lifetime.idle_since, now, self.policy.margin, conn.serial
-        )
+        conn.learn_close(now, self.policy.margin)
         self._drop(conn, to_close)
 
     def recycle(
@@ -352,9 +358,7 @@ class PoolState(OriginLedger, IdleConnections):
         """A reused connection failed before any response byte: the server
         had closed it. Counted and learned from, then dropped."""
         self.count(conn.origin, "closed_by_server")
-        conn.origin.learn_idle_close(
-            now - conn.lifetime.idle_since, now, self.policy.margin, conn.serial
-        )
+        conn.learn_close(now, self.policy.margin)
         self.discard(conn, to_close)
 
     def discard(self, conn: PooledConnection, to_close: list[PooledConnection]) -> None:

@@ -216,6 +216,11 @@ class OriginStatistics:
     prewarm_used: int = 0
     prewarm_wasted: int = 0
     prewarm_failed: int = 0
+    #: ``learned_timeout`` is only an upper bound, from a close noticed long
+    #: after the connection was last seen open: it shortens
+    #: ``keepalive_expiry``, never lengthens it, and the pool goes on
+    #: watching for a close that teaches the timeout itself.
+    learned_provisional: bool = False
 
 
 def origin_statistics(state: OriginState) -> OriginStatistics:
@@ -225,6 +230,7 @@ def origin_statistics(state: OriginState) -> OriginStatistics:
         concurrent_streams_peak=state.streams_peak,
         last_hint=state.last_hint,
         learned_timeout=state.learned_timeout,
+        learned_provisional=state.learned_upper,
         open=state.open,
         idle=idle,
         active=state.open - idle,

@@ -47,9 +47,7 @@ class AsyncBackground:
             now = self._clock()
             self._state.evict_expired(now, to_close)
             self._state.forget_vacant(now)
-            hung_up = [c for c in self._state.watched if self._state.server_closed(c)]
-            for conn in hung_up:
-                self._state.idle_closed_by_server(conn, now, to_close)
+            self._state.watch_idle(now, to_close)
             frames = [c for c in self._state.watched if _frames_waiting(c)]
         self._start_prewarms()
         await self._close_connections(to_close)
