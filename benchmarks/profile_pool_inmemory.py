@@ -84,7 +84,9 @@ async def _round(args: argparse.Namespace, profiler: cProfile.Profile | None) ->
     urls = [f"http://127.0.{i // 250}.{1 + i % 250}:8000/" for i in range(args.origins)]
     limit = args.origins + args.concurrency
     pool = hintpool.AsyncConnectionPool(
-        max_connections=limit, max_keepalive_connections=limit
+        max_connections=limit,
+        max_keepalive_connections=limit,
+        prewarm=not args.no_prewarm,
     )
 
     async def drive(total: int) -> None:
@@ -120,6 +122,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument(
         "--no-hint", action="store_true", help="responses without Keep-Alive"
+    )
+    parser.add_argument(
+        "--no-prewarm", action="store_true", help="the pool with prewarm=False"
     )
     parser.add_argument(
         "--header",

@@ -145,6 +145,8 @@ def checked_out(state: PoolState, origin: OriginState, now: float) -> None:
     in_use = origin.open - len(origin.idle) - origin.prewarming
     if in_use > 1:
         origin.concurrent_at = now
+    elif origin.concurrent_at == -math.inf:
+        return  # requests never overlapped: per request, the cheap answer
     elif now - origin.concurrent_at > CONCURRENT_MEMORY * _timeout(state, origin):
         return
     if state.open_count >= state.max_idle:
