@@ -1,4 +1,4 @@
-"""The bench's aiohttp session leaves no socket for the garbage collector."""
+"""The bench's sessions leave no socket for the garbage collector."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import gc
 import inspect
 import ssl
+from typing import Any
 
 import pytest
 import trustme
@@ -63,3 +64,41 @@ def test_the_session_waits_for_the_tls_close_aiohttp_started() -> None:
 
     asyncio.run(scenario())
     gc.collect()  # a socket left open warns here, in this test
+
+
+def test_the_floor_closes_its_sockets_before_its_session_ends() -> None:
+    # close() on an asyncio socket transport closes the socket in a callback
+    # on the next loop turn; the floor's session yields one turn after
+    # closing its idle connections, so none is left for the loop's end.
+    pytest.importorskip("httptools")
+    from hintpool.cli._bench_floor import floor_session
+
+    from .test_cli_demo_bench import _canned_server
+
+    async def scenario() -> list[asyncio.BaseTransport]:
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.BaseTransport] = []
+        create_connection = loop.create_connection
+
+        async def recorded(*args: Any, **kwargs: Any) -> Any:
+            transport, protocol = await create_connection(*args, **kwargs)
+            transports.append(transport)
+            return transport, protocol
+
+        loop.create_connection = recorded  # type: ignore[method-assign]
+        async with _canned_server() as (url, _):
+            async with floor_session(4, False) as get:
+                await get(url + "/")
+                await get(url + "/")  # the same connection, idle at the end
+            assert [_fileno(t) for t in transports] == [-1]
+            async with floor_session(4, True) as get:
+                await get(url + "/")  # Connection: close
+            assert [_fileno(t) for t in transports] == [-1, -1]
+        return transports
+
+    assert len(asyncio.run(scenario())) == 2
+
+
+def _fileno(transport: asyncio.BaseTransport) -> int:
+    sock = transport.get_extra_info("socket")
+    return -1 if sock is None else int(sock.fileno())
