@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import inspect
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,14 @@ RESULT_KEYS = {
     "latency_ms",
     "server",
 }
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect what each test left: a transport a bench run did not close
+    then warns (and fails) in the test that ran it, not in a later one."""
+    yield
+    gc.collect()
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:

@@ -281,3 +281,41 @@ async def test_a_spare_is_kept_only_while_the_overlap_is_recent() -> None:
         assert (stats.prewarmed, stats.prewarm_used) == (3, 0)
         assert (stats.expired, stats.idle) == (4, 1)
     assert pool.statistics().prewarm_wasted == 3
+
+
+@pytest.mark.anyio
+async def test_a_prewarm_that_connects_as_the_pool_closes_is_closed(
+    server_factory: ServerFactory,
+) -> None:
+    # The pre-warm's connect completes in the same loop turn as close():
+    # anyio does not cancel a task whose wait is already over, so it went on
+    # to park its new connection idle in the pool close() had just emptied,
+    # and the transport was left to the garbage collector.
+    srv = server_factory(**SERVER)
+    pool = AsyncConnectionPool(prewarm=True)
+    opened: list[Any] = []
+    async with pool:
+        closing = anyio.Event()
+        connect = pool._connector.connect
+
+        async def connect_as_the_pool_closes(*args: Any) -> Any:
+            if not pool.statistics().connections_opened:
+                return await connect(*args)
+            with anyio.CancelScope(shield=True):  # no cancellation reaches it
+                await closing.wait()
+                opened.append(await connect(*args))
+            return opened[-1]
+
+        pool._connector.connect = connect_as_the_pool_closes  # type: ignore[method-assign]
+        await pool.request("GET", srv.url + "/")
+        await pool.request("GET", srv.url + "/")  # max=1: the pre-warm starts
+        closing.set()  # runs once close() waits for the pre-warm's task
+    ((connection, _, _),) = opened
+    try:
+        assert connection.is_closed()
+    finally:
+        await connection.aclose()
+    stats = pool.statistics()
+    assert (stats.open, stats.idle, stats.prewarmed) == (0, 0, 0)
+    assert stats.prewarm_failed == 0  # cancelled, not failed
+    assert not any(o.prewarming for o in pool._state.origins.values())

@@ -92,16 +92,19 @@ class Background:
             if not due:
                 return
             self._state.prewarm_due = []
+            generation = self._state.generation
         for origin in due:
-            if not self._reaper.spawn(self._prewarm_connection, origin):
+            if not self._reaper.spawn(self._prewarm_connection, origin, generation):
                 with self._lock:  # the pool is closing
                     _prewarm.failed(self._state, origin, cancelled=True)
 
-    def _prewarm_connection(self, origin: OriginState) -> None:
+    def _prewarm_connection(self, origin: OriginState, generation: int) -> None:
         """Open a connection to ``origin`` ahead of need, in the background.
 
         A failure is logged and counted, never raised: the requests to that
-        origin open their own connections as usual."""
+        origin open their own connections as usual. ``generation``: the
+        pool's when the pre-warm was asked for; a pool closed since then
+        gets no pre-warmed connection."""
         scheme, host, port = origin.key
         # Through a proxy, an origin's own key means a tunnel; the proxy's
         # key, the connections forwarded requests share.
@@ -122,12 +125,20 @@ class Background:
             raise
         conn = PooledConnection(origin, connection, sock, tls)
         to_close: list[PooledConnection] = []
-        if hasattr(connection, "goaway"):
+        http2 = hasattr(connection, "goaway")
+        with self._lock:
+            # Closed while connecting, yet not cancelled: a connect that
+            # finished in the loop turn close() ran in resumes normally
+            # (anyio does not cancel a task whose wait is over). Made idle,
+            # it would outlive the pool's close unclosed.
+            closed = self._state.generation != generation
+            if closed or http2:
+                _prewarm.failed(self._state, origin, cancelled=True)
+            if http2:
+                origin.http_version = "HTTP/2"
+        if closed or http2:
             # HTTP/2: the origin's one connection carries every request, so
             # a spare is of no use; closing it is what an unused one costs.
-            with self._lock:
-                _prewarm.failed(self._state, origin, cancelled=True)
-                origin.http_version = "HTTP/2"
             self._close_connections([conn])
             return
         with self._lock:

@@ -54,6 +54,7 @@ from .._local.origins import LocalOrigins, loopback_hosts
 from .._local.race import percentile
 from .._local.server import ConnectionRecord, ServerConfig
 from .._local.tls import local_tls
+from ._bench_aiohttp import aiohttp_session
 
 __all__ = ["RATE", "api_contenders", "run_api_client", "supports_prewarm"]
 
@@ -115,11 +116,7 @@ async def _httpx(ctx: ssl.SSLContext) -> AsyncIterator[tuple[Fetch, None]]:
 
 @asynccontextmanager
 async def _aiohttp(ctx: ssl.SSLContext) -> AsyncIterator[tuple[Fetch, None]]:
-    import aiohttp
-
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=ctx)
-    ) as session:
+    async with aiohttp_session({"ssl": ctx}) as session:
 
         async def fetch(url: str) -> None:
             async with session.get(url) as response:

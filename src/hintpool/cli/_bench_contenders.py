@@ -159,11 +159,11 @@ def _httpx_async(hint: bool) -> Callable[[int, bool], Any]:
 
 @asynccontextmanager
 async def _aiohttp(connections: int, close: bool) -> AsyncIterator[AsyncGet]:
-    import aiohttp
+    from ._bench_aiohttp import aiohttp_session
 
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0)
+    connector = {"limit": connections, "limit_per_host": 0}
     headers = {"Connection": "close"} if close else None
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp_session(connector) as session:
 
         async def get(url: str, method: str = "GET") -> None:
             async with session.request(

@@ -91,9 +91,11 @@ async def _httpx() -> AsyncIterator[Fetch]:
 async def _aiohttp() -> AsyncIterator[Fetch]:
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=PER_ORIGIN)
+    from ._bench_aiohttp import aiohttp_session
+
+    connector = {"limit": MAX_CONNECTIONS, "limit_per_host": PER_ORIGIN}
     timeout = aiohttp.ClientTimeout(total=TIMEOUT)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp_session(connector, timeout=timeout) as session:
 
         async def fetch(url: str) -> None:
             async with session.get(url) as response:

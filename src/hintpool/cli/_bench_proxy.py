@@ -104,11 +104,11 @@ def _httpx(proxy: str, tls: ClientTLS, hint: bool) -> Callable[[int, bool], Any]
 def _aiohttp(proxy: str, tls: ClientTLS) -> Callable[[int, bool], Any]:
     @asynccontextmanager
     async def session(connections: int, close: bool) -> AsyncIterator[AsyncGet]:
-        import aiohttp
+        from ._bench_aiohttp import aiohttp_session
 
         context = tls()
-        connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0)
-        async with aiohttp.ClientSession(connector=connector) as client:
+        connector = {"limit": connections, "limit_per_host": 0}
+        async with aiohttp_session(connector) as client:
 
             async def get(url: str, method: str = "GET") -> None:
                 async with client.request(
