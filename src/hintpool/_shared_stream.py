@@ -38,6 +38,8 @@ from typing import Any
 
 import httpcore
 
+from ._tls_stream import _reason
+
 __all__ = ["SharedSocketStream", "shared_stream"]
 
 _WANT_READ = (ssl.SSLWantReadError, BlockingIOError, InterruptedError)
@@ -142,7 +144,3 @@ def _wait(sock: socket.socket, writing: bool, deadline: float | None) -> bool:
     poller.register(sock, select.POLLOUT if writing else select.POLLIN)
     ms = None if remaining is None else max(1, int(remaining * 1000 + 0.999))
     return bool(poller.poll(ms)) or deadline is None
-
-
-def _reason(exc: ssl.SSLError) -> str:
-    return str(exc.reason or exc)

@@ -129,15 +129,15 @@ class AsyncBackground:
             # Closed while connecting, yet not cancelled: a connect that
             # finished in the loop turn close() ran in resumes normally
             # (anyio does not cancel a task whose wait is over). Made idle,
-            # it would outlive the pool's close unclosed.
-            closed = self._state.generation != generation
-            if closed or http2:
+            # it would outlive the pool's close unclosed. HTTP/2: the
+            # origin's one connection carries every request, so a spare is
+            # of no use; closing it is what an unused one costs.
+            unwanted = http2 or self._state.generation != generation
+            if unwanted:
                 _prewarm.failed(self._state, origin, cancelled=True)
             if http2:
                 origin.http_version = "HTTP/2"
-        if closed or http2:
-            # HTTP/2: the origin's one connection carries every request, so
-            # a spare is of no use; closing it is what an unused one costs.
+        if unwanted:
             await self._close_connections([conn])
             return
         with self._lock:
